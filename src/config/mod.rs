@@ -1,0 +1,239 @@
+//! The config folder: `predictor.toml`, the tenant table and the migration
+//! state, turned into validated, typed values.
+//!
+//! Owns: reading and validating every input file. [`raw`] holds the files as
+//! written (the only serde types); [`Config`] is what the rest of the program
+//! sees: every value checked, every default filled in, every reference (tier
+//! to pool) resolved to an index. Invariant: a `Config` that exists is valid;
+//! a file that fails any check yields [`ConfigError::Invalid`] listing every
+//! problem found with file, line and key, and nothing partial is returned.
+//!
+//! The tenant table and the migration state are parsed by [`tenants`] and
+//! [`migration`] into the structures [`crate::routing`] reads.
+
+mod error;
+pub mod migration;
+pub mod raw;
+pub mod tenants;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{HeaderName, StatusCode};
+
+pub(crate) use error::Collector;
+pub use error::{ConfigError, MAX_REPORTED, Problem, Problems};
+
+/// Name of the main file inside a config folder.
+pub const MAIN_FILE: &str = "predictor.toml";
+
+/// The validated content of `predictor.toml`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The config folder; relative paths in the file are resolved against it.
+    pub dir: PathBuf,
+    /// `predictor.toml` itself.
+    pub file: PathBuf,
+    pub tenants_file: PathBuf,
+    pub migration_file: PathBuf,
+    pub proxy: ProxySettings,
+    pub listeners: Vec<Listener>,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+    pub forward: Forward,
+    pub unknown_hosts: UnknownHosts,
+    pub maintenance: Maintenance,
+    pub legacy: Option<Legacy>,
+    pub tiers: Vec<Tier>,
+    pub pools: Vec<Pool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxySettings {
+    /// Pseudonym in `Via` headers.
+    pub name: String,
+    /// Worker threads; 0 means one per available CPU.
+    pub workers: usize,
+}
+
+/// What a listening address speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1, or HTTP/2 when the client opens with the HTTP/2 preface.
+    Auto,
+    Http1,
+    /// HTTP/2 with prior knowledge only.
+    H2c,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listener {
+    pub address: SocketAddr,
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Opening a connection to a webserver or the legacy balancer.
+    pub connect: Duration,
+    /// From the first byte of a request to the end of its head (slowloris).
+    pub request_header: Duration,
+    /// A kept-alive client connection with no request in progress.
+    pub client_idle: Duration,
+    /// From the request sent upstream to the response head received.
+    pub upstream_response: Duration,
+    /// A pooled upstream connection left unused.
+    pub upstream_idle: Duration,
+    /// How long a shutdown waits for requests in progress.
+    pub drain: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Open client connections, all listeners and workers together.
+    pub max_connections: usize,
+    /// Largest request head (request line and headers) accepted.
+    pub max_request_header_bytes: usize,
+    pub h2_max_concurrent_streams: u32,
+    /// Idle pooled connections kept per upstream server and worker.
+    pub upstream_idle_per_server: usize,
+    /// Servers tried, in ring order, when connecting fails.
+    pub upstream_attempts: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    /// Request header carrying the tenant id to webservers, if any.
+    pub tenant_header: Option<HeaderName>,
+}
+
+/// What happens to a host that is in no tenant's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownHosts {
+    /// Forward to the legacy balancer, which may still know it.
+    Legacy,
+    /// Answer locally with this status (421 or 404).
+    Reject(StatusCode),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Maintenance {
+    /// Sent as `Retry-After` (whole seconds).
+    pub retry_after: Duration,
+    /// HTML page served with the 503; a built-in page when absent.
+    pub page: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Legacy {
+    pub address: SocketAddr,
+}
+
+/// Index of a tier in [`Config::tiers`].
+pub type TierId = u8;
+/// Index of a pool in [`Config::pools`].
+pub type PoolId = u8;
+/// Index of a server in its pool's [`Pool::servers`].
+pub type ServerIdx = u16;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tier {
+    pub name: String,
+    pub pool: PoolId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    pub name: String,
+    pub servers: Vec<Server>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    /// Stable id: placement hashes it, never the position in the list.
+    pub id: String,
+    pub address: SocketAddr,
+    /// Relative share of the pool's sites (more ring points).
+    pub weight: u32,
+}
+
+/// `predictor.toml` read and parsed but not yet validated.
+#[derive(Debug)]
+pub struct RawDocument {
+    pub file: PathBuf,
+    pub text: String,
+    pub config: raw::RawConfig,
+}
+
+impl RawDocument {
+    /// Reads and parses `DIR/predictor.toml`.
+    pub fn read(dir: &Path) -> Result<Self, ConfigError> {
+        let file = dir.join(MAIN_FILE);
+        let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        Self::parse(file, text)
+    }
+
+    /// Parses the text of a `predictor.toml` found at `file`.
+    pub fn parse(file: PathBuf, text: String) -> Result<Self, ConfigError> {
+        match raw::parse(&file, &text) {
+            Ok(config) => Ok(RawDocument { file, text, config }),
+            Err(problem) => {
+                let mut p = Problems::default();
+                p.push(problem);
+                Err(ConfigError::Invalid(p))
+            }
+        }
+    }
+}
+
+impl TryFrom<RawDocument> for Config {
+    type Error = ConfigError;
+
+    fn try_from(doc: RawDocument) -> Result<Self, Self::Error> {
+        validate::config(doc)
+    }
+}
+
+impl Config {
+    /// Reads and validates `DIR/predictor.toml` (not the files it names).
+    pub fn load(dir: &Path) -> Result<Self, ConfigError> {
+        Config::try_from(RawDocument::read(dir)?)
+    }
+
+    pub fn tier_by_name(&self, name: &str) -> Option<TierId> {
+        self.tiers
+            .iter()
+            .position(|t| t.name == name)
+            .map(|i| i as TierId)
+    }
+
+    pub fn tier(&self, id: TierId) -> &Tier {
+        &self.tiers[usize::from(id)]
+    }
+
+    pub fn pool(&self, id: PoolId) -> &Pool {
+        &self.pools[usize::from(id)]
+    }
+
+    /// Total number of servers over all pools.
+    pub fn server_count(&self) -> usize {
+        self.pools.iter().map(|p| p.servers.len()).sum()
+    }
+}
+
+/// Names of tenants, tiers, pools, servers and filers: 1 to 64 of
+/// `A-Z a-z 0-9 _ . - :`, so they print and log without quoting.
+pub fn is_valid_name(s: &[u8]) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b':'))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,162 @@
+//! The files of the config folder exactly as written, before validation.
+//!
+//! This is the only module that derives `Deserialize`. Every struct rejects
+//! unknown keys, and values that need checking beyond their TOML type keep
+//! their byte span ([`Spanned`]) so that the validated [`Config`] can name the
+//! line of a bad value. Defaults are not filled in here but in validation, so
+//! that the example file and the code cannot drift apart silently.
+//!
+//! [`Config`]: super::Config
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+pub use toml::Spanned;
+
+/// `predictor.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Path of the tenant table (TSV), relative to the config folder.
+    pub tenants: Option<Spanned<String>>,
+    /// Path of the migration state file, relative to the config folder.
+    pub migration: Option<Spanned<String>>,
+    #[serde(default)]
+    pub proxy: RawProxy,
+    #[serde(default)]
+    pub listen: Vec<Spanned<RawListener>>,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub forward: RawForward,
+    #[serde(default)]
+    pub unknown_hosts: RawUnknownHosts,
+    #[serde(default)]
+    pub maintenance: RawMaintenance,
+    pub legacy: Option<Spanned<RawLegacy>>,
+    #[serde(default)]
+    pub tiers: BTreeMap<Spanned<String>, RawTier>,
+    #[serde(default)]
+    pub pools: BTreeMap<Spanned<String>, RawPool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProxy {
+    pub name: Option<Spanned<String>>,
+    pub workers: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub address: Spanned<String>,
+    pub protocol: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    pub connect: Option<Spanned<String>>,
+    pub request_header: Option<Spanned<String>>,
+    pub client_idle: Option<Spanned<String>>,
+    pub upstream_response: Option<Spanned<String>>,
+    pub upstream_idle: Option<Spanned<String>>,
+    pub drain: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_connections: Option<Spanned<i64>>,
+    pub max_request_header_bytes: Option<Spanned<i64>>,
+    pub h2_max_concurrent_streams: Option<Spanned<i64>>,
+    pub upstream_idle_per_server: Option<Spanned<i64>>,
+    pub upstream_attempts: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForward {
+    pub tenant_header: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUnknownHosts {
+    pub action: Option<Spanned<String>>,
+    pub status: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMaintenance {
+    pub retry_after: Option<Spanned<String>>,
+    pub page: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLegacy {
+    pub address: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTier {
+    pub pool: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    #[serde(default)]
+    pub servers: Vec<Spanned<RawServer>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub id: Spanned<String>,
+    pub address: Spanned<String>,
+    pub weight: Option<Spanned<i64>>,
+}
+
+/// The migration state file (`migration.toml`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMigration {
+    /// State of every filer and tenant not listed below.
+    pub default: Spanned<RawState>,
+    #[serde(default)]
+    pub filers: BTreeMap<Spanned<String>, Spanned<RawState>>,
+    #[serde(default)]
+    pub tenants: BTreeMap<Spanned<String>, Spanned<RawState>>,
+}
+
+/// A migration state as written in the state file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawState {
+    Legacy,
+    Maintenance,
+    Migrated,
+}
+
+/// Parses TOML text into `T`, reporting a syntax or type error with its line.
+pub fn parse<T: serde::de::DeserializeOwned>(
+    file: &std::path::Path,
+    text: &str,
+) -> Result<T, super::Problem> {
+    toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| super::error::line_of(text, s.start));
+        super::Problem {
+            file: file.to_path_buf(),
+            line,
+            key: None,
+            message: e.message().trim_end().to_string(),
+        }
+    })
+}

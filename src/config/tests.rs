@@ -1,0 +1,277 @@
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::snapshot::Snapshot;
+
+fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
+}
+
+fn folder(toml: &str, tenants: &str, migration: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(MAIN_FILE), toml).unwrap();
+    std::fs::write(dir.path().join("tenants.tsv"), tenants).unwrap();
+    std::fs::write(dir.path().join("migration.toml"), migration).unwrap();
+    dir
+}
+
+const MINIMAL: &str = r#"
+tenants = "tenants.tsv"
+migration = "migration.toml"
+[[listen]]
+address = "127.0.0.1:0"
+[tiers.basic]
+pool = "p"
+[pools.p]
+servers = [{ id = "a", address = "127.0.0.1:9" }]
+"#;
+
+fn problems(e: ConfigError) -> Vec<Problem> {
+    match e {
+        ConfigError::Invalid(p) => p.iter().cloned().collect(),
+        other => panic!("expected problems, got {other}"),
+    }
+}
+
+#[test]
+fn the_shipped_example_is_valid_and_complete() {
+    let snap = Snapshot::load(&example_dir()).unwrap();
+    let c = &snap.config;
+    assert_eq!(c.listeners.len(), 2);
+    assert_eq!(c.listeners[0].protocol, Protocol::Auto);
+    assert_eq!(c.timeouts.connect, std::time::Duration::from_secs(2));
+    assert_eq!(c.timeouts.upstream_idle, std::time::Duration::from_secs(4));
+    assert_eq!(c.limits.upstream_attempts, 2);
+    assert_eq!(c.forward.tenant_header.as_ref().unwrap(), "x-tenant");
+    assert_eq!(c.unknown_hosts, UnknownHosts::Legacy);
+    assert_eq!(c.legacy.unwrap().address.to_string(), "10.20.0.10:80");
+    assert_eq!(
+        c.tiers.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        ["premium", "shared"]
+    );
+    assert_eq!(c.pool(c.tiers[1].pool).name, "shared");
+    assert_eq!(c.pool(c.tiers[1].pool).servers[2].weight, 2);
+    assert!(
+        std::str::from_utf8(&snap.maintenance_page)
+            .unwrap()
+            .contains("moving")
+    );
+    assert_eq!(snap.retry_after, "600");
+    assert!(snap.warnings.is_empty(), "{:?}", snap.warnings);
+    assert_eq!(snap.tenants.tenant_count(), 5);
+}
+
+/// Every key of every raw struct appears in the example, so operators
+/// can find all of them there.
+#[test]
+fn the_example_shows_every_key() {
+    let text = std::fs::read_to_string(example_dir().join(MAIN_FILE)).unwrap();
+    let raw_src = include_str!("raw.rs");
+    let start = raw_src.find("pub struct RawConfig").unwrap();
+    let end = raw_src.find("/// The migration state file").unwrap();
+    for line in raw_src[start..end].lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("pub ") {
+            if let Some((field, _)) = rest.split_once(':') {
+                if !field.contains(' ') {
+                    let shown = text.contains(&format!("{field} ="))
+                        || text.contains(&format!("[{field}"))
+                        || text.contains(&format!("[[{field}"));
+                    assert!(shown, "key {field} is missing from config/predictor.toml");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn defaults_fill_what_is_not_written() {
+    let dir = folder(MINIMAL, "", "default = \"migrated\"\n");
+    let c = Config::load(dir.path()).unwrap();
+    assert_eq!(
+        c.proxy,
+        ProxySettings {
+            name: "predictor".into(),
+            workers: 0
+        }
+    );
+    assert_eq!(
+        c.timeouts.request_header,
+        std::time::Duration::from_secs(10)
+    );
+    assert_eq!(c.limits.max_connections, 100_000);
+    assert_eq!(
+        c.unknown_hosts,
+        UnknownHosts::Reject(http::StatusCode::MISDIRECTED_REQUEST)
+    );
+    assert!(c.legacy.is_none());
+    assert_eq!(c.maintenance.retry_after.as_secs(), 600);
+    assert_eq!(c.tenants_file, dir.path().join("tenants.tsv"));
+}
+
+#[test]
+fn an_unknown_key_is_named_with_its_line() {
+    let text = MINIMAL.replace("[[listen]]", "[timeouts]\nconect = \"1s\"\n[[listen]]");
+    let dir = folder(&text, "", "default = \"migrated\"\n");
+    let p = problems(Config::load(dir.path()).unwrap_err());
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].line, Some(5));
+    assert!(p[0].message.contains("conect"), "{}", p[0]);
+    assert!(
+        p[0].to_string()
+            .starts_with(&format!("{}:5:", dir.path().join(MAIN_FILE).display()))
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = r#"
+tenants = "tenants.tsv"
+migration = "migration.toml"
+[timeouts]
+connect = "soon"
+[[listen]]
+address = "localhost:80"
+[unknown_hosts]
+action = "legacy"
+status = 500
+[tiers.basic]
+pool = "nope"
+[pools.p]
+servers = [
+  { id = "a", address = "127.0.0.1:9" },
+  { id = "a", address = "127.0.0.1:10", weight = 0 },
+]
+[pools.empty]
+servers = []
+"#;
+    let dir = folder(text, "", "default = \"migrated\"\n");
+    let p = problems(Config::load(dir.path()).unwrap_err());
+    let found: Vec<(Option<usize>, &str)> = p
+        .iter()
+        .map(|p| (p.line, p.key.as_deref().unwrap_or("")))
+        .collect();
+    for expected in [
+        (Some(5), "timeouts.connect"),
+        (Some(7), "listen[0].address"),
+        (Some(9), "unknown_hosts.action"),
+        (Some(10), "unknown_hosts.status"),
+        (Some(12), "tiers.basic.pool"),
+        (Some(16), "pools.p.servers[1].id"),
+        (Some(16), "pools.p.servers[1].weight"),
+        (Some(18), "pools.empty.servers"),
+    ] {
+        assert!(
+            found.contains(&expected),
+            "missing {expected:?} in {found:?}"
+        );
+    }
+}
+
+#[test]
+fn tenant_table_problems_name_their_lines() {
+    let tenants = "# comment\n\
+        a.example\tt1\tbasic\tf1\n\
+        b.example\tt1\tbasic\n\
+        bad host\tt2\tbasic\tf1\n\
+        c.example\tt3\tgold\tf1\n\
+        a.example\tt4\tbasic\tf1\n\
+        d.example\tt1\tbasic\tf2\n\
+        \n\
+        ok.example\tt5\tbasic\tf1\n\
+        cut.exa";
+    let dir = folder(MINIMAL, tenants, "default = \"migrated\"\n");
+    let p = problems(Snapshot::load(dir.path()).map(|_| ()).unwrap_err());
+    let lines: Vec<(usize, &str)> = p
+        .iter()
+        .map(|p| (p.line.unwrap(), p.message.as_str()))
+        .collect();
+    assert_eq!(lines.len(), 6, "{lines:#?}");
+    assert!(
+        lines[0].0 == 3 && lines[0].1.contains("expected 4 tab-separated fields"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].0 == 4 && lines[1].1.contains("bad host \"bad host\""),
+        "{lines:?}"
+    );
+    assert!(
+        lines[2].0 == 5
+            && lines[2]
+                .1
+                .contains("unknown tier \"gold\" (expected one of: basic)"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[3].0 == 6
+            && lines[3]
+                .1
+                .contains("claimed by tenant t4 here and by tenant t1 on line 2"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[4].0 == 7 && lines[4].1.contains("filer f1 on line 2 but f2 here"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[5].0 == 10 && lines[5].1.contains("no line end"),
+        "{lines:?}"
+    );
+    assert!(p.iter().all(|p| p.file.ends_with("tenants.tsv")));
+}
+
+#[test]
+fn migration_problems_are_reported_with_tenant_problems() {
+    let dir = folder(
+        MINIMAL,
+        "a.example\tt1\tbasic\tf1\tx\n",
+        "default = \"migrated\"\n[filers]\nf1 = \"moved\"\n",
+    );
+    let p = problems(Snapshot::load(dir.path()).map(|_| ()).unwrap_err());
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(
+        p.iter()
+            .any(|p| p.file.ends_with("tenants.tsv") && p.line == Some(1))
+    );
+    assert!(p.iter().any(|p| p.file.ends_with("migration.toml")
+        && p.line == Some(3)
+        && p.message.contains("moved")));
+}
+
+#[test]
+fn legacy_state_needs_a_legacy_balancer() {
+    let dir = folder(
+        MINIMAL,
+        "a.example\tt1\tbasic\tf1\n",
+        "default = \"migrated\"\n[filers]\nf1 = \"legacy\"\n",
+    );
+    let p = problems(Snapshot::load(dir.path()).map(|_| ()).unwrap_err());
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].line, Some(3));
+    assert!(p[0].message.contains("[legacy]"));
+}
+
+#[test]
+fn unknown_filers_and_tenants_in_the_state_file_are_warnings() {
+    let dir = folder(
+        MINIMAL,
+        "a.example\tt1\tbasic\tf1\n",
+        "default = \"migrated\"\n[filers]\nf9 = \"maintenance\"\n[tenants]\nt1 = \"maintenance\"\nt9 = \"migrated\"\n",
+    );
+    let snap = Snapshot::load(dir.path()).unwrap();
+    let w: Vec<String> = snap.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(w[0].contains(":3: filer f9 has no host"));
+    assert!(w[1].contains(":6: tenant t9 has no host"));
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let dir = folder(MINIMAL, "", "default = \"migrated\"\n");
+    std::fs::remove_file(dir.path().join("tenants.tsv")).unwrap();
+    let e = Snapshot::load(dir.path()).map(|_| ()).unwrap_err();
+    assert!(
+        matches!(e, ConfigError::Read { ref path, .. } if path.ends_with("tenants.tsv")),
+        "{e}"
+    );
+}

@@ -1,0 +1,26 @@
+//! predictor: an HTTP layer-7 load balancer for mass web hosting, built to
+//! move a datacenter filer by filer without a restart or a dropped request.
+//!
+//! For every request it resolves the `Host` to a tenant and decides, on one
+//! immutable snapshot of the config folder: migrated sites go to webserver
+//! pools (by plan tier, on a consistent-hash ring), sites not yet migrated go
+//! to the legacy cluster's balancer, sites being migrated get a maintenance
+//! answer. `docs/ARCHITECTURE.md` maps the modules and the path of a request.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | reading and validating the config folder |
+//! | [`routing`] | host -> tenant -> migration state -> action (pure) |
+//! | [`placement`] | tenant -> servers of its pool, in ring order (pure) |
+//! | [`snapshot`] | the immutable routing snapshot and its atomic swap |
+//! | [`proxy`] | one request from client to upstream and back |
+//! | [`server`] | sockets, worker threads, reload, drain |
+//! | [`demo`] | the self-contained demo (`predictor demo`) |
+
+pub mod config;
+pub mod demo;
+pub mod placement;
+pub mod proxy;
+pub mod routing;
+pub mod server;
+pub mod snapshot;

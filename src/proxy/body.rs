@@ -1,0 +1,115 @@
+//! [`ResponseBody`]: what goes back to the client, streamed.
+//!
+//! Either an upstream response body passed through frame by frame (its
+//! connection returns to the pool when the last frame has been read), or a
+//! small page predictor answers itself. The body also carries the
+//! connection's [`ActiveRequest`]: when hyper drops the body, the response is
+//! over and the client connection counts as idle again.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use super::client_io::ActiveRequest;
+use super::upstream::Pooled;
+
+pub struct ResponseBody {
+    kind: Kind,
+    _active: Option<ActiveRequest>,
+}
+
+enum Kind {
+    Local(Option<Bytes>),
+    Upstream {
+        body: Incoming,
+        conn: Option<Pooled>,
+    },
+}
+
+impl ResponseBody {
+    /// A body predictor generated.
+    pub fn local(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        ResponseBody {
+            kind: Kind::Local((!bytes.is_empty()).then_some(bytes)),
+            _active: None,
+        }
+    }
+
+    pub fn empty() -> Self {
+        ResponseBody {
+            kind: Kind::Local(None),
+            _active: None,
+        }
+    }
+
+    /// An upstream body; `conn` is released when the body has ended. An
+    /// upgraded exchange passes no connection.
+    pub fn upstream(body: Incoming, conn: Option<Pooled>) -> Self {
+        let conn = match conn {
+            // Nothing left to read (204, 304, HEAD, Content-Length: 0).
+            Some(c) if body.is_end_stream() => {
+                c.release();
+                None
+            }
+            other => other,
+        };
+        ResponseBody {
+            kind: Kind::Upstream { body, conn },
+            _active: None,
+        }
+    }
+
+    /// Ties the request's lifetime to this body.
+    pub fn with_active(mut self, active: ActiveRequest) -> Self {
+        self._active = Some(active);
+        self
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut self.get_mut().kind {
+            Kind::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Upstream { body, conn } => {
+                let frame = ready!(Pin::new(&mut *body).poll_frame(cx));
+                match &frame {
+                    Some(Ok(_)) if !body.is_end_stream() => {}
+                    // The end, read cleanly: the connection may serve again.
+                    Some(Ok(_)) | None => {
+                        if let Some(c) = conn.take() {
+                            c.release();
+                        }
+                    }
+                    // A broken upstream body: the connection is not reused.
+                    Some(Err(_)) => drop(conn.take()),
+                }
+                Poll::Ready(frame)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Local(bytes) => bytes.is_none(),
+            Kind::Upstream { body, .. } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Local(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Kind::Local(None) => SizeHint::with_exact(0),
+            Kind::Upstream { body, .. } => body.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! [`ClientIo`]: the client connection's socket, as hyper reads it, with the
+//! client-side timeouts and one framing fact hyper does not expose.
+//!
+//! * **Idle**: a connection with no request in progress is closed after
+//!   `client_idle` (a new connection must start its first request within
+//!   `request_header`).
+//! * **Request head** (HTTP/1): from the first byte of a request to the end
+//!   of its head at most `request_header` (slowloris); on expiry the client
+//!   gets `408 Request Timeout` and the connection is closed.
+//! * **Framing**: hyper accepts a request with both `Content-Length` and
+//!   `Transfer-Encoding` (RFC 9112 allows it), drops the `Content-Length` and
+//!   hides that it was there. predictor refuses such requests with 400, so
+//!   while an HTTP/1 request head streams in, the header names at line
+//!   starts are checked for `content-length:`; the handler asks
+//!   [`ConnShared::take_content_length_seen`] when a request is chunked.
+//!   (Heads already read ahead with a pipelined predecessor are not
+//!   scanned; hyper still frames those safely.)
+//!
+//! The handler reports request starts and ends through [`ConnShared`]
+//! (atomics, uncontended: same thread); the wrapper turns them into phases
+//! lazily, when a read would block. Timers are armed only then, and reset
+//! only when the deadline changes: about one reset per request.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// What the handler and the socket wrapper of one connection share.
+#[derive(Debug, Default)]
+pub struct ConnShared {
+    started: AtomicU32,
+    finished: AtomicU32,
+    upgraded: AtomicBool,
+    content_length_seen: AtomicBool,
+}
+
+impl ConnShared {
+    /// Marks a request as started; it ends when the guard is dropped (with
+    /// the response body).
+    pub fn begin(self: &Arc<Self>) -> ActiveRequest {
+        self.started.fetch_add(1, Relaxed);
+        ActiveRequest(self.clone())
+    }
+
+    /// Whether the head of the request being handled had a
+    /// `Content-Length` line; resets the flag.
+    pub fn take_content_length_seen(&self) -> bool {
+        self.content_length_seen.swap(false, Relaxed)
+    }
+
+    /// The connection now carries an upgraded protocol: no HTTP timeouts.
+    pub fn set_upgraded(&self) {
+        self.upgraded.store(true, Relaxed);
+    }
+
+    fn in_flight(&self) -> (u32, u32) {
+        (self.started.load(Relaxed), self.finished.load(Relaxed))
+    }
+}
+
+/// A request in progress on a connection; dropped when its response ends.
+#[derive(Debug)]
+pub struct ActiveRequest(Arc<ConnShared>);
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        self.0.finished.fetch_add(1, Relaxed);
+    }
+}
+
+/// Which protocol the connection speaks, as far as known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Not known yet (`auto` listeners, before the first bytes).
+    Unknown,
+    Http1,
+    Http2,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// No request in progress; close at the deadline.
+    Idle(Instant),
+    /// An HTTP/1 head is arriving; 408 at the deadline.
+    Head(Instant),
+    /// A request is in progress: its own timeouts apply.
+    Busy,
+    /// Upgraded (WebSocket): a raw stream now.
+    Off,
+}
+
+const H2_PREFACE_START: &[u8] = b"PRI ";
+const TIMEOUT_408: &[u8] =
+    b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+
+/// The client socket wrapped with timeouts and head scanning.
+pub struct ClientIo<T> {
+    inner: T,
+    shared: Arc<ConnShared>,
+    mode: Mode,
+    idle: Duration,
+    header: Duration,
+    phase: Phase,
+    seen: (u32, u32),
+    sleep: Pin<Box<Sleep>>,
+    armed: Option<Instant>,
+    scan: HeadScan,
+    sniff: [u8; 4],
+    sniffed: usize,
+}
+
+impl<T> ClientIo<T> {
+    pub fn new(
+        inner: T,
+        shared: Arc<ConnShared>,
+        mode: Mode,
+        idle: Duration,
+        header: Duration,
+    ) -> Self {
+        let now = Instant::now();
+        ClientIo {
+            inner,
+            shared,
+            mode,
+            idle,
+            header,
+            phase: Phase::Idle(now + header),
+            seen: (0, 0),
+            sleep: Box::pin(tokio::time::sleep_until(now + header)),
+            armed: None,
+            scan: HeadScan::default(),
+            sniff: [0; 4],
+            sniffed: 0,
+        }
+    }
+
+    /// Moves the phase on from what the handler reported.
+    fn refresh(&mut self) {
+        if self.phase == Phase::Off {
+            return;
+        }
+        if self.shared.upgraded.load(Relaxed) {
+            self.phase = Phase::Off;
+            return;
+        }
+        let (started, finished) = self.shared.in_flight();
+        if started != finished {
+            self.phase = Phase::Busy;
+            self.scan.stop();
+        } else if (started, finished) != self.seen || self.phase == Phase::Busy {
+            // A request ended since we last looked: idle from now on.
+            self.phase = Phase::Idle(Instant::now() + self.idle);
+            self.scan.stop();
+        }
+        self.seen = (started, finished);
+    }
+
+    /// Bytes arrived: maybe a new request head starts.
+    fn on_bytes(&mut self, bytes: &[u8]) {
+        if self.mode == Mode::Unknown {
+            self.detect(bytes);
+        }
+        self.refresh();
+        match (self.phase, self.mode) {
+            (Phase::Idle(_), Mode::Http1 | Mode::Unknown) => {
+                self.phase = Phase::Head(Instant::now() + self.header);
+                self.scan.begin();
+                self.feed(bytes);
+            }
+            (Phase::Head(_), _) => self.feed(bytes),
+            _ => {}
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        if self.mode != Mode::Http2 && self.scan.feed(bytes) {
+            self.shared.content_length_seen.store(true, Relaxed);
+        }
+    }
+
+    fn detect(&mut self, bytes: &[u8]) {
+        let take = bytes.len().min(4 - self.sniffed);
+        self.sniff[self.sniffed..self.sniffed + take].copy_from_slice(&bytes[..take]);
+        self.sniffed += take;
+        if self.sniff[..self.sniffed] != H2_PREFACE_START[..self.sniffed] {
+            self.mode = Mode::Http1;
+        } else if self.sniffed == 4 {
+            self.mode = Mode::Http2;
+            // The preface is not a request: the connection is open and idle.
+            if let Phase::Head(_) | Phase::Idle(_) = self.phase {
+                self.phase = Phase::Idle(Instant::now() + self.idle);
+            }
+            self.scan.stop();
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Idle(d) | Phase::Head(d) => Some(d),
+            Phase::Busy | Phase::Off => None,
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before && this.phase != Phase::Off {
+                    // Split borrow: the bytes live in `buf`, not in `this`.
+                    let bytes = &buf.filled()[before..];
+                    this.on_bytes(bytes);
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => {
+                this.refresh();
+                let Some(deadline) = this.deadline() else {
+                    return Poll::Pending;
+                };
+                if this.armed != Some(deadline) {
+                    this.sleep.as_mut().reset(deadline);
+                    this.armed = Some(deadline);
+                }
+                if this.sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                match this.phase {
+                    Phase::Head(_) if this.mode != Mode::Http2 => {
+                        // Best effort: the head is incomplete, so no response
+                        // has started on this connection.
+                        let _ = Pin::new(&mut this.inner).poll_write(cx, TIMEOUT_408);
+                        Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "request head not received in time",
+                        )))
+                    }
+                    // Idle expiry reads as the client closing: hyper closes
+                    // quietly.
+                    _ => Poll::Ready(Ok(())),
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Finds a `content-length:` header line in an HTTP/1 head fed in pieces,
+/// up to the blank line that ends the head.
+#[derive(Debug, Default)]
+struct HeadScan {
+    active: bool,
+    /// Bytes of the current line seen so far.
+    line_len: usize,
+    /// The current line's first bytes.
+    prefix: [u8; 15],
+}
+
+const CONTENT_LENGTH: &[u8; 15] = b"content-length:";
+
+impl HeadScan {
+    fn begin(&mut self) {
+        self.active = true;
+        self.line_len = 0;
+    }
+
+    fn stop(&mut self) {
+        self.active = false;
+    }
+
+    /// Feeds bytes; returns whether a `Content-Length` line was completed.
+    fn feed(&mut self, mut bytes: &[u8]) -> bool {
+        let mut found = false;
+        while self.active && !bytes.is_empty() {
+            match memchr::memchr(b'\n', bytes) {
+                Some(i) => {
+                    found |= self.take(&bytes[..i]);
+                    let blank =
+                        self.line_len == 0 || (self.line_len == 1 && self.prefix[0] == b'\r');
+                    if blank {
+                        self.active = false;
+                    }
+                    self.line_len = 0;
+                    bytes = &bytes[i + 1..];
+                }
+                None => {
+                    found |= self.take(bytes);
+                    break;
+                }
+            }
+        }
+        found
+    }
+
+    /// Adds part of the current line; true when its first 15 bytes just
+    /// became complete and are `content-length:`.
+    fn take(&mut self, part: &[u8]) -> bool {
+        let was = self.line_len;
+        if was < CONTENT_LENGTH.len() {
+            let n = (CONTENT_LENGTH.len() - was).min(part.len());
+            self.prefix[was..was + n].copy_from_slice(&part[..n]);
+        }
+        self.line_len = self.line_len.saturating_add(part.len());
+        was < CONTENT_LENGTH.len()
+            && self.line_len >= CONTENT_LENGTH.len()
+            && self.prefix.eq_ignore_ascii_case(CONTENT_LENGTH)
+    }
+}
+
+#[cfg(test)]
+mod tests;

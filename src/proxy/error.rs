@@ -1,0 +1,187 @@
+//! Why a request was not forwarded, which side failed, whether trying again
+//! is safe, and the one place that maps all of that to a status code.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::StatusCode;
+
+use crate::routing::host::HostError;
+
+/// Which party a failure is attributed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The client sent something predictor refuses.
+    Client,
+    /// A webserver or the legacy balancer failed.
+    Upstream,
+}
+
+/// A request predictor answers itself, with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("malformed host: {0}")]
+    BadHost(#[from] HostError),
+    #[error("HTTP/1.1 request without Host")]
+    MissingHost,
+    #[error("more than one Host header")]
+    DuplicateHost,
+    #[error("Host header {host:?} disagrees with :authority {authority:?}")]
+    AuthorityMismatch { authority: String, host: String },
+    #[error("Content-Length together with Transfer-Encoding")]
+    ConflictingFraming,
+    #[error("CONNECT is not supported by a reverse proxy")]
+    Connect,
+    #[error("cannot connect to {addr}: {source}")]
+    ConnectFailed {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("connecting to {addr} timed out after {after:?}")]
+    ConnectTimeout { addr: SocketAddr, after: Duration },
+    #[error("no response head from {addr} within {after:?}")]
+    ResponseTimeout { addr: SocketAddr, after: Duration },
+    #[error("{addr} failed: {source}")]
+    Upstream {
+        addr: SocketAddr,
+        /// Whether the request may have reached the server.
+        sent: bool,
+        #[source]
+        source: hyper::Error,
+    },
+    #[error("{addr} switched protocols without being asked to")]
+    UnexpectedUpgrade { addr: SocketAddr },
+    #[error("no server to try in pool {pool}")]
+    NoServer { pool: String },
+}
+
+impl ProxyError {
+    pub fn side(&self) -> Side {
+        match self {
+            ProxyError::BadHost(_)
+            | ProxyError::MissingHost
+            | ProxyError::DuplicateHost
+            | ProxyError::AuthorityMismatch { .. }
+            | ProxyError::ConflictingFraming
+            | ProxyError::Connect => Side::Client,
+            ProxyError::ConnectFailed { .. }
+            | ProxyError::ConnectTimeout { .. }
+            | ProxyError::ResponseTimeout { .. }
+            | ProxyError::Upstream { .. }
+            | ProxyError::UnexpectedUpgrade { .. }
+            | ProxyError::NoServer { .. } => Side::Upstream,
+        }
+    }
+
+    /// Whether the request can be sent again (to the next server) without
+    /// risk that it was already processed: true when it never left.
+    pub fn retry_safe(&self) -> bool {
+        match self {
+            ProxyError::ConnectFailed { .. } | ProxyError::ConnectTimeout { .. } => true,
+            ProxyError::Upstream { sent, .. } => !sent,
+            _ => false,
+        }
+    }
+
+    /// The status the client gets. The only mapping of errors to statuses.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::BadHost(_)
+            | ProxyError::MissingHost
+            | ProxyError::DuplicateHost
+            | ProxyError::AuthorityMismatch { .. }
+            | ProxyError::ConflictingFraming => StatusCode::BAD_REQUEST,
+            ProxyError::Connect => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::ConnectFailed { .. }
+            | ProxyError::ConnectTimeout { .. }
+            | ProxyError::Upstream { .. }
+            | ProxyError::UnexpectedUpgrade { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::ResponseTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::NoServer { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Whether the client connection must be closed after the answer
+    /// (the request's framing cannot be trusted).
+    pub fn closes_connection(&self) -> bool {
+        matches!(self, ProxyError::ConflictingFraming)
+    }
+}
+
+/// The short HTML body of a locally generated status.
+pub fn page(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => {
+            "<!DOCTYPE html>\n<html><body><h1>400 Bad Request</h1><p>The request could not be understood.</p></body></html>\n"
+        }
+        404 => {
+            "<!DOCTYPE html>\n<html><body><h1>404 Not Found</h1><p>No site is served under this name here.</p></body></html>\n"
+        }
+        405 => "<!DOCTYPE html>\n<html><body><h1>405 Method Not Allowed</h1></body></html>\n",
+        408 => "<!DOCTYPE html>\n<html><body><h1>408 Request Timeout</h1></body></html>\n",
+        421 => {
+            "<!DOCTYPE html>\n<html><body><h1>421 Misdirected Request</h1><p>No site is served under this name here.</p></body></html>\n"
+        }
+        502 => {
+            "<!DOCTYPE html>\n<html><body><h1>502 Bad Gateway</h1><p>The server of this site could not be reached. Please try again shortly.</p></body></html>\n"
+        }
+        503 => {
+            "<!DOCTYPE html>\n<html><body><h1>503 Service Unavailable</h1><p>No server of this site is available. Please try again shortly.</p></body></html>\n"
+        }
+        504 => {
+            "<!DOCTYPE html>\n<html><body><h1>504 Gateway Timeout</h1><p>The server of this site did not answer in time.</p></body></html>\n"
+        }
+        _ => "<!DOCTYPE html>\n<html><body><h1>Error</h1></body></html>\n",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_errors_are_4xx_and_never_retried() {
+        for e in [
+            ProxyError::MissingHost,
+            ProxyError::DuplicateHost,
+            ProxyError::ConflictingFraming,
+            ProxyError::BadHost(HostError::Empty),
+        ] {
+            assert_eq!(e.side(), Side::Client);
+            assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+            assert!(!e.retry_safe());
+        }
+        assert_eq!(ProxyError::Connect.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[test]
+    fn upstream_errors_map_to_gateway_statuses() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let refused = ProxyError::ConnectFailed {
+            addr,
+            source: std::io::ErrorKind::ConnectionRefused.into(),
+        };
+        assert_eq!(
+            (refused.side(), refused.status(), refused.retry_safe()),
+            (Side::Upstream, StatusCode::BAD_GATEWAY, true)
+        );
+        let slow = ProxyError::ResponseTimeout {
+            addr,
+            after: Duration::from_secs(1),
+        };
+        assert_eq!(
+            (slow.status(), slow.retry_safe()),
+            (StatusCode::GATEWAY_TIMEOUT, false)
+        );
+        let none = ProxyError::NoServer { pool: "p".into() };
+        assert_eq!(none.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn every_local_status_has_a_page() {
+        for s in [400u16, 404, 405, 408, 421, 502, 503, 504] {
+            assert!(page(StatusCode::from_u16(s).unwrap()).contains(&s.to_string()));
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! The path of one request: check it, route it on one snapshot, rewrite it
+//! for the upstream, forward it, stream the answer back.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::uri::{PathAndQuery, Uri};
+use http::{Method, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use super::body::ResponseBody;
+use super::client_io::ConnShared;
+use super::error::{ProxyError, Side, page};
+use super::headers::{self, Forwarding};
+use super::upstream::{Settings, Upstreams};
+use crate::placement::MAX_ATTEMPTS;
+use crate::routing::host;
+use crate::routing::{self, Action};
+use crate::snapshot::SharedSnapshot;
+
+/// What the requests of one worker share.
+pub struct Worker {
+    pub snapshot: Arc<SharedSnapshot>,
+    pub upstreams: Rc<Upstreams>,
+}
+
+/// What the requests of one client connection share.
+pub struct ConnCtx {
+    pub worker: Rc<Worker>,
+    pub conn: Arc<ConnShared>,
+    /// The client's address as an `X-Forwarded-For` value.
+    pub client: HeaderValue,
+    pub peer: SocketAddr,
+    pub proto: &'static str,
+}
+
+impl ConnCtx {
+    pub fn new(worker: Rc<Worker>, conn: Arc<ConnShared>, peer: SocketAddr) -> Self {
+        let ip = peer.ip().to_canonical().to_string();
+        ConnCtx {
+            worker,
+            conn,
+            client: HeaderValue::from_str(&ip)
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            peer,
+            proto: "http",
+        }
+    }
+}
+
+/// hyper's service: every request gets an answer, never an error.
+pub async fn handle(
+    ctx: Rc<ConnCtx>,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let active = ctx.conn.begin();
+    let method = req.method().clone();
+    let response = match forward(&ctx, req).await {
+        Ok(r) => r,
+        Err(e) => {
+            match e.side() {
+                Side::Upstream => {
+                    tracing::warn!(client = %ctx.peer, %method, status = e.status().as_u16(), error = %e, "upstream failed")
+                }
+                Side::Client => {
+                    tracing::debug!(client = %ctx.peer, %method, status = e.status().as_u16(), error = %e, "request refused")
+                }
+            }
+            error_response(&e)
+        }
+    };
+    Ok(response.map(|b| b.with_active(active)))
+}
+
+async fn forward(
+    ctx: &ConnCtx,
+    mut req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    // Always consume the flag, so it never leaks into the next request.
+    let content_length_seen = ctx.conn.take_content_length_seen();
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::Connect);
+    }
+    let version = req.version();
+    if content_length_seen && req.headers().contains_key(header::TRANSFER_ENCODING) {
+        return Err(ProxyError::ConflictingFraming);
+    }
+    let authority = request_authority(&req)?;
+    let host = authority
+        .as_ref()
+        .map(|a| host::normalize(a.as_bytes()))
+        .transpose()?;
+
+    // Route on one snapshot; copy out what forwarding needs, then let go.
+    let snap = ctx.worker.snapshot.load();
+    let decision = match &host {
+        Some(h) => snap.route(h),
+        None => routing::route_unknown(&snap.config),
+    };
+    let mut targets = [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_ATTEMPTS];
+    let mut tenant_header = None;
+    let n = match decision.action {
+        Action::Reject(status) => {
+            return Ok(local(status, Bytes::from_static(page(status).as_bytes())));
+        }
+        Action::Maintenance => {
+            let mut r = local(
+                StatusCode::SERVICE_UNAVAILABLE,
+                snap.maintenance_page.clone(),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, snap.retry_after.clone());
+            return Ok(r);
+        }
+        Action::Legacy => match snap.config.legacy {
+            Some(l) => {
+                targets[0] = l.address;
+                1
+            }
+            None => {
+                return Err(ProxyError::NoServer {
+                    pool: "legacy".into(),
+                });
+            }
+        },
+        Action::Local { pool, point, .. } => {
+            let mut servers = [0; MAX_ATTEMPTS];
+            let attempts = snap.config.limits.upstream_attempts.min(MAX_ATTEMPTS);
+            let n = snap.servers(pool, point, &mut servers[..attempts]);
+            let p = snap.config.pool(pool);
+            if n == 0 {
+                return Err(ProxyError::NoServer {
+                    pool: p.name.clone(),
+                });
+            }
+            for (t, s) in targets.iter_mut().zip(&servers[..n]) {
+                *t = p.servers[usize::from(*s)].address;
+            }
+            if let (Some(name), Some(m)) = (&snap.config.forward.tenant_header, decision.tenant) {
+                if let Ok(v) = HeaderValue::from_str(snap.tenants.name(m.tenant)) {
+                    tenant_header = Some((name.clone(), v));
+                }
+            }
+            n
+        }
+    };
+    let settings = Settings {
+        connect: snap.config.timeouts.connect,
+        response: snap.config.timeouts.upstream_response,
+        idle: snap.config.timeouts.upstream_idle,
+        max_idle: snap.config.limits.upstream_idle_per_server,
+    };
+    let via = snap.via.for_version(version).clone();
+    let via_back = snap.via.for_version(Version::HTTP_11).clone();
+    drop(snap);
+
+    // Rewrite for the upstream: HTTP/1.1, origin-form, the routed Host.
+    let upgrade = if version == Version::HTTP_11 {
+        headers::upgrade_protocol(req.headers()).cloned()
+    } else {
+        None
+    };
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    let is_upgrade = upgrade.is_some();
+    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    if version == Version::HTTP_2 {
+        headers::merge_cookies(&mut parts.headers);
+    }
+    match &authority {
+        Some(a) => {
+            parts.headers.insert(header::HOST, a.clone());
+            Forwarding {
+                client: &ctx.client,
+                proto: ctx.proto,
+                host: a,
+                via: &via,
+            }
+            .apply(&mut parts.headers);
+        }
+        None => {
+            // HTTP/1.1 needs a Host, empty when the target has none.
+            parts
+                .headers
+                .insert(header::HOST, HeaderValue::from_static(""));
+            parts
+                .headers
+                .insert(headers::X_FORWARDED_FOR.clone(), ctx.client.clone());
+            parts.headers.append(header::VIA, via);
+        }
+    }
+    if let Some((name, value)) = tenant_header {
+        parts.headers.insert(name, value);
+    }
+    parts.uri = origin_form(parts.uri);
+    parts.version = Version::HTTP_11;
+
+    let req = Request::from_parts(parts, body);
+    let mut exchange = ctx
+        .worker
+        .upstreams
+        .send(&targets[..n], req, &settings, is_upgrade)
+        .await?;
+
+    if exchange.response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            return Err(ProxyError::UnexpectedUpgrade {
+                addr: exchange.conn.addr(),
+            });
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut exchange.response);
+        ctx.conn.set_upgraded();
+        tokio::task::spawn_local(tunnel(client_upgrade, upstream_upgrade, ctx.peer));
+        let (mut parts, _) = exchange.response.into_parts();
+        let up = parts.headers.get(header::UPGRADE).cloned();
+        headers::strip_hop_by_hop(&mut parts.headers, up);
+        parts.headers.append(header::VIA, via_back);
+        return Ok(Response::from_parts(parts, ResponseBody::empty()));
+    }
+
+    let (mut parts, body) = exchange.response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, None);
+    parts.headers.append(header::VIA, via_back);
+    // An upgrade that was declined leaves a connection in an unclear state:
+    // it is not reused.
+    let conn = (!is_upgrade).then_some(exchange.conn);
+    Ok(Response::from_parts(
+        parts,
+        ResponseBody::upstream(body, conn),
+    ))
+}
+
+/// The authority that routes the request and that the upstream sees:
+/// HTTP/2 `:authority`, the authority of an absolute-form target, or the
+/// `Host` header. `None` for an HTTP/1.0 request without any.
+fn request_authority(req: &Request<Incoming>) -> Result<Option<HeaderValue>, ProxyError> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(ProxyError::DuplicateHost);
+    }
+    let uri_authority = req.uri().authority();
+    let version = req.version();
+    match (uri_authority, host) {
+        (Some(a), Some(h)) if version >= Version::HTTP_2 => {
+            if a.as_str().as_bytes().eq_ignore_ascii_case(h.as_bytes()) {
+                Ok(Some(h.clone()))
+            } else {
+                Err(ProxyError::AuthorityMismatch {
+                    authority: a.as_str().into(),
+                    host: String::from_utf8_lossy(h.as_bytes()).into(),
+                })
+            }
+        }
+        // Absolute-form (HTTP/1) or :authority (HTTP/2): it wins over Host.
+        (Some(a), _) => HeaderValue::from_str(a.as_str())
+            .map(Some)
+            .map_err(|_| ProxyError::BadHost(host::HostError::BadChar('?'))),
+        (None, Some(h)) => Ok(Some(h.clone())),
+        (None, None) if version <= Version::HTTP_10 => Ok(None),
+        (None, None) => Err(ProxyError::MissingHost),
+    }
+}
+
+/// The request target as an origin server expects it (`/path?query`).
+fn origin_form(uri: Uri) -> Uri {
+    if uri.scheme().is_none() && uri.authority().is_none() {
+        return uri;
+    }
+    let pq = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    Uri::from(pq)
+}
+
+fn local(status: StatusCode, body: Bytes) -> Response<ResponseBody> {
+    let mut r = Response::new(ResponseBody::local(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn error_response(e: &ProxyError) -> Response<ResponseBody> {
+    let status = e.status();
+    let mut r = local(status, Bytes::from_static(page(status).as_bytes()));
+    if e.closes_connection() {
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
+}
+
+/// Copies bytes both ways between an upgraded client and upstream.
+async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, peer: SocketAddr) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(client = %peer, error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let (mut c, mut u) = (TokioIo::new(client), TokioIo::new(upstream));
+    match tokio::io::copy_bidirectional(&mut c, &mut u).await {
+        Ok((up, down)) => tracing::debug!(client = %peer, up, down, "upgraded stream closed"),
+        Err(e) => tracing::debug!(client = %peer, error = %e, "upgraded stream failed"),
+    }
+}

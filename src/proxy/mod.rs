@@ -1,0 +1,24 @@
+//! The proxy: one HTTP request from a client to an upstream and back.
+//!
+//! Owns everything between hyper's server and hyper's client: checking the
+//! request as a strict intermediary must ([`handler`]), the header rules
+//! ([`headers`]), client-side timeouts and framing checks ([`client_io`]),
+//! the per-worker upstream connection pools ([`upstream`]), the streamed
+//! response body ([`body`]) and the mapping of failures to statuses
+//! ([`error`]).
+//!
+//! Invariants: a request reads the snapshot once and routes on it alone;
+//! bodies are streamed, never collected; nothing on this path takes a lock
+//! shared between threads (each worker has its own pools); every failure
+//! becomes a [`ProxyError`] whose side, retry safety and status are decided
+//! in one place.
+
+pub mod body;
+pub mod client_io;
+pub mod error;
+pub mod handler;
+pub mod headers;
+pub mod upstream;
+
+pub use error::{ProxyError, Side};
+pub use headers::is_managed_header;

@@ -1,0 +1,88 @@
+//! Counts describing a snapshot: what `predictor check` prints, and the
+//! migration's progress (tenants and hosts by state).
+
+use std::fmt;
+
+use super::Snapshot;
+use crate::routing::migration::MigrationState;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Summary {
+    pub tenants: usize,
+    pub hosts: usize,
+    pub wildcards: usize,
+    pub tiers: usize,
+    pub pools: usize,
+    pub servers: usize,
+    pub filers: usize,
+    /// Tenants in each state, in [`MigrationState::ALL`] order.
+    pub tenants_by_state: [usize; 3],
+    /// Hosts (exact and wildcard) in each state.
+    pub hosts_by_state: [usize; 3],
+}
+
+fn slot(s: MigrationState) -> usize {
+    match s {
+        MigrationState::Legacy => 0,
+        MigrationState::Maintenance => 1,
+        MigrationState::Migrated => 2,
+    }
+}
+
+impl Summary {
+    /// Counts a snapshot; walks every tenant and host, so not for the
+    /// request path.
+    pub fn of(snap: &Snapshot) -> Summary {
+        let t = &snap.tenants;
+        let mut s = Summary {
+            tenants: t.tenant_count(),
+            hosts: t.host_count(),
+            wildcards: t.wildcard_count(),
+            tiers: snap.config.tiers.len(),
+            pools: snap.config.pools.len(),
+            servers: snap.config.server_count(),
+            filers: t.filers().len(),
+            ..Summary::default()
+        };
+        let state_of = |idx| {
+            let r = t.record(idx);
+            snap.migration.of(idx, r.filer).0
+        };
+        for (idx, _) in t.tenants() {
+            s.tenants_by_state[slot(state_of(idx))] += 1;
+        }
+        for (_, idx) in t.hosts() {
+            s.hosts_by_state[slot(state_of(idx))] += 1;
+        }
+        s
+    }
+
+    pub fn tenants_in(&self, state: MigrationState) -> usize {
+        self.tenants_by_state[slot(state)]
+    }
+
+    pub fn hosts_in(&self, state: MigrationState) -> usize {
+        self.hosts_by_state[slot(state)]
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} tenants, {} hosts ({} wildcards), {} tiers, {} pools, {} servers, {} filers; tenants",
+            self.tenants,
+            self.hosts + self.wildcards,
+            self.wildcards,
+            self.tiers,
+            self.pools,
+            self.servers,
+            self.filers
+        )?;
+        for (i, state) in MigrationState::ALL.iter().enumerate() {
+            let sep = if i == 0 { ":" } else { "," };
+            write!(f, "{sep} {} {state}", self.tenants_by_state[slot(*state)])?;
+        }
+        Ok(())
+    }
+}
