@@ -1,1 +1,210 @@
-fn main() {}
+//! The `predictor` command: parses arguments, sets up logging and signals,
+//! and calls the library. Errors become messages and exit codes here.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use predictor::config::ConfigError;
+use predictor::server::Server;
+use predictor::snapshot::{Snapshot, Summary};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "HTTP load balancer for mass web hosting, built to migrate a datacenter live"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve with a config folder. SIGHUP reloads it; SIGTERM drains and exits.
+    Run {
+        /// The config folder (holding predictor.toml).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config folder: a one-line summary, or every problem found.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Show where a host goes, and why.
+    Route {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// A host as a client would send it (`Host` header value).
+        host: String,
+    },
+    /// Run on a generated demo config with in-process webservers.
+    Demo {
+        /// Tenants in the generated table.
+        #[arg(long, default_value_t = 10_000)]
+        tenants: usize,
+        /// Where to listen (a free port is picked if this one is taken).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config } => run(&config),
+        Command::Check { config } => return check(&config),
+        Command::Route { config, host } => route(&config, &host),
+        Command::Demo { tenants, listen } => demo(tenants, listen),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("predictor: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load(dir: &Path) -> anyhow::Result<Snapshot> {
+    Snapshot::load(dir).map_err(|e| match e {
+        ConfigError::Invalid(p) => {
+            anyhow::anyhow!("{} problem(s) in {}:\n{p}", p.total(), dir.display())
+        }
+        other => anyhow::Error::new(other),
+    })
+}
+
+fn check(dir: &Path) -> ExitCode {
+    let started = std::time::Instant::now();
+    match Snapshot::load(dir) {
+        Ok(snap) => {
+            for w in &snap.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!(
+                "ok: {} (loaded in {} ms)",
+                Summary::of(&snap),
+                started.elapsed().as_millis()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(ConfigError::Invalid(p)) => {
+            for problem in p.iter() {
+                eprintln!("error: {problem}");
+            }
+            let omitted = p.total() - p.iter().count();
+            if omitted > 0 {
+                eprintln!("error: ... and {omitted} more");
+            }
+            eprintln!("{} problem(s); nothing would be loaded", p.total());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn route(dir: &Path, host: &str) -> anyhow::Result<()> {
+    let snap = load(dir)?;
+    print!("{}", predictor::routing::explain::explain(&snap, host));
+    Ok(())
+}
+
+fn run(dir: &Path) -> anyhow::Result<()> {
+    init_logging();
+    let started = std::time::Instant::now();
+    let snap = load(dir)?;
+    for w in &snap.warnings {
+        tracing::warn!("{w}");
+    }
+    tracing::info!(
+        summary = %Summary::of(&snap),
+        took_ms = started.elapsed().as_millis() as u64,
+        "config loaded"
+    );
+    let server = Arc::new(Server::start(snap).context("cannot start")?);
+    control_loop(&server, Some(dir.to_path_buf()))?;
+    join(server);
+    Ok(())
+}
+
+fn demo(tenants: usize, listen: SocketAddr) -> anyhow::Result<()> {
+    init_logging();
+    // The demo's backends run on this runtime; predictor's workers on theirs.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let backends = runtime.block_on(predictor::demo::start_backends())?;
+    let listen = if std::net::TcpListener::bind(listen).is_ok() {
+        listen
+    } else {
+        eprintln!("{listen} is taken; picking a free port");
+        SocketAddr::new(listen.ip(), 0)
+    };
+    let dir = std::env::temp_dir().join(format!("predictor-demo-{}", std::process::id()));
+    let folder = predictor::demo::write_folder(&dir, tenants, listen, &backends)?;
+    let (server, load_ms) = predictor::demo::serve(&dir)?;
+    let server = Arc::new(server);
+    let bound = server.local_addrs()[0];
+    print!(
+        "{}",
+        predictor::demo::banner(&folder, bound, tenants, load_ms)
+    );
+    let result = control_loop(&server, Some(dir.clone()));
+    join(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn join(server: Arc<Server>) {
+    match Arc::try_unwrap(server) {
+        Ok(s) => s.join(),
+        Err(_) => tracing::error!("server still referenced at exit"),
+    }
+}
+
+/// Waits for signals: SIGHUP reloads `dir`, SIGTERM/SIGINT drain and return.
+fn control_loop(server: &Arc<Server>, dir: Option<PathBuf>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => {
+                    if let Some(dir) = dir.clone() {
+                        let server = server.clone();
+                        // Parsing a big table is blocking work.
+                        let _ = tokio::task::spawn_blocking(move || server.reload(&dir)).await;
+                    }
+                }
+            }
+        }
+        tracing::info!("shutting down: no new connections, draining");
+        server.shutdown();
+        anyhow::Ok(())
+    })
+}

@@ -157,6 +157,10 @@ impl fmt::Display for Explanation {
                 writeln!(f, "  {:>3}. {id} {addr}", i + 1)?;
             }
         }
-        write!(f, "snapshot:  generation {}", self.generation)
+
+        if self.generation > 0 {
+            writeln!(f, "snapshot:  generation {}", self.generation)?;
+        }
+        Ok(())
     }
 }

@@ -1,0 +1,188 @@
+//! The `predictor` binary: check, route, demo.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use crate::support::*;
+
+fn predictor() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_predictor"))
+}
+
+fn folder(tenants: &str) -> Folder {
+    Folder::new(
+        &config_toml(
+            &[("web", vec![("w", "127.0.0.1:9".parse().unwrap())])],
+            None,
+            "",
+        ),
+        tenants,
+        "default = \"migrated\"\n",
+    )
+}
+
+#[test]
+fn check_names_a_broken_tenant_line() {
+    let f = folder("a.example\tt1\tweb\tf1\n# fine\nb.example\tt2\tgold\tf1\nc.example\tt3\tweb\n");
+    let out = predictor()
+        .args(["check", "--config"])
+        .arg(f.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let table = f.path().join("tenants.tsv");
+    assert!(
+        err.contains(&format!("{}:3: unknown tier \"gold\"", table.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{}:4: expected 4 tab-separated fields",
+            table.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("2 problem(s)"), "{err}");
+}
+
+#[test]
+fn check_summarises_a_good_folder() {
+    let f =
+        folder("a.example\tt1\tweb\tf1\nwww.a.example\tt1\tweb\tf1\n*.b.example\tt2\tweb\tf2\n");
+    let out = predictor()
+        .args(["check", "--config"])
+        .arg(f.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("ok: 2 tenants, 3 hosts (1 wildcards), 1 tiers, 1 pools, 1 servers, 2 filers; tenants: 0 legacy, 0 maintenance, 2 migrated"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_accepts_the_shipped_example() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let out = predictor()
+        .args(["check", "--config"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn route_explains_a_host() {
+    let f = folder("a.example\tt1\tweb\tf1\n");
+    let out = predictor()
+        .args(["route", "--config"])
+        .arg(f.path())
+        .arg("A.Example:80")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "host:      a.example (from \"A.Example:80\")",
+        "tenant:    t1 (exact match)",
+        "state:     migrated",
+        "pool:      web",
+        "1. w 127.0.0.1:9",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    let out = predictor()
+        .args(["route", "--config"])
+        .arg(f.path())
+        .arg("bad host")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("answer 400"));
+}
+
+/// `predictor demo` prints three curl lines that answer as announced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_answers_as_printed() {
+    let mut child = predictor()
+        .args(["demo", "--tenants", "2000", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let done = line.starts_with("Stop with");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines
+    });
+    let lines = tokio::time::timeout(WAIT, lines).await.unwrap().unwrap();
+    let curls: Vec<(String, String)> = lines
+        .iter()
+        .filter_map(|l| l.trim().strip_prefix("curl -i -H 'Host: "))
+        .map(|rest| {
+            let (host, url) = rest.split_once("' ").unwrap();
+            (host.to_string(), url.to_string())
+        })
+        .collect();
+    assert_eq!(curls.len(), 3, "{lines:#?}");
+    let addr: std::net::SocketAddr = curls[0]
+        .1
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+
+    let migrated = get(addr, &curls[0].0, "/").await;
+    assert_eq!(migrated.status.as_u16(), 200);
+    assert!(
+        migrated.body.starts_with("webserver web-"),
+        "{}",
+        migrated.body
+    );
+    assert!(
+        migrated.body.contains("served tenant c"),
+        "{}",
+        migrated.body
+    );
+    let legacy = get(addr, &curls[1].0, "/").await;
+    assert!(
+        legacy.body.starts_with("legacy balancer"),
+        "{}",
+        legacy.body
+    );
+    let maintenance = get(addr, &curls[2].0, "/").await;
+    assert_eq!(maintenance.status.as_u16(), 503);
+    assert_eq!(maintenance.header("retry-after"), Some("300"));
+
+    // SIGTERM drains and exits cleanly.
+    Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap());
+    assert!(
+        tokio::time::timeout(WAIT, status)
+            .await
+            .unwrap()
+            .unwrap()
+            .success()
+    );
+}

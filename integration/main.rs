@@ -1,0 +1,10 @@
+//! End-to-end tests: predictor (the library's server, or the binary) on
+//! loopback with real sockets, in-process hyper webservers, real files.
+
+mod support;
+
+mod cli;
+mod failures;
+mod routing;
+mod semantics;
+mod streaming;

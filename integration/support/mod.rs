@@ -1,0 +1,240 @@
+//! Test support: config folders on disk, predictor started on loopback,
+//! HTTP clients (hyper, and raw bytes for what hyper would never send).
+
+pub mod backend;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use predictor::server::Server;
+use predictor::snapshot::Snapshot;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub use backend::Backend;
+
+/// Bound on any single network wait in a test.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A config folder in a temporary directory.
+pub struct Folder {
+    pub dir: tempfile::TempDir,
+}
+
+impl Folder {
+    pub fn new(toml: &str, tenants: &str, migration: &str) -> Folder {
+        let f = Folder {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        f.write("predictor.toml", toml);
+        f.write("tenants.tsv", tenants);
+        f.write("migration.toml", migration);
+        f
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, name: &str, content: &str) {
+        std::fs::write(self.dir.path().join(name), content).unwrap();
+    }
+}
+
+/// `predictor.toml` text: one listener on a free port, short timeouts,
+/// pools as `(name, [(id, addr)])`, one tier per pool (named like it),
+/// a legacy balancer when given, then `extra` TOML.
+pub fn config_toml(
+    pools: &[(&str, Vec<(&str, SocketAddr)>)],
+    legacy: Option<SocketAddr>,
+    extra: &str,
+) -> String {
+    let mut t = String::from(
+        "tenants = \"tenants.tsv\"\nmigration = \"migration.toml\"\n\
+         [proxy]\nworkers = 2\n\
+         [[listen]]\naddress = \"127.0.0.1:0\"\n\
+         [forward]\ntenant_header = \"X-Tenant\"\n",
+    );
+    if !extra.contains("[timeouts]") {
+        t.push_str("[timeouts]\nconnect = \"1s\"\ndrain = \"2s\"\n");
+    }
+    for (name, servers) in pools {
+        t.push_str(&format!(
+            "[tiers.{name}]\npool = \"{name}\"\n[pools.{name}]\nservers = [\n"
+        ));
+        for (id, addr) in servers {
+            t.push_str(&format!("  {{ id = \"{id}\", address = \"{addr}\" }},\n"));
+        }
+        t.push_str("]\n");
+    }
+    if let Some(l) = legacy {
+        t.push_str(&format!("[legacy]\naddress = \"{l}\"\n"));
+    }
+    t.push_str(extra);
+    t
+}
+
+/// predictor serving a folder, stopped (drained) when dropped.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    server: Option<Server>,
+}
+
+impl Proxy {
+    pub fn start(folder: &Folder) -> Proxy {
+        let snapshot = Snapshot::load(folder.path()).unwrap_or_else(|e| panic!("{e}"));
+        let server = Server::start(snapshot).unwrap();
+        Proxy {
+            addr: server.local_addrs()[0],
+            server: Some(server),
+        }
+    }
+
+    pub fn server(&self) -> &Server {
+        self.server.as_ref().unwrap()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown();
+            s.join();
+        }
+    }
+}
+
+/// An answer, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// An HTTP/1.1 connection to `addr`.
+pub async fn h1(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    sender
+}
+
+/// An HTTP/2 (prior knowledge) connection to `addr`.
+pub async fn h2(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    sender
+}
+
+pub async fn read(resp: http::Response<hyper::body::Incoming>) -> Answer {
+    let (parts, body) = resp.into_parts();
+    let body = tokio::time::timeout(WAIT, body.collect())
+        .await
+        .unwrap()
+        .unwrap()
+        .to_bytes();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// `GET path` with `Host: host` on a new HTTP/1.1 connection.
+pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Answer {
+    let mut s = h1(addr).await;
+    let req = Request::get(path)
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    read(
+        tokio::time::timeout(WAIT, s.send_request(req))
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .await
+}
+
+/// Sends raw bytes; returns everything read until the server closes or
+/// one complete response (by Content-Length) has arrived.
+pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    read_response(&mut s).await
+}
+
+pub async fn read_response(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let n = match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(_)) => 0,
+            Err(_) => panic!(
+                "no complete response in time; got {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+        };
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        if complete(&got) {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+fn complete(got: &[u8]) -> bool {
+    let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    match len {
+        Some(len) => got.len() >= end + 4 + len,
+        None => false,
+    }
+}
+
+/// The status code of a raw response.
+pub fn status_of(raw: &str) -> u16 {
+    raw.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// An address nothing listens on (bound, then closed).
+pub fn dead_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
