@@ -18,20 +18,17 @@ async fn one_backend() -> (Backend, Folder) {
     (web, folder)
 }
 
-type Chunks = tokio::sync::mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>;
+type Chunk = Result<Frame<Bytes>, std::io::Error>;
+type Chunks = tokio::sync::mpsc::Sender<Chunk>;
+type ChunkStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Chunk> + Send>>;
 
 /// A request whose body the test feeds chunk by chunk.
-fn streaming_request(
-    path: &str,
-) -> (
-    Chunks,
-    Request<StreamBody<impl futures_util::Stream<Item = Result<Frame<Bytes>, std::io::Error>>>>,
-) {
+fn streaming_request(path: &str) -> (Chunks, Request<StreamBody<ChunkStream>>) {
     let (tx, mut rx) = tokio::sync::mpsc::channel(1);
-    let body = StreamBody::new(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+    let stream: ChunkStream = Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
     let req = Request::post(path)
         .header("host", "s.example")
-        .body(body)
+        .body(StreamBody::new(stream))
         .unwrap();
     (tx, req)
 }

@@ -12,6 +12,12 @@ use predictor::config::ConfigError;
 use predictor::server::Server;
 use predictor::snapshot::{Snapshot, Summary};
 
+/// jemalloc, configured in `.cargo/config.toml` to hand freed pages back
+/// to the OS from a background thread: a reload's temporary build memory
+/// does not stay resident (glibc keeps it once its mmap threshold adapts).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     version,

@@ -229,11 +229,19 @@ impl Config {
 /// Names of tenants, tiers, pools, servers and filers: 1 to 64 of
 /// `A-Z a-z 0-9 _ . - :`, so they print and log without quoting.
 pub fn is_valid_name(s: &[u8]) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b':'))
+    !s.is_empty() && s.len() <= 64 && s.iter().all(|&b| NAME_OK[usize::from(b)])
 }
+
+const NAME_OK: [bool; 256] = {
+    let mut ok = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        ok[i] = b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b':');
+        i += 1;
+    }
+    ok
+};
 
 #[cfg(test)]
 mod tests;

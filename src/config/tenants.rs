@@ -14,7 +14,7 @@ use std::path::Path;
 
 use super::{Config, ConfigError, Problem, Problems, is_valid_name};
 use crate::config::TierId;
-use crate::routing::host::{HostError, normalize_without_port};
+use crate::routing::host::HostError;
 use crate::routing::tenants::{AddError, Built, TenantTable, TenantTableBuilder};
 
 /// Reads the tenant table named by `config`.
@@ -41,26 +41,57 @@ pub fn parse<R: BufRead>(
     size_hint: usize,
 ) -> Result<TenantTable, ConfigError> {
     let tiers: Vec<&str> = config.tiers.iter().map(|t| t.name.as_str()).collect();
-    let mut builder = TenantTableBuilder::with_capacity(size_hint);
+    let mut lines = LineParser {
+        tiers: &tiers,
+        builder: TenantTableBuilder::with_capacity(size_hint),
+        last_tier: None,
+    };
     let mut problems = Problems::default();
-    let mut line = Vec::with_capacity(256);
     let mut number: u32 = 0;
+    // Lines are parsed where the reader buffered them; only a line split
+    // across two buffer fills is copied.
+    let mut carry: Vec<u8> = Vec::new();
     loop {
-        line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|source| ConfigError::Read {
-                path: file.to_path_buf(),
-                source,
-            })?;
-        if n == 0 {
+        let chunk = reader.fill_buf().map_err(|source| ConfigError::Read {
+            path: file.to_path_buf(),
+            source,
+        })?;
+        if chunk.is_empty() {
             break;
         }
+        let consumed = chunk.len();
+        let mut rest = chunk;
+        if !carry.is_empty() {
+            match memchr::memchr(b'\n', rest) {
+                Some(i) => {
+                    carry.extend_from_slice(&rest[..i]);
+                    number = number.saturating_add(1);
+                    if let Err(m) = lines.parse(&carry, number) {
+                        problem(&mut problems, file, number, m);
+                    }
+                    carry.clear();
+                    rest = &rest[i + 1..];
+                }
+                None => {
+                    carry.extend_from_slice(rest);
+                    rest = &[];
+                }
+            }
+        }
+        while let Some(i) = memchr::memchr(b'\n', rest) {
+            number = number.saturating_add(1);
+            if let Err(m) = lines.parse(&rest[..i], number) {
+                problem(&mut problems, file, number, m);
+            }
+            rest = &rest[i + 1..];
+        }
+        carry.extend_from_slice(rest);
+        reader.consume(consumed);
+    }
+    if !carry.is_empty() {
         number = number.saturating_add(1);
-        let complete = line.last() == Some(&b'\n');
-        let text = line.strip_suffix(b"\n").unwrap_or(&line);
-        let text = text.strip_suffix(b"\r").unwrap_or(text);
-        if !complete && !text.is_empty() && !text.starts_with(b"#") {
+        let text = carry.strip_suffix(b"\r").unwrap_or(&carry);
+        if !text.iter().all(u8::is_ascii_whitespace) && !text.starts_with(b"#") {
             // A file caught while being written ends in the middle of a
             // line: refuse it rather than serve a truncated table.
             problem(
@@ -69,13 +100,16 @@ pub fn parse<R: BufRead>(
                 number,
                 "the last line has no line end (file truncated while written?)".into(),
             );
-            continue;
-        }
-        if let Err(message) = parse_line(text, &tiers, &mut builder, number) {
-            problem(&mut problems, file, number, message);
         }
     }
-    let Built { table, duplicates } = builder.build();
+    let Built {
+        table,
+        duplicates,
+        mismatches,
+    } = lines.builder.build();
+    for (line, e) in mismatches {
+        problem(&mut problems, file, line, describe(e, b"", &tiers));
+    }
     for d in duplicates {
         let message = if d.first_tenant == d.tenant {
             format!(
@@ -95,6 +129,67 @@ pub fn parse<R: BufRead>(
     Ok(table)
 }
 
+struct LineParser<'a> {
+    tiers: &'a [&'a str],
+    builder: TenantTableBuilder,
+    /// The tier of the previous line (most lines repeat a few tiers).
+    last_tier: Option<(&'a [u8], TierId)>,
+}
+
+impl<'a> LineParser<'a> {
+    /// One line without its `\n`; `Err` carries the message.
+    fn parse(&mut self, line: &[u8], number: u32) -> Result<(), String> {
+        let text = line.strip_suffix(b"\r").unwrap_or(line);
+        if text.first() == Some(&b'#') || text.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        let mut fields = text.splitn(5, |&b| b == b'\t');
+        let (Some(host), Some(tenant), Some(tier), Some(filer), None) = (
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+        ) else {
+            let found = text.split(|&b| b == b'\t').count();
+            return Err(format!(
+                "expected 4 tab-separated fields (host, tenant, tier, filer), found {found}"
+            ));
+        };
+        let (wildcard, name) = match host.strip_prefix(b"*.") {
+            Some(rest) => (true, rest),
+            None => (false, host),
+        };
+        let tenant = name_field(tenant, "tenant")?;
+        let tier = self.tier(tier)?;
+        let filer = name_field(filer, "filer")?;
+        self.builder
+            .add(name, wildcard, tenant, tier, filer, number)
+            .map_err(|e| describe(e, host, self.tiers))
+    }
+
+    fn tier(&mut self, name: &[u8]) -> Result<TierId, String> {
+        if let Some((last, id)) = self.last_tier {
+            if last == name {
+                return Ok(id);
+            }
+        }
+        let found = self.tiers.iter().position(|t| t.as_bytes() == name);
+        match found {
+            Some(i) => {
+                let id = i as TierId;
+                self.last_tier = Some((self.tiers[i].as_bytes(), id));
+                Ok(id)
+            }
+            None => Err(format!(
+                "unknown tier {:?} (expected one of: {})",
+                String::from_utf8_lossy(name),
+                self.tiers.join(", ")
+            )),
+        }
+    }
+}
+
 fn problem(problems: &mut Problems, file: &Path, line: u32, message: String) {
     problems.push(Problem {
         file: file.to_path_buf(),
@@ -104,87 +199,46 @@ fn problem(problems: &mut Problems, file: &Path, line: u32, message: String) {
     });
 }
 
-/// One line; `Err` carries the message for the operator.
-fn parse_line(
-    text: &[u8],
-    tiers: &[&str],
-    builder: &mut TenantTableBuilder,
-    number: u32,
-) -> Result<(), String> {
-    if text.iter().all(|b| b.is_ascii_whitespace()) || text.first() == Some(&b'#') {
-        return Ok(());
+/// The operator's message for a line the builder refused.
+fn describe(e: AddError, host: &[u8], tiers: &[&str]) -> String {
+    let host = String::from_utf8_lossy(host);
+    match e {
+        AddError::Host(e) => {
+            let hint = match e {
+                HostError::BadChar(c) if !c.is_ascii() => {
+                    " (internationalised names are written in punycode, xn--...)"
+                }
+                HostError::BadChar('*') => " (a wildcard is written *.example.com)",
+                _ => "",
+            };
+            format!("bad host {host:?}: {e}{hint}")
+        }
+        AddError::WildcardIp => format!("bad host {host:?}: a wildcard needs a domain name"),
+        AddError::TierMismatch {
+            tenant,
+            first,
+            this,
+            line,
+        } => format!(
+            "tenant {tenant} is tier {} on line {line} but {} here; all lines of a tenant name the same tier",
+            tiers[usize::from(first)],
+            tiers[usize::from(this)]
+        ),
+        AddError::FilerMismatch {
+            tenant,
+            first,
+            this,
+            line,
+        } => format!(
+            "tenant {tenant} is on filer {first} on line {line} but {this} here; all lines of a tenant name the same filer"
+        ),
+        other => other.to_string(),
     }
-    let mut fields = text.split(|&b| b == b'\t');
-    let (Some(host), Some(tenant), Some(tier), Some(filer), None) = (
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-    ) else {
-        let found = text.split(|&b| b == b'\t').count();
-        return Err(format!(
-            "expected 4 tab-separated fields (host, tenant, tier, filer), found {found}"
-        ));
-    };
-    let (wildcard, name) = match host.strip_prefix(b"*.") {
-        Some(rest) => (true, rest),
-        None => (false, host),
-    };
-    let normalized = normalize_without_port(name).map_err(|e| {
-        let hint = match e {
-            HostError::BadChar(c) if !c.is_ascii() => {
-                " (internationalised names are written in punycode, xn--...)"
-            }
-            HostError::BadChar('*') => " (a wildcard is written *.example.com)",
-            _ => "",
-        };
-        format!("bad host {:?}: {e}{hint}", String::from_utf8_lossy(host))
-    })?;
-    if wildcard && normalized.is_ip_literal() {
-        return Err(format!(
-            "bad host {:?}: a wildcard needs a domain name",
-            String::from_utf8_lossy(host)
-        ));
-    }
-    let tenant = name_field(tenant, "tenant")?;
-    let tier_name = name_field(tier, "tier")?;
-    let tier = tiers.iter().position(|&t| t == tier_name).ok_or_else(|| {
-        format!(
-            "unknown tier {tier_name:?} (expected one of: {})",
-            tiers.join(", ")
-        )
-    })? as TierId;
-    let filer = name_field(filer, "filer")?;
-    builder
-        .add(&normalized, wildcard, tenant, tier, filer, number)
-        .map_err(|e| match e {
-            AddError::TierMismatch {
-                tenant,
-                first,
-                this,
-                line,
-            } => format!(
-                "tenant {tenant} is tier {} on line {line} but {} here; all lines of a tenant name the same tier",
-                tiers[usize::from(first)],
-                tiers[usize::from(this)]
-            ),
-            AddError::FilerMismatch {
-                tenant,
-                first,
-                this,
-                line,
-            } => format!(
-                "tenant {tenant} is on filer {first} on line {line} but {this} here; all lines of a tenant name the same filer"
-            ),
-            other => other.to_string(),
-        })
 }
 
-fn name_field<'a>(field: &'a [u8], what: &str) -> Result<&'a str, String> {
+fn name_field<'a>(field: &'a [u8], what: &str) -> Result<&'a [u8], String> {
     if is_valid_name(field) {
-        // Valid names are ASCII.
-        Ok(std::str::from_utf8(field).unwrap_or_default())
+        Ok(field)
     } else {
         Err(format!(
             "bad {what} {:?}: expected 1-64 of A-Z a-z 0-9 _ . - :",

@@ -26,9 +26,13 @@ pub const PREFIX: usize = 4;
 /// Most servers a request tries (the bound of `limits.upstream_attempts`).
 pub const MAX_ATTEMPTS: usize = 8;
 
-/// A tenant's point on every ring: the same hash `hashring` uses for keys.
-pub fn ring_point(tenant: &str) -> u64 {
-    DefaultHashBuilder.hash_one(tenant)
+/// A tenant's point on every ring: the top 32 bits of the hash `hashring`
+/// gives the tenant's name as a key (kept in 4 bytes per tenant, so a
+/// million tenants cost 4 MB less). A tenant lands where `hashring` puts it
+/// unless a ring point falls between the truncated and the full hash,
+/// about 2 tenants in a million; either way the same on every instance.
+pub fn ring_point(tenant: &str) -> u32 {
+    (DefaultHashBuilder.hash_one(tenant) >> 32) as u32
 }
 
 /// One virtual node: hashed from the server's id and the replica number.
@@ -114,7 +118,8 @@ impl Ring {
     }
 
     /// The slot a point falls on: the first ring point at or after it.
-    fn slot(&self, point: u64) -> usize {
+    fn slot(&self, point: u32) -> usize {
+        let point = u64::from(point) << 32;
         let i = self.points.partition_point(|&p| p < point);
         if i == self.points.len() { 0 } else { i }
     }
@@ -122,7 +127,7 @@ impl Ring {
     /// Fills `out` with the first distinct servers of the preference list of
     /// `point`; returns how many (at most the number of servers).
     #[inline]
-    pub fn preference_into(&self, point: u64, out: &mut [ServerIdx]) -> usize {
+    pub fn preference_into(&self, point: u32, out: &mut [ServerIdx]) -> usize {
         if self.points.is_empty() {
             return 0;
         }
@@ -147,7 +152,7 @@ impl Ring {
     }
 
     /// The whole preference list of `point` (every server, ring order).
-    pub fn preference(&self, point: u64) -> Vec<ServerIdx> {
+    pub fn preference(&self, point: u32) -> Vec<ServerIdx> {
         let mut out = Vec::with_capacity(self.servers);
         if self.points.is_empty() {
             return out;
@@ -202,6 +207,8 @@ mod tests {
         }
     }
 
+    /// Differs only when a ring point falls within the truncated 2^32
+    /// window below a tenant's hash: none of these 2000 names does.
     #[test]
     fn first_server_is_what_hashring_says() {
         let p = pool(10);

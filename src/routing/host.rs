@@ -94,8 +94,25 @@ pub enum HostError {
 /// authority of an absolute-form target): `Example.COM.:8080` ->
 /// `example.com`.
 pub fn normalize(authority: &[u8]) -> Result<Host, HostError> {
-    let (host, _port) = split_port(authority)?;
-    normalize_name(host)
+    if authority.first() == Some(&b'[') {
+        let (host, _port) = split_port(authority)?;
+        return normalize_ipv6(host);
+    }
+    // Most hosts come without a port: one pass, and a second only when
+    // the first stops at a ':'.
+    let mut out = Host {
+        buf: [0; MAX_HOST_LEN],
+        len: 0,
+    };
+    let len = match lower_name(authority, &mut out.buf) {
+        Err(HostError::BadChar(':')) => {
+            let (host, _port) = split_port(authority)?;
+            lower_name(host, &mut out.buf)?
+        }
+        other => other?,
+    };
+    out.len = len as u8;
+    Ok(out)
 }
 
 /// Normalises a host name without a port (a tenant table entry).
@@ -120,7 +137,8 @@ fn split_port(a: &[u8]) -> Result<(&[u8], Option<u16>), HostError> {
             _ => return Err(HostError::BadIpv6),
         }
     } else {
-        match memchr::memrchr(b':', a) {
+        // Hosts are short: a plain scan beats a SIMD search's setup.
+        match a.iter().rposition(|&b| b == b':') {
             Some(i) => (&a[..i], Some(&a[i + 1..])),
             None => (a, None),
         }
@@ -138,10 +156,40 @@ fn split_port(a: &[u8]) -> Result<(&[u8], Option<u16>), HostError> {
     Ok((host, port))
 }
 
+/// Each byte's spelling in a normalised reg-name: lowercase letters,
+/// digits, `-`, `_` and `.` map to themselves (capitals to lowercase),
+/// everything else to 0.
+const NAME_BYTE: [u8; 256] = {
+    let mut m = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        m[i] = match b {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => b,
+            b'A'..=b'Z' => b | 0x20,
+            _ => 0,
+        };
+        i += 1;
+    }
+    m
+};
+
 fn normalize_name(h: &[u8]) -> Result<Host, HostError> {
     if h.first() == Some(&b'[') {
         return normalize_ipv6(h);
     }
+    let mut out = Host {
+        buf: [0; MAX_HOST_LEN],
+        len: 0,
+    };
+    let len = lower_name(h, &mut out.buf)?;
+    out.len = len as u8;
+    Ok(out)
+}
+
+/// Writes the normalised form of reg-name `h` into `out`; returns its
+/// length. The request path and the table builder share this.
+fn lower_name(h: &[u8], out: &mut [u8; MAX_HOST_LEN]) -> Result<usize, HostError> {
     let h = h.strip_suffix(b".").unwrap_or(h);
     if h.is_empty() {
         return Err(HostError::Empty);
@@ -149,35 +197,52 @@ fn normalize_name(h: &[u8]) -> Result<Host, HostError> {
     if h.len() > MAX_HOST_LEN {
         return Err(HostError::TooLong);
     }
-    let mut out = Host {
-        buf: [0; MAX_HOST_LEN],
-        len: h.len() as u8,
-    };
-    let mut label = 0usize;
-    for (i, &b) in h.iter().enumerate() {
-        let lower = match b {
-            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => b,
-            b'A'..=b'Z' => b | 0x20,
-            b'.' => {
-                if label == 0 {
-                    return Err(HostError::EmptyLabel);
-                }
-                label = 0;
-                out.buf[i] = b'.';
-                continue;
-            }
-            _ => return Err(HostError::BadChar(char::from(b))),
-        };
-        label += 1;
-        if label > MAX_LABEL_LEN {
-            return Err(HostError::LabelTooLong);
+    // One pass: map each byte, note bad ones, measure labels.
+    let (mut bad, mut empty, mut label, mut longest) = (false, false, 0usize, 0usize);
+    for (o, &b) in out.iter_mut().zip(h) {
+        let m = NAME_BYTE[usize::from(b)];
+        *o = m;
+        bad |= m == 0;
+        if m == b'.' {
+            empty |= label == 0;
+            label = 0;
+        } else {
+            label += 1;
+            longest = longest.max(label);
         }
-        out.buf[i] = lower;
     }
-    if label == 0 {
+    if bad {
+        let c = h
+            .iter()
+            .find(|&&b| NAME_BYTE[usize::from(b)] == 0)
+            .copied()
+            .unwrap_or(0);
+        return Err(HostError::BadChar(char::from(c)));
+    }
+    if empty || label == 0 {
         return Err(HostError::EmptyLabel);
     }
-    Ok(out)
+    if longest > MAX_LABEL_LEN {
+        return Err(HostError::LabelTooLong);
+    }
+    Ok(h.len())
+}
+
+/// Appends the normalised form of a table entry (no port allowed) to
+/// `out`, for builders that keep hosts in an arena.
+pub fn normalize_into(name: &[u8], out: &mut Vec<u8>) -> Result<(), HostError> {
+    let (host, port) = split_port(name)?;
+    if port.is_some() {
+        return Err(HostError::PortNotAllowed);
+    }
+    if host.first() == Some(&b'[') {
+        out.extend_from_slice(normalize_ipv6(host)?.as_bytes());
+        return Ok(());
+    }
+    let mut buf = [0u8; MAX_HOST_LEN];
+    let len = lower_name(host, &mut buf)?;
+    out.extend_from_slice(&buf[..len]);
+    Ok(())
 }
 
 fn normalize_ipv6(h: &[u8]) -> Result<Host, HostError> {

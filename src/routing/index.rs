@@ -23,8 +23,8 @@ use std::hash::{BuildHasher, Hasher};
 /// Longest key stored inline in its slot.
 const INLINE: usize = 24;
 /// Entries per slot at most; lower is faster and larger.
-const LOAD_NUM: usize = 85;
-const LOAD_DEN: usize = 100;
+const LOAD_NUM: usize = 875;
+const LOAD_DEN: usize = 1000;
 /// Longest key accepted (host names are at most 253 bytes).
 pub const MAX_KEY_LEN: usize = 255;
 
@@ -118,6 +118,46 @@ impl HostIndexBuilder {
         true
     }
 
+    /// Adds a key that `write` appends to the builder's key arena (so a
+    /// normaliser can write its output in place). A `write` error is
+    /// returned and nothing is added; an empty or oversized key is refused
+    /// with `Ok(false)`.
+    pub fn push_with<E>(
+        &mut self,
+        value: u32,
+        tag: u32,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<bool, E> {
+        let start = self.keys.len();
+        let Ok(offset) = u32::try_from(start) else {
+            return Ok(false);
+        };
+        if let Err(e) = write(&mut self.keys) {
+            self.keys.truncate(start);
+            return Err(e);
+        }
+        let len = self.keys.len() - start;
+        if len == 0 || len > MAX_KEY_LEN {
+            self.keys.truncate(start);
+            return Ok(false);
+        }
+        self.pending.push(Pending {
+            hash: 0,
+            offset,
+            len: len as u8,
+            value,
+            tag,
+        });
+        Ok(true)
+    }
+
+    /// Rewrites every value pushed so far.
+    pub fn map_values(&mut self, f: impl Fn(u32) -> u32) {
+        for p in &mut self.pending {
+            p.value = f(p.value);
+        }
+    }
+
     /// Builds the index. Duplicated keys keep their first value and are
     /// returned, in the order of their later occurrence.
     pub fn build(self) -> (HostIndex, Vec<Duplicate>) {
@@ -126,61 +166,39 @@ impl HostIndexBuilder {
         for p in &mut pending {
             p.hash = hash(&hasher, key_of(&keys, p));
         }
-        // Sorting by hash sorts by home slot (the home is monotonic in the
-        // hash), and puts equal keys side by side; ties keep push order.
-        pending.sort_by_key(|p| (p.hash, p.tag));
-
+        let mut homes = (pending.len() * LOAD_DEN / LOAD_NUM).max(1);
         let mut duplicates = Vec::new();
-        let mut unique = Vec::with_capacity(pending.len());
-        let mut run_start = 0;
-        for (i, p) in pending.iter().enumerate() {
-            if i > 0 && pending[i - 1].hash != p.hash {
-                run_start = i;
-            }
-            let key = key_of(&keys, p);
-            let first = pending[run_start..i]
-                .iter()
-                .find(|q| q.len == p.len && key_of(&keys, q) == key);
-            match first {
-                Some(q) => duplicates.push(Duplicate {
-                    key: key.to_vec(),
-                    first: q.tag,
-                    first_value: q.value,
-                    again: p.tag,
-                    again_value: p.value,
-                }),
-                None => unique.push(*p),
-            }
-        }
-        drop(pending);
-        duplicates.sort_by_key(|d| d.again);
-
-        let long_bytes: usize = unique
-            .iter()
-            .filter(|p| usize::from(p.len) > INLINE)
-            .map(|p| usize::from(p.len))
-            .sum();
-        let mut long_keys = Vec::with_capacity(long_bytes);
-        let mut homes = (unique.len() * LOAD_DEN / LOAD_NUM).max(1);
-        let slots = loop {
-            match place(&unique, homes, &keys) {
-                Some(slots) => break slots,
+        let mut slots = loop {
+            let Some(slots) = place(&pending, homes, &keys) else {
                 // A displacement above 255: only with a pathological hash
                 // distribution; spread the homes wider and place again.
-                None => homes = homes * 5 / 4 + 1,
+                homes = homes * 5 / 4 + 1;
+                continue;
+            };
+            let found = duplicates_in(&slots, &keys);
+            if found.is_empty() {
+                break slots;
             }
+            // A bad table (the config layer refuses it): report, drop the
+            // later occurrences, place again.
+            duplicates = describe_duplicates(&mut pending, &keys, &found);
         };
-        let mut slots = slots;
+        let long_bytes: usize = slots
+            .iter()
+            .filter(|s| usize::from(s.len) > INLINE)
+            .map(|s| usize::from(s.len))
+            .sum();
+        let mut long_keys = Vec::with_capacity(long_bytes);
         for slot in slots.iter_mut().filter(|s| usize::from(s.len) > INLINE) {
             let offset = u32::from_le_bytes([slot.key[0], slot.key[1], slot.key[2], slot.key[3]]);
             let src = &keys[offset as usize..offset as usize + usize::from(slot.len)];
-            let new_offset = long_keys.len() as u32;
-            long_keys.extend_from_slice(src);
-            slot.key[..4].copy_from_slice(&new_offset.to_le_bytes());
+            slot.key[..4].copy_from_slice(&(long_keys.len() as u32).to_le_bytes());
             slot.key[4..].copy_from_slice(&src[..INLINE - 4]);
+            long_keys.extend_from_slice(src);
         }
+        let len = slots.iter().filter(|s| s.len != 0).count();
         let index = HostIndex {
-            len: unique.len(),
+            len,
             slots: slots.into_boxed_slice(),
             homes,
             long_keys: long_keys.into_boxed_slice(),
@@ -190,22 +208,35 @@ impl HostIndexBuilder {
     }
 }
 
-/// Lays entries (sorted by hash) out from their home slots. Long keys get
-/// their offset in `keys` for now; the caller moves them to `long_keys`.
-fn place(sorted: &[Pending], homes: usize, keys: &[u8]) -> Option<Vec<Slot>> {
-    let mut slots = vec![Slot::default(); homes];
-    let mut next = 0usize;
-    for p in sorted {
-        let home = home_of(p.hash, homes);
-        let pos = home.max(next);
-        let disp = u8::try_from(pos - home).ok()?;
-        if pos >= slots.len() {
-            slots.push(Slot::default());
+/// Lays entries out by counting sort on their home slot: count per home,
+/// then each home's first position is the larger of the home itself and
+/// the end of the previous home's entries (linear probing, entries in home
+/// order), then scatter in push order. Entries with `len == 0` are left
+/// out. Long keys get their offset in `keys` for now.
+fn place(pending: &[Pending], homes: usize, keys: &[u8]) -> Option<Vec<Slot>> {
+    let mut next = vec![0u32; homes];
+    for p in pending.iter().filter(|p| p.len != 0) {
+        next[home_of(p.hash, homes)] += 1;
+    }
+    let mut end = 0usize;
+    for (home, slot) in next.iter_mut().enumerate() {
+        let count = *slot as usize;
+        let start = end.max(home);
+        if count > 0 && start + count - 1 - home > usize::from(u8::MAX) {
+            return None;
         }
+        *slot = u32::try_from(start).ok()?;
+        end = start + count;
+    }
+    let mut slots = vec![Slot::default(); end.max(homes)];
+    for p in pending.iter().filter(|p| p.len != 0) {
+        let home = home_of(p.hash, homes);
+        let pos = next[home] as usize;
+        next[home] += 1;
         let mut slot = Slot {
             tag: p.hash as u16,
             len: p.len,
-            disp,
+            disp: (pos - home) as u8,
             value: p.value,
             key: [0; INLINE],
         };
@@ -215,9 +246,75 @@ fn place(sorted: &[Pending], homes: usize, keys: &[u8]) -> Option<Vec<Slot>> {
             slot.key[..4].copy_from_slice(&p.offset.to_le_bytes());
         }
         slots[pos] = slot;
-        next = pos + 1;
     }
     Some(slots)
+}
+
+/// Positions of slots holding a key already held by an earlier slot of the
+/// same home (equal keys share a home; within a home, push order).
+fn duplicates_in(slots: &[Slot], keys: &[u8]) -> Vec<usize> {
+    fn full<'a>(s: &'a Slot, keys: &'a [u8]) -> &'a [u8] {
+        if usize::from(s.len) <= INLINE {
+            &s.key[..usize::from(s.len)]
+        } else {
+            let off = u32::from_le_bytes([s.key[0], s.key[1], s.key[2], s.key[3]]) as usize;
+            &keys[off..off + usize::from(s.len)]
+        }
+    }
+    let mut found = Vec::new();
+    let mut group = 0;
+    for i in 1..slots.len() {
+        let home = |j: usize| j - usize::from(slots[j].disp);
+        if slots[i].len == 0 || slots[i - 1].len == 0 || home(i) != home(i - 1) {
+            group = i;
+            continue;
+        }
+        let s = &slots[i];
+        if slots[group..i]
+            .iter()
+            .any(|t| t.tag == s.tag && t.len == s.len && full(t, keys) == full(s, keys))
+        {
+            found.push(i);
+        }
+    }
+    found
+}
+
+/// Names the duplicates found at `positions` with their tags and values,
+/// and takes the later occurrences out of `pending` (`len = 0`).
+fn describe_duplicates(
+    pending: &mut [Pending],
+    keys: &[u8],
+    positions: &[usize],
+) -> Vec<Duplicate> {
+    let mut by_hash: std::collections::HashMap<u64, Vec<usize>> = Default::default();
+    for (i, p) in pending.iter().enumerate().filter(|(_, p)| p.len != 0) {
+        by_hash.entry(p.hash).or_default().push(i);
+    }
+    let mut out = Vec::new();
+    for same_hash in by_hash.values().filter(|v| v.len() > 1) {
+        // Push order: the first of each key is kept.
+        for (n, &a) in same_hash.iter().enumerate() {
+            if pending[a].len == 0 {
+                continue;
+            }
+            for &b in &same_hash[n + 1..] {
+                if pending[b].len != 0 && key_of(keys, &pending[a]) == key_of(keys, &pending[b]) {
+                    out.push(Duplicate {
+                        key: key_of(keys, &pending[b]).to_vec(),
+                        first: pending[a].tag,
+                        first_value: pending[a].value,
+                        again: pending[b].tag,
+                        again_value: pending[b].value,
+                    });
+                    pending[b].len = 0;
+                }
+            }
+        }
+    }
+    debug_assert!(out.len() >= positions.len());
+    out.sort_by_key(|d| d.again);
+    out
 }
 
 fn key_of<'k>(keys: &'k [u8], p: &Pending) -> &'k [u8] {
@@ -289,6 +386,13 @@ impl HostIndex {
         &self.long_keys[off..off + usize::from(slot.len)]
     }
 
+    /// Rewrites every stored value (used to renumber after a build).
+    pub fn map_values(&mut self, f: impl Fn(u32) -> u32) {
+        for slot in self.slots.iter_mut().filter(|s| s.len != 0) {
+            slot.value = f(slot.value);
+        }
+    }
+
     /// Every key and value, in slot order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], u32)> + '_ {
         self.slots.iter().filter(|s| s.len != 0).map(move |s| {
@@ -318,6 +422,12 @@ mod tests {
             assert!(b.push(k.as_bytes(), i as u32 * 10, i as u32 + 1));
         }
         b.build()
+    }
+
+    #[test]
+    fn a_slot_is_half_a_cache_line() {
+        assert_eq!(std::mem::size_of::<Slot>(), 32);
+        assert_eq!(std::mem::align_of::<Slot>(), 32);
     }
 
     #[test]

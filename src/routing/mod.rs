@@ -57,7 +57,7 @@ pub enum Action {
     Local {
         tier: TierId,
         pool: PoolId,
-        point: u64,
+        point: u32,
     },
     /// Forward to the legacy balancer.
     Legacy,

@@ -1,13 +1,13 @@
 //! [`TenantTable`]: every host of the cluster and the tenant it belongs to.
 //!
 //! Two [`HostIndex`]es (exact names and `*.suffix` wildcards) map a host to a
-//! tenant number; a tenant is a 16-byte record (tier, filer, ring point) plus
+//! tenant number; a tenant is a 12-byte record (tier, filer, ring point) plus
 //! its name in a shared arena. A million hosts fit in about 50 MB. Immutable
 //! once built; a reload builds a new one beside it.
 
 use std::hash::BuildHasher;
 
-use super::host::Host;
+use super::host::{Host, HostError};
 use super::index::{Duplicate, HostIndex, HostIndexBuilder};
 use crate::config::TierId;
 
@@ -19,11 +19,11 @@ pub type FilerIdx = u16;
 /// Most filers a table can name.
 pub const MAX_FILERS: usize = FilerIdx::MAX as usize + 1;
 
-/// What routing needs to know of a tenant, in 16 bytes.
+/// What routing needs to know of a tenant, in 12 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TenantRecord {
     /// The tenant's point on placement rings ([`crate::placement::ring_point`]).
-    pub ring_point: u64,
+    pub ring_point: u32,
     name_offset: u32,
     name_len: u8,
     pub tier: TierId,
@@ -148,6 +148,10 @@ impl TenantTable {
 /// Why a line could not be added.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AddError {
+    #[error("{0}")]
+    Host(#[from] HostError),
+    #[error("a wildcard needs a domain name, not an IP address")]
+    WildcardIp,
     #[error("tenant {tenant} has tier {first} (line {line}), not {this}")]
     TierMismatch {
         tenant: String,
@@ -181,23 +185,38 @@ pub struct DuplicateHost {
     pub tenant: String,
 }
 
-/// The result of a build: the table and the hosts that were listed twice.
+/// The result of a build: the table, the hosts listed twice, and the lines
+/// whose tenant disagrees with its first line (tier or filer), with the
+/// line they were found on.
 pub struct Built {
     pub table: TenantTable,
     pub duplicates: Vec<DuplicateHost>,
+    pub mismatches: Vec<(u32, AddError)>,
+}
+
+/// Consecutive lines of one tenant (aliases usually follow their tenant).
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    name_offset: u32,
+    line: u32,
+    filer: FilerIdx,
+    tier: TierId,
+    name_len: u8,
 }
 
 /// Collects tenant table lines.
+///
+/// Building is sequential work over arrays, not a million hash-table
+/// probes: hosts are normalised straight into their index's key arena, a
+/// tenant's consecutive lines share one run, and runs of the same tenant
+/// are grouped by sorting at build time.
 pub struct TenantTableBuilder {
     exact: HostIndexBuilder,
     wildcards: HostIndexBuilder,
-    records: Vec<TenantRecord>,
-    first_line: Vec<u32>,
+    runs: Vec<Run>,
     names: Vec<u8>,
-    by_name: hashbrown::HashTable<TenantIdx>,
-    name_hasher: foldhash::fast::RandomState,
     filers: Vec<String>,
-    filer_ids: std::collections::HashMap<String, FilerIdx>,
+    filer_ids: std::collections::HashMap<Box<[u8]>, FilerIdx, foldhash::fast::RandomState>,
 }
 
 impl Default for TenantTableBuilder {
@@ -212,152 +231,287 @@ impl TenantTableBuilder {
         TenantTableBuilder {
             exact: HostIndexBuilder::with_capacity(hosts, hosts * 20),
             wildcards: HostIndexBuilder::default(),
-            records: Vec::with_capacity(hosts),
-            first_line: Vec::with_capacity(hosts),
+            runs: Vec::with_capacity(hosts),
             names: Vec::with_capacity(hosts * 8),
-            by_name: hashbrown::HashTable::with_capacity(hosts),
-            name_hasher: foldhash::fast::RandomState::default(),
             filers: Vec::new(),
             filer_ids: Default::default(),
         }
     }
 
-    /// Adds one line: `host` (a wildcard's suffix when `wildcard`) belongs
-    /// to `tenant`, of `tier`, on `filer`. `line` is reported in errors.
+    /// Adds one line: `host` as written, without its `*.` when `wildcard`,
+    /// belongs to `tenant` (a valid name), of `tier`, on `filer`.
     pub fn add(
         &mut self,
-        host: &Host,
+        host: &[u8],
         wildcard: bool,
-        tenant: &str,
+        tenant: &[u8],
         tier: TierId,
-        filer: &str,
+        filer: &[u8],
         line: u32,
     ) -> Result<(), AddError> {
+        if wildcard && host.first() == Some(&b'[') {
+            return Err(AddError::WildcardIp);
+        }
         let filer = self.filer(filer)?;
-        let t = self.tenant(tenant, tier, filer, line)?;
+        let run = self.run(tenant, tier, filer, line)?;
         let index = if wildcard {
             &mut self.wildcards
         } else {
             &mut self.exact
         };
-        if index.push(host.as_bytes(), t, line) {
-            Ok(())
-        } else {
-            Err(AddError::TooLarge)
+        match index.push_with(run, line, |keys| super::host::normalize_into(host, keys)) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(AddError::TooLarge),
+            Err(e) => Err(AddError::Host(e)),
         }
     }
 
-    fn filer(&mut self, name: &str) -> Result<FilerIdx, AddError> {
+    fn filer(&mut self, name: &[u8]) -> Result<FilerIdx, AddError> {
         if let Some(&f) = self.filer_ids.get(name) {
             return Ok(f);
         }
         let f = FilerIdx::try_from(self.filers.len()).map_err(|_| AddError::TooManyFilers)?;
-        self.filers.push(name.to_string());
-        self.filer_ids.insert(name.to_string(), f);
+        self.filers.push(String::from_utf8_lossy(name).into_owned());
+        self.filer_ids.insert(name.into(), f);
         Ok(f)
     }
 
-    fn tenant(
+    fn run_name(&self, r: &Run) -> &[u8] {
+        let start = r.name_offset as usize;
+        &self.names[start..start + usize::from(r.name_len)]
+    }
+
+    /// The run for this line: the previous one if it is the same tenant.
+    fn run(
         &mut self,
-        name: &str,
+        name: &[u8],
         tier: TierId,
         filer: FilerIdx,
         line: u32,
-    ) -> Result<TenantIdx, AddError> {
-        let hash = self.name_hasher.hash_one(name.as_bytes());
-        let (records, names) = (&self.records, &self.names);
-        let found = self.by_name.find(hash, |&t| {
-            let r = &records[t as usize];
-            let start = r.name_offset as usize;
-            &names[start..start + usize::from(r.name_len)] == name.as_bytes()
-        });
-        if let Some(&t) = found {
-            let r = self.records[t as usize];
-            let first = self.first_line[t as usize];
-            if r.tier != tier {
-                return Err(AddError::TierMismatch {
-                    tenant: name.to_string(),
-                    first: r.tier,
-                    this: tier,
-                    line: first,
-                });
+    ) -> Result<u32, AddError> {
+        if let Some(last) = self.runs.last() {
+            if self.run_name(last) == name {
+                let last = *last;
+                check_same(name, &last, tier, filer, &self.filers)?;
+                return Ok((self.runs.len() - 1) as u32);
             }
-            if r.filer != filer {
-                return Err(AddError::FilerMismatch {
-                    tenant: name.to_string(),
-                    first: self.filers[usize::from(r.filer)].clone(),
-                    this: self.filers[usize::from(filer)].clone(),
-                    line: first,
-                });
-            }
-            return Ok(t);
         }
-        let t = TenantIdx::try_from(self.records.len()).map_err(|_| AddError::TooManyTenants)?;
+        let r = u32::try_from(self.runs.len()).map_err(|_| AddError::TooManyTenants)?;
         let name_offset = u32::try_from(self.names.len()).map_err(|_| AddError::TooLarge)?;
         let name_len = u8::try_from(name.len()).map_err(|_| AddError::TooLarge)?;
-        self.names.extend_from_slice(name.as_bytes());
-        self.records.push(TenantRecord {
-            ring_point: crate::placement::ring_point(name),
+        self.names.extend_from_slice(name);
+        self.runs.push(Run {
             name_offset,
-            name_len,
-            tier,
+            line,
             filer,
+            tier,
+            name_len,
         });
-        self.first_line.push(line);
-        let hasher = &self.name_hasher;
-        let (records, names) = (&self.records, &self.names);
-        self.by_name.insert_unique(hash, t, |&u| {
-            let r = &records[u as usize];
-            let start = r.name_offset as usize;
-            hasher.hash_one(&names[start..start + usize::from(r.name_len)])
-        });
-        Ok(t)
+        Ok(r)
     }
 
+    /// Builds the table. The host indexes and the grouping of tenants are
+    /// independent until the final renumbering, so the exact-host index is
+    /// built on a second thread.
     pub fn build(self) -> Built {
         let TenantTableBuilder {
             exact,
             wildcards,
-            records,
+            runs,
             names,
             filers,
             ..
         } = self;
-        let (exact, dup_exact) = exact.build();
-        let (wildcards, dup_wild) = wildcards.build();
+        let (exact, wildcards, grouped) = std::thread::scope(|s| {
+            let exact = s.spawn(move || exact.build());
+            let grouped = group_runs(&runs, &names, &filers);
+            let wildcards = wildcards.build();
+            let exact = exact
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (exact, wildcards, grouped)
+        });
+        drop(runs);
+        drop(names);
+        let Grouped {
+            records,
+            names: tenant_names,
+            tenant_of,
+            mismatches,
+        } = grouped;
+        let renumber = |r: u32| tenant_of[r as usize];
+        let ((mut exact, dup_exact), (mut wildcards, dup_wild)) = (exact, wildcards);
+        exact.map_values(renumber);
+        wildcards.map_values(renumber);
         let table = TenantTable {
             exact,
             wildcards,
             records: records.into_boxed_slice(),
-            names: names.into_boxed_slice(),
+            names: tenant_names.into_boxed_slice(),
             filers: filers.into_boxed_slice(),
         };
         let mut duplicates: Vec<DuplicateHost> = dup_exact
             .into_iter()
-            .map(|d| duplicate(&table, d, ""))
-            .chain(dup_wild.into_iter().map(|d| duplicate(&table, d, "*.")))
+            .map(|d| duplicate(&table, d, "", &renumber))
+            .chain(
+                dup_wild
+                    .into_iter()
+                    .map(|d| duplicate(&table, d, "*.", &renumber)),
+            )
             .collect();
         duplicates.sort_by_key(|d| d.line);
-        // A tenant seen only on duplicate lines stays in `records`: harmless,
-        // since a table with duplicates is refused as a whole.
-        Built { table, duplicates }
+        Built {
+            table,
+            duplicates,
+            mismatches,
+        }
     }
 }
 
-fn duplicate(table: &TenantTable, d: Duplicate, prefix: &str) -> DuplicateHost {
+/// Tenants grouped from runs: records in order of first appearance, and
+/// the tenant of every run.
+struct Grouped {
+    records: Vec<TenantRecord>,
+    names: Vec<u8>,
+    tenant_of: Vec<TenantIdx>,
+    mismatches: Vec<(u32, AddError)>,
+}
+
+/// Groups the runs of each tenant: sort by name hash, compare names within
+/// equal hashes; the earliest run represents the tenant, later ones must
+/// agree with it on tier and filer.
+fn group_runs(runs: &[Run], names: &[u8], filers: &[String]) -> Grouped {
+    let name =
+        |r: &Run| &names[r.name_offset as usize..r.name_offset as usize + usize::from(r.name_len)];
+    // Bucket runs by the top bits of their name hash (a counting sort:
+    // two sequential passes, no comparison sort), then compare names only
+    // within buckets. Runs keep push order inside a bucket, so the first
+    // run of a name represents its tenant.
+    let hasher = foldhash::fast::RandomState::default();
+    let hashes: Vec<u64> = runs.iter().map(|r| hasher.hash_one(name(r))).collect();
+    let bits = (usize::BITS - runs.len().max(2).saturating_sub(1).leading_zeros()).min(32);
+    let bucket = |h: u64| (h >> (64 - bits)) as usize;
+    let mut start = vec![0u32; (1 << bits) + 1];
+    for &h in &hashes {
+        start[bucket(h) + 1] += 1;
+    }
+    for i in 1..start.len() {
+        start[i] += start[i - 1];
+    }
+    let mut next = start.clone();
+    let mut order = vec![0u32; runs.len()];
+    for (i, &h) in hashes.iter().enumerate() {
+        let b = bucket(h);
+        order[next[b] as usize] = i as u32;
+        next[b] += 1;
+    }
+    drop(next);
+    let mut rep: Vec<u32> = (0..runs.len() as u32).collect();
+    for b in start.windows(2) {
+        let members = &order[b[0] as usize..b[1] as usize];
+        if members.len() < 2 {
+            continue;
+        }
+        for (a, &ra) in members.iter().enumerate() {
+            let ra = ra as usize;
+            if rep[ra] as usize != ra {
+                continue;
+            }
+            for &rb in &members[a + 1..] {
+                let rb = rb as usize;
+                if rep[rb] as usize == rb
+                    && hashes[ra] == hashes[rb]
+                    && name(&runs[ra]) == name(&runs[rb])
+                {
+                    rep[rb] = ra as u32;
+                }
+            }
+        }
+    }
+    drop((order, start, hashes));
+
+    let tenants = rep
+        .iter()
+        .enumerate()
+        .filter(|&(r, &p)| r == p as usize)
+        .count();
+    let mut g = Grouped {
+        records: Vec::with_capacity(tenants),
+        names: Vec::with_capacity(tenants * 8),
+        tenant_of: vec![0; runs.len()],
+        mismatches: Vec::new(),
+    };
+    for (r, run) in runs.iter().enumerate() {
+        let p = rep[r] as usize;
+        if p == r {
+            g.tenant_of[r] = g.records.len() as TenantIdx;
+            let n = name(run);
+            g.records.push(TenantRecord {
+                ring_point: crate::placement::ring_point(
+                    std::str::from_utf8(n).unwrap_or_default(),
+                ),
+                name_offset: g.names.len() as u32,
+                name_len: run.name_len,
+                tier: run.tier,
+                filer: run.filer,
+            });
+            g.names.extend_from_slice(n);
+        } else {
+            g.tenant_of[r] = g.tenant_of[p];
+            if let Err(e) = check_same(name(run), &runs[p], run.tier, run.filer, filers) {
+                g.mismatches.push((run.line, e));
+            }
+        }
+    }
+    g
+}
+
+/// A later line of a tenant must name the tier and filer of its first.
+fn check_same(
+    tenant: &[u8],
+    first: &Run,
+    tier: TierId,
+    filer: FilerIdx,
+    filers: &[String],
+) -> Result<(), AddError> {
+    let tenant = || String::from_utf8_lossy(tenant).into_owned();
+    if first.tier != tier {
+        return Err(AddError::TierMismatch {
+            tenant: tenant(),
+            first: first.tier,
+            this: tier,
+            line: first.line,
+        });
+    }
+    if first.filer != filer {
+        return Err(AddError::FilerMismatch {
+            tenant: tenant(),
+            first: filers[usize::from(first.filer)].clone(),
+            this: filers[usize::from(filer)].clone(),
+            line: first.line,
+        });
+    }
+    Ok(())
+}
+
+fn duplicate(
+    table: &TenantTable,
+    d: Duplicate,
+    prefix: &str,
+    renumber: &impl Fn(u32) -> u32,
+) -> DuplicateHost {
     DuplicateHost {
         host: format!("{prefix}{}", String::from_utf8_lossy(&d.key)),
         first_line: d.first,
         line: d.again,
-        first_tenant: table.name(d.first_value).to_string(),
-        tenant: table.name(d.again_value).to_string(),
+        first_tenant: table.name(renumber(d.first_value)).to_string(),
+        tenant: table.name(renumber(d.again_value)).to_string(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routing::host::normalize_without_port;
 
     fn add(
         b: &mut TenantTableBuilder,
@@ -372,11 +526,11 @@ mod tests {
             None => (false, host),
         };
         b.add(
-            &normalize_without_port(name.as_bytes()).unwrap(),
+            name.as_bytes(),
             wild,
-            tenant,
+            tenant.as_bytes(),
             tier,
-            filer,
+            filer.as_bytes(),
             line,
         )
     }
@@ -386,13 +540,20 @@ mod tests {
     }
 
     #[test]
+    fn a_tenant_costs_twelve_bytes() {
+        assert_eq!(std::mem::size_of::<TenantRecord>(), 12);
+    }
+
+    #[test]
     fn exact_then_longest_wildcard() {
         let mut b = TenantTableBuilder::default();
         add(&mut b, "example.com", "t1", 0, "f1", 1).unwrap();
         add(&mut b, "www.example.com", "t1", 0, "f1", 2).unwrap();
         add(&mut b, "*.example.com", "t2", 1, "f2", 3).unwrap();
         add(&mut b, "*.shop.example.com", "t3", 0, "f1", 4).unwrap();
-        let Built { table, duplicates } = b.build();
+        let Built {
+            table, duplicates, ..
+        } = b.build();
         assert!(duplicates.is_empty());
         assert_eq!(
             (
@@ -439,6 +600,55 @@ mod tests {
             add(&mut b, "c.example", "t1", 0, "f2", 8).unwrap_err(),
             AddError::FilerMismatch { line: 1, .. }
         ));
+    }
+
+    #[test]
+    fn lines_of_a_tenant_far_apart_must_agree_too() {
+        let mut b = TenantTableBuilder::default();
+        add(&mut b, "a.example", "t1", 0, "f1", 1).unwrap();
+        add(&mut b, "b.example", "t2", 0, "f1", 2).unwrap();
+        add(&mut b, "c.example", "t1", 1, "f1", 3).unwrap();
+        add(&mut b, "x.example", "t2", 0, "f1", 4).unwrap();
+        add(&mut b, "d.example", "t1", 0, "f2", 5).unwrap();
+        add(&mut b, "y.example", "t2", 0, "f1", 6).unwrap();
+        add(&mut b, "e.example", "t1", 0, "f1", 7).unwrap();
+        let built = b.build();
+        assert_eq!(built.table.tenant_count(), 2);
+        let lines: Vec<u32> = built.mismatches.iter().map(|(l, _)| *l).collect();
+        assert_eq!(lines, [3, 5]);
+        assert!(matches!(
+            built.mismatches[0].1,
+            AddError::TierMismatch { line: 1, .. }
+        ));
+        assert!(matches!(
+            built.mismatches[1].1,
+            AddError::FilerMismatch { line: 1, .. }
+        ));
+        let t = &built.table;
+        let e = t.lookup(&host("e.example")).unwrap();
+        assert_eq!(t.name(e.tenant), "t1");
+        assert_eq!(t.lookup(&host("a.example")).unwrap().tenant, e.tenant);
+    }
+
+    #[test]
+    fn malformed_hosts_are_refused_and_leave_nothing_behind() {
+        let mut b = TenantTableBuilder::default();
+        assert_eq!(
+            add(&mut b, "bad host", "t1", 0, "f1", 1),
+            Err(AddError::Host(HostError::BadChar(' ')))
+        );
+        assert_eq!(
+            add(&mut b, "*.[::1]", "t1", 0, "f1", 2),
+            Err(AddError::WildcardIp)
+        );
+        assert_eq!(
+            add(&mut b, "a.example:80", "t1", 0, "f1", 3),
+            Err(AddError::Host(HostError::PortNotAllowed))
+        );
+        add(&mut b, "A.Example.", "t1", 0, "f1", 4).unwrap();
+        let t = b.build().table;
+        assert_eq!(t.host_count(), 1);
+        assert!(t.lookup(&host("a.example")).is_some());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 use http::StatusCode;
 
-use super::host::{normalize, normalize_without_port};
+use super::host::normalize;
 use super::migration::{MigrationState::*, MigrationStates, StateSource};
 use super::tenants::{MatchKind, TenantTable, TenantTableBuilder};
 use super::*;
@@ -33,11 +33,11 @@ fn table() -> TenantTable {
     let mut add = |host: &str, tenant: &str, tier: u8, filer: &str| {
         let (wild, name) = host.strip_prefix("*.").map_or((false, host), |r| (true, r));
         b.add(
-            &normalize_without_port(name.as_bytes()).unwrap(),
+            name.as_bytes(),
             wild,
-            tenant,
+            tenant.as_bytes(),
             tier,
-            filer,
+            filer.as_bytes(),
             1,
         )
         .unwrap();

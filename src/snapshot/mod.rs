@@ -129,7 +129,7 @@ impl Snapshot {
 
     /// The first servers of a tenant's preference list in `pool`.
     #[inline]
-    pub fn servers(&self, pool: config::PoolId, point: u64, out: &mut [ServerIdx]) -> usize {
+    pub fn servers(&self, pool: config::PoolId, point: u32, out: &mut [ServerIdx]) -> usize {
         self.placement.ring(pool).preference_into(point, out)
     }
 }

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Renders a predictor config folder for ../shared/bench/peers.sh (its
+# PREDICTOR_CONFIG_CMD hook) and prints predictor's arguments.
+#
+#   usage: peer-config.sh DIR PORT H2PORT MAP POOLS
+#     MAP   "host pool" lines (HAProxy map format)
+#     POOLS "pool ip:port" lines; pool be_default answers unknown hosts
+#
+# Each host becomes its own tenant (the worst case for memory), its pool its
+# tier, spread over 100 filers, all migrated; unknown hosts go to the
+# "legacy balancer", which is be_default. BENCH_THREADS sets the workers.
+#
+#   PREDICTOR_BIN=target/release/predictor \
+#   PREDICTOR_CONFIG_CMD="$PWD/benches/peer-config.sh" PREDICTOR_H2C=1 \
+#   bash ../shared/bench/peers.sh --proxies direct,haproxy,nginx,predictor
+set -euo pipefail
+dir=$1 port=$2 h2port=$3 map=$4 pools=$5
+mkdir -p "$dir"
+awk '{ printf "%s\tt%d\t%s\tf%d\n", $1, NR, $2, NR % 100 }' "$map" > "$dir/tenants.tsv"
+{
+  echo 'tenants = "tenants.tsv"'
+  echo 'migration = "migration.toml"'
+  echo '[proxy]'
+  echo "workers = ${BENCH_THREADS:-1}"
+  echo '[[listen]]'
+  echo "address = \"127.0.0.1:$port\""
+  echo '[[listen]]'
+  echo "address = \"127.0.0.1:$h2port\""
+  echo 'protocol = "h2c"'
+  awk '$1 == "be_default" { printf "[legacy]\naddress = \"%s\"\n", $2 }
+       $1 != "be_default" { printf "[tiers.%s]\npool = \"%s\"\n[pools.%s]\nservers = [{ id = \"%s-1\", address = \"%s\" }]\n", $1, $1, $1, $1, $2 }' "$pools"
+} > "$dir/predictor.toml"
+echo 'default = "migrated"' > "$dir/migration.toml"
+echo "run --config $dir"
