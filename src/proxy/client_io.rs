@@ -83,12 +83,14 @@ pub enum Mode {
     Http2,
 }
 
+/// Deadlines are set when a read first blocks in a phase (`None` until
+/// then), so a request whose head arrives in one read reads no clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// No request in progress; close at the deadline.
-    Idle(Instant),
+    Idle(Option<Instant>),
     /// An HTTP/1 head is arriving; 408 at the deadline.
-    Head(Instant),
+    Head(Option<Instant>),
     /// A request is in progress: its own timeouts apply.
     Busy,
     /// Upgraded (WebSocket): a raw stream now.
@@ -130,7 +132,7 @@ impl<T> ClientIo<T> {
             mode,
             idle,
             header,
-            phase: Phase::Idle(now + header),
+            phase: Phase::Idle(Some(now + header)),
             seen: (0, 0),
             sleep: Box::pin(tokio::time::sleep_until(now + header)),
             armed: None,
@@ -155,7 +157,7 @@ impl<T> ClientIo<T> {
             self.scan.stop();
         } else if (started, finished) != self.seen || self.phase == Phase::Busy {
             // A request ended since we last looked: idle from now on.
-            self.phase = Phase::Idle(Instant::now() + self.idle);
+            self.phase = Phase::Idle(None);
             self.scan.stop();
         }
         self.seen = (started, finished);
@@ -169,7 +171,7 @@ impl<T> ClientIo<T> {
         self.refresh();
         match (self.phase, self.mode) {
             (Phase::Idle(_), Mode::Http1 | Mode::Unknown) => {
-                self.phase = Phase::Head(Instant::now() + self.header);
+                self.phase = Phase::Head(None);
                 self.scan.begin();
                 self.feed(bytes);
             }
@@ -194,17 +196,20 @@ impl<T> ClientIo<T> {
             self.mode = Mode::Http2;
             // The preface is not a request: the connection is open and idle.
             if let Phase::Head(_) | Phase::Idle(_) = self.phase {
-                self.phase = Phase::Idle(Instant::now() + self.idle);
+                self.phase = Phase::Idle(None);
             }
             self.scan.stop();
         }
     }
 
-    fn deadline(&self) -> Option<Instant> {
-        match self.phase {
-            Phase::Idle(d) | Phase::Head(d) => Some(d),
-            Phase::Busy | Phase::Off => None,
-        }
+    /// The deadline of the current phase, fixed now if not yet.
+    fn deadline(&mut self) -> Option<Instant> {
+        let (slot, after) = match &mut self.phase {
+            Phase::Idle(d) => (d, self.idle),
+            Phase::Head(d) => (d, self.header),
+            Phase::Busy | Phase::Off => return None,
+        };
+        Some(*slot.get_or_insert_with(|| Instant::now() + after))
     }
 }
 
@@ -230,12 +235,22 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<T> {
                 let Some(deadline) = this.deadline() else {
                     return Poll::Pending;
                 };
-                if this.armed != Some(deadline) {
+                // Keep an earlier timer armed (the common case on a busy
+                // keep-alive connection: the last idle deadline); when it
+                // fires early, it is moved to the real deadline.
+                if this.armed.is_none_or(|armed| armed > deadline) {
                     this.sleep.as_mut().reset(deadline);
                     this.armed = Some(deadline);
                 }
                 if this.sleep.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
+                }
+                if Instant::now() < deadline {
+                    this.sleep.as_mut().reset(deadline);
+                    this.armed = Some(deadline);
+                    if this.sleep.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
                 }
                 match this.phase {
                     Phase::Head(_) if this.mode != Mode::Http2 => {

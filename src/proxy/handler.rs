@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use super::body::ResponseBody;
 use super::client_io::ConnShared;
 use super::error::{ProxyError, Side, page};
-use super::headers::{self, Forwarding};
+use super::headers::{self, Forwarding, Scan};
 use super::upstream::{Settings, Upstreams};
 use crate::placement::MAX_ATTEMPTS;
 use crate::routing::host;
@@ -88,10 +88,11 @@ async fn forward(
         return Err(ProxyError::Connect);
     }
     let version = req.version();
-    if content_length_seen && req.headers().contains_key(header::TRANSFER_ENCODING) {
+    let scan = Scan::of(req.headers());
+    if content_length_seen && scan.transfer_encoding() {
         return Err(ProxyError::ConflictingFraming);
     }
-    let authority = request_authority(&req)?;
+    let authority = request_authority(&req, &scan)?;
     let host = authority
         .as_ref()
         .map(|a| host::normalize(a.as_bytes()))
@@ -162,16 +163,16 @@ async fn forward(
 
     // Rewrite for the upstream: HTTP/1.1, origin-form, the routed Host.
     let upgrade = if version == Version::HTTP_11 {
-        headers::upgrade_protocol(req.headers()).cloned()
+        headers::upgrade_protocol(req.headers(), &scan).cloned()
     } else {
         None
     };
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let is_upgrade = upgrade.is_some();
-    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    headers::strip_hop_by_hop(&mut parts.headers, &scan, upgrade);
     if version == Version::HTTP_2 {
-        headers::merge_cookies(&mut parts.headers);
+        headers::merge_cookies(&mut parts.headers, &scan);
     }
     match &authority {
         Some(a) => {
@@ -219,13 +220,15 @@ async fn forward(
         tokio::task::spawn_local(tunnel(client_upgrade, upstream_upgrade, ctx.peer));
         let (mut parts, _) = exchange.response.into_parts();
         let up = parts.headers.get(header::UPGRADE).cloned();
-        headers::strip_hop_by_hop(&mut parts.headers, up);
+        let scan = Scan::of(&parts.headers);
+        headers::strip_hop_by_hop(&mut parts.headers, &scan, up);
         parts.headers.append(header::VIA, via_back);
         return Ok(Response::from_parts(parts, ResponseBody::empty()));
     }
 
     let (mut parts, body) = exchange.response.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers, None);
+    let scan = Scan::of(&parts.headers);
+    headers::strip_hop_by_hop(&mut parts.headers, &scan, None);
     parts.headers.append(header::VIA, via_back);
     // An upgrade that was declined leaves a connection in an unclear state:
     // it is not reused.
@@ -239,12 +242,18 @@ async fn forward(
 /// The authority that routes the request and that the upstream sees:
 /// HTTP/2 `:authority`, the authority of an absolute-form target, or the
 /// `Host` header. `None` for an HTTP/1.0 request without any.
-fn request_authority(req: &Request<Incoming>) -> Result<Option<HeaderValue>, ProxyError> {
-    let mut hosts = req.headers().get_all(header::HOST).iter();
-    let host = hosts.next();
-    if hosts.next().is_some() {
+fn request_authority(
+    req: &Request<Incoming>,
+    scan: &Scan,
+) -> Result<Option<HeaderValue>, ProxyError> {
+    if scan.hosts > 1 {
         return Err(ProxyError::DuplicateHost);
     }
+    let host = if scan.hosts == 1 {
+        req.headers().get(header::HOST)
+    } else {
+        None
+    };
     let uri_authority = req.uri().authority();
     let version = req.version();
     match (uri_authority, host) {

@@ -17,20 +17,18 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
-/// Headers that belong to one connection, never forwarded.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == header::CONNECTION
-        || name == header::TE
-        || name == header::TRANSFER_ENCODING
-        || name == header::UPGRADE
-        || name == KEEP_ALIVE
-        || name == PROXY_CONNECTION
-        || name == HTTP2_SETTINGS
-}
+/// Hop-by-hop headers present in a message, as bits.
+const CONNECTION: u8 = 1;
+const TE: u8 = 2;
+const TRANSFER_ENCODING: u8 = 4;
+const UPGRADE: u8 = 8;
+const KEEP_ALIVE_BIT: u8 = 16;
+const PROXY_CONNECTION_BIT: u8 = 32;
+const HTTP2_SETTINGS_BIT: u8 = 64;
 
 /// Headers predictor sets or removes itself; a config may not reuse them.
 pub fn is_managed_header(name: &HeaderName) -> bool {
-    is_hop_by_hop(name)
+    hop_bit(name) != 0
         || name == header::HOST
         || name == header::VIA
         || name == header::CONTENT_LENGTH
@@ -39,86 +37,156 @@ pub fn is_managed_header(name: &HeaderName) -> bool {
         || name == X_FORWARDED_HOST
 }
 
-/// Whether a comma-separated header contains `token` (case-insensitive).
-pub fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-    })
+/// The bit of a hop-by-hop header, 0 for any other.
+fn hop_bit(name: &HeaderName) -> u8 {
+    if name == header::CONNECTION {
+        CONNECTION
+    } else if name == header::TE {
+        TE
+    } else if name == header::TRANSFER_ENCODING {
+        TRANSFER_ENCODING
+    } else if name == header::UPGRADE {
+        UPGRADE
+    } else if name == KEEP_ALIVE {
+        KEEP_ALIVE_BIT
+    } else if name == PROXY_CONNECTION {
+        PROXY_CONNECTION_BIT
+    } else if name == HTTP2_SETTINGS {
+        HTTP2_SETTINGS_BIT
+    } else {
+        0
+    }
+}
+
+/// What one pass over a message's headers found: everything the header
+/// rules need, so that they look up and remove only what is there.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Scan {
+    /// `Host` field lines.
+    pub hosts: u8,
+    /// `Cookie` field lines.
+    pub cookies: u8,
+    /// `Connection` carries the `upgrade` option.
+    pub connection_upgrade: bool,
+    /// `Connection` names other headers (beyond close, keep-alive, upgrade).
+    listed: bool,
+    hop: u8,
+}
+
+impl Scan {
+    pub fn of(headers: &HeaderMap) -> Scan {
+        let mut s = Scan::default();
+        for (name, value) in headers {
+            if name == header::HOST {
+                s.hosts = s.hosts.saturating_add(1);
+            } else if name == header::COOKIE {
+                s.cookies = s.cookies.saturating_add(1);
+            } else {
+                let bit = hop_bit(name);
+                s.hop |= bit;
+                if bit == CONNECTION {
+                    for t in value.as_bytes().split(|&b| b == b',') {
+                        let t = t.trim_ascii();
+                        if t.eq_ignore_ascii_case(b"upgrade") {
+                            s.connection_upgrade = true;
+                        } else if !t.is_empty()
+                            && !t.eq_ignore_ascii_case(b"close")
+                            && !t.eq_ignore_ascii_case(b"keep-alive")
+                        {
+                            s.listed = true;
+                        }
+                    }
+                }
+            }
+        }
+        s
+    }
+
+    /// Whether the message has a `Transfer-Encoding` header.
+    pub fn transfer_encoding(&self) -> bool {
+        self.hop & TRANSFER_ENCODING != 0
+    }
 }
 
 /// The protocol a request asks to switch to, when it is an upgrade we pass
 /// through (HTTP/1.1 `Connection: upgrade` + `Upgrade`, not `h2c`).
-pub fn upgrade_protocol(headers: &HeaderMap) -> Option<&HeaderValue> {
+pub fn upgrade_protocol<'h>(headers: &'h HeaderMap, scan: &Scan) -> Option<&'h HeaderValue> {
+    if !scan.connection_upgrade || scan.hop & UPGRADE == 0 {
+        return None;
+    }
     let up = headers.get(header::UPGRADE)?;
     let h2c = up
         .as_bytes()
         .split(|&b| b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"h2c"));
-    if h2c || !has_token(headers, &header::CONNECTION, "upgrade") {
-        return None;
-    }
-    Some(up)
+    (!h2c).then_some(up)
 }
 
-/// Removes hop-by-hop headers. With `upgrade`, keeps `Upgrade` and sets
+/// Removes hop-by-hop headers (the fixed list and every header named in
+/// `Connection`). With `upgrade`, keeps `Upgrade` and sets
 /// `Connection: upgrade` (the only connection option passed on).
-pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
-    if !headers.keys().any(is_hop_by_hop) {
-        if let Some(up) = upgrade {
-            set_upgrade(headers, up);
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, scan: &Scan, upgrade: Option<HeaderValue>) {
+    if scan.listed {
+        // Collect the (rare) extra names first, then remove them by &str.
+        let mut listed: Vec<String> = Vec::new();
+        for v in headers.get_all(header::CONNECTION) {
+            for t in v.as_bytes().split(|&b| b == b',') {
+                let t = t.trim_ascii();
+                if !t.is_empty()
+                    && !t.eq_ignore_ascii_case(b"close")
+                    && !t.eq_ignore_ascii_case(b"keep-alive")
+                    && !t.eq_ignore_ascii_case(b"upgrade")
+                {
+                    listed.push(String::from_utf8_lossy(t).to_ascii_lowercase());
+                }
+            }
         }
-        return;
-    }
-    // Names listed in Connection go too: collect the (rare) extra names
-    // first, then remove them by &str.
-    let mut listed: Vec<String> = Vec::new();
-    for v in headers.get_all(header::CONNECTION) {
-        for t in v.as_bytes().split(|&b| b == b',') {
-            let t = t.trim_ascii();
-            if !t.is_empty()
-                && !t.eq_ignore_ascii_case(b"close")
-                && !t.eq_ignore_ascii_case(b"keep-alive")
-                && !t.eq_ignore_ascii_case(b"upgrade")
-            {
-                listed.push(String::from_utf8_lossy(t).to_ascii_lowercase());
+        for name in &listed {
+            // A client may not use Connection to strip the Host we route by.
+            if name != "host" {
+                headers.remove(name.as_str());
             }
         }
     }
-    for name in &listed {
-        // A client may not use Connection to strip the Host we route by.
-        if name != "host" {
-            headers.remove(name.as_str());
-        }
+    let hop = scan.hop;
+    if hop & CONNECTION != 0 {
+        headers.remove(header::CONNECTION);
     }
-    headers.remove(header::CONNECTION);
-    headers.remove(header::TE);
-    headers.remove(header::TRANSFER_ENCODING);
-    headers.remove(header::UPGRADE);
-    headers.remove(&KEEP_ALIVE);
-    headers.remove(&PROXY_CONNECTION);
-    headers.remove(&HTTP2_SETTINGS);
+    if hop & TE != 0 {
+        headers.remove(header::TE);
+    }
+    if hop & TRANSFER_ENCODING != 0 {
+        headers.remove(header::TRANSFER_ENCODING);
+    }
+    if hop & UPGRADE != 0 {
+        headers.remove(header::UPGRADE);
+    }
+    if hop & KEEP_ALIVE_BIT != 0 {
+        headers.remove(&KEEP_ALIVE);
+    }
+    if hop & PROXY_CONNECTION_BIT != 0 {
+        headers.remove(&PROXY_CONNECTION);
+    }
+    if hop & HTTP2_SETTINGS_BIT != 0 {
+        headers.remove(&HTTP2_SETTINGS);
+    }
     if let Some(up) = upgrade {
-        set_upgrade(headers, up);
+        headers.insert(header::UPGRADE, up);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-}
-
-fn set_upgrade(headers: &mut HeaderMap, up: HeaderValue) {
-    headers.insert(header::UPGRADE, up);
-    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
 }
 
 /// HTTP/2 may split `Cookie` into several fields; HTTP/1.1 needs one,
 /// joined with `"; "` (RFC 9113 §8.2.3).
-pub fn merge_cookies(headers: &mut HeaderMap) {
-    let mut all = headers.get_all(header::COOKIE).iter();
-    let (Some(first), Some(_)) = (all.next(), all.next()) else {
+pub fn merge_cookies(headers: &mut HeaderMap, scan: &Scan) {
+    if scan.cookies < 2 {
         return;
-    };
-    let mut joined = first.as_bytes().to_vec();
-    for v in headers.get_all(header::COOKIE).iter().skip(1) {
-        joined.extend_from_slice(b"; ");
+    }
+    let mut joined = Vec::new();
+    for (i, v) in headers.get_all(header::COOKIE).iter().enumerate() {
+        if i > 0 {
+            joined.extend_from_slice(b"; ");
+        }
         joined.extend_from_slice(v.as_bytes());
     }
     if let Ok(v) = HeaderValue::from_bytes(&joined) {
@@ -211,7 +279,8 @@ mod tests {
             ("x-kept", "3"),
             ("cookie", "a=1"),
         ]);
-        strip_hop_by_hop(&mut h, None);
+        let scan = Scan::of(&h);
+        strip_hop_by_hop(&mut h, &scan, None);
         let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         names.sort_unstable();
         assert_eq!(names, vec!["cookie", "x-kept"]);
@@ -220,7 +289,8 @@ mod tests {
     #[test]
     fn connection_cannot_remove_host() {
         let mut h = map(&[("connection", "host"), ("host", "a.example")]);
-        strip_hop_by_hop(&mut h, None);
+        let scan = Scan::of(&h);
+        strip_hop_by_hop(&mut h, &scan, None);
         assert_eq!(h.get("host").unwrap(), "a.example");
     }
 
@@ -231,9 +301,10 @@ mod tests {
             ("upgrade", "websocket"),
             ("x-a", "1"),
         ]);
-        let up = upgrade_protocol(&h).cloned();
+        let scan = Scan::of(&h);
+        let up = upgrade_protocol(&h, &scan).cloned();
         assert_eq!(up.as_ref().unwrap(), "websocket");
-        strip_hop_by_hop(&mut h, up);
+        strip_hop_by_hop(&mut h, &scan, up);
         assert_eq!(h.get("upgrade").unwrap(), "websocket");
         assert_eq!(h.get("connection").unwrap(), "upgrade");
         assert!(h.get("x-a").is_none());
@@ -245,19 +316,24 @@ mod tests {
             ("connection", "Upgrade, HTTP2-Settings"),
             ("upgrade", "h2c"),
         ]);
-        assert!(upgrade_protocol(&h).is_none());
+        assert!(upgrade_protocol(&h, &Scan::of(&h)).is_none());
         let h = map(&[("upgrade", "websocket")]);
-        assert!(upgrade_protocol(&h).is_none(), "no Connection: upgrade");
+        assert!(
+            upgrade_protocol(&h, &Scan::of(&h)).is_none(),
+            "no Connection: upgrade"
+        );
     }
 
     #[test]
     fn cookies_are_joined_for_http1() {
         let mut h = map(&[("cookie", "a=1"), ("cookie", "b=2"), ("cookie", "c=3")]);
-        merge_cookies(&mut h);
+        let scan = Scan::of(&h);
+        merge_cookies(&mut h, &scan);
         assert_eq!(h.get_all("cookie").iter().count(), 1);
         assert_eq!(h.get("cookie").unwrap(), "a=1; b=2; c=3");
         let mut one = map(&[("cookie", "a=1")]);
-        merge_cookies(&mut one);
+        let scan = Scan::of(&one);
+        merge_cookies(&mut one, &scan);
         assert_eq!(one.get("cookie").unwrap(), "a=1");
     }
 
@@ -291,6 +367,23 @@ mod tests {
         );
         assert_eq!(via.for_version(http::Version::HTTP_2), "2.0 predictor");
         assert_eq!(via.for_version(http::Version::HTTP_10), "1.0 predictor");
+    }
+
+    #[test]
+    fn one_pass_finds_what_the_rules_need() {
+        let h = map(&[
+            ("host", "a"),
+            ("host", "b"),
+            ("cookie", "x=1"),
+            ("connection", "keep-alive, Upgrade"),
+            ("transfer-encoding", "chunked"),
+        ]);
+        let s = Scan::of(&h);
+        assert_eq!((s.hosts, s.cookies, s.connection_upgrade), (2, 1, true));
+        assert!(s.transfer_encoding());
+        assert!(!s.listed);
+        assert!(!Scan::of(&map(&[("host", "a")])).transfer_encoding());
+        assert!(Scan::of(&map(&[("connection", "close, x-y")])).listed);
     }
 
     #[test]

@@ -98,20 +98,19 @@ pub fn normalize(authority: &[u8]) -> Result<Host, HostError> {
         let (host, _port) = split_port(authority)?;
         return normalize_ipv6(host);
     }
-    // Most hosts come without a port: one pass, and a second only when
-    // the first stops at a ':'.
+    // A reg-name has no ':', so the first one starts the port.
+    let name = match memchr::memchr(b':', authority) {
+        Some(colon) => {
+            check_port(&authority[colon + 1..])?;
+            &authority[..colon]
+        }
+        None => authority,
+    };
     let mut out = Host {
         buf: [0; MAX_HOST_LEN],
         len: 0,
     };
-    let len = match lower_name(authority, &mut out.buf) {
-        Err(HostError::BadChar(':')) => {
-            let (host, _port) = split_port(authority)?;
-            lower_name(host, &mut out.buf)?
-        }
-        other => other?,
-    };
-    out.len = len as u8;
+    out.len = lower_name(name, &mut out.buf)? as u8;
     Ok(out)
 }
 
@@ -145,15 +144,22 @@ fn split_port(a: &[u8]) -> Result<(&[u8], Option<u16>), HostError> {
     };
     let port = match port {
         None => None,
-        // RFC 3986 allows an empty port ("example.com:").
-        Some([]) => None,
-        Some(p) if p.len() <= 5 && p.iter().all(u8::is_ascii_digit) => {
-            let n = p.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
-            Some(u16::try_from(n).map_err(|_| HostError::BadPort)?)
-        }
-        Some(_) => return Err(HostError::BadPort),
+        Some(p) => check_port(p)?,
     };
     Ok((host, port))
+}
+
+/// A port: up to five digits, at most 65535; empty is allowed (RFC 3986:
+/// `example.com:`) and means none.
+fn check_port(p: &[u8]) -> Result<Option<u16>, HostError> {
+    if p.is_empty() {
+        return Ok(None);
+    }
+    if p.len() > 5 || !p.iter().all(u8::is_ascii_digit) {
+        return Err(HostError::BadPort);
+    }
+    let n = p.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+    u16::try_from(n).map(Some).map_err(|_| HostError::BadPort)
 }
 
 /// Each byte's spelling in a normalised reg-name: lowercase letters,
