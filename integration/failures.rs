@@ -110,6 +110,7 @@ async fn upstream_connections_are_kept_alive() {
                 .header("host", "s.example")
                 .body(http_body_util::Full::new(bytes::Bytes::new()))
                 .unwrap();
+            s.ready().await.unwrap();
             assert_eq!(read(s.send_request(req).await.unwrap()).await.body, "web");
         }
     }
@@ -119,5 +120,55 @@ async fn upstream_connections_are_kept_alive() {
         web.connections() <= 2,
         "{} upstream connections for 150 requests",
         web.connections()
+    );
+}
+
+/// A burst wider than a few dozen requests keeps its upstream connections
+/// for the next burst instead of reopening them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bursts_reuse_their_upstream_connections() {
+    let web = Backend::start("web").await;
+    let folder = Folder::new(
+        &config_toml(&[("web", vec![("w", web.addr)])], None, ""),
+        "s.example\tt\tweb\tf\n",
+        "default = \"migrated\"\n",
+    );
+    let p = Proxy::start(&folder);
+    // One HTTP/2 connection: all streams on one worker.
+    let s = h2(p.addr).await;
+    let burst = || {
+        let s = s.clone();
+        async move {
+            let tasks: Vec<_> = (0..100)
+                .map(|_| {
+                    let mut s = s.clone();
+                    tokio::spawn(async move {
+                        let req = http::Request::get("http://s.example/sleep?ms=100")
+                            .body(http_body_util::Full::new(bytes::Bytes::new()))
+                            .unwrap();
+                        s.ready().await.unwrap();
+                        read(s.send_request(req).await.unwrap())
+                            .await
+                            .status
+                            .as_u16()
+                    })
+                })
+                .collect();
+            for t in tasks {
+                assert_eq!(tokio::time::timeout(WAIT, t).await.unwrap().unwrap(), 200);
+            }
+        }
+    };
+    burst().await;
+    let after_first = web.connections();
+    assert!(
+        after_first >= 50,
+        "the burst was not concurrent: {after_first} connections"
+    );
+    burst().await;
+    assert_eq!(
+        web.connections(),
+        after_first,
+        "the second burst opened new upstream connections"
     );
 }

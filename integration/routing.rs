@@ -159,14 +159,17 @@ async fn a_reload_applies_to_open_connections() {
     let w = world("").await;
     let p = Proxy::start(&w.folder);
     let mut conn = h1(p.addr).await;
-    let ask = |conn: &mut hyper::client::conn::http1::SendRequest<_>| {
+    async fn ask(
+        conn: &mut hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    ) -> Answer {
+        conn.ready().await.unwrap();
         let req = http::Request::get("/")
             .header("host", "old.example")
             .body(http_body_util::Full::new(bytes::Bytes::new()))
             .unwrap();
-        conn.send_request(req)
-    };
-    assert_eq!(read(ask(&mut conn).await.unwrap()).await.body, "legacy");
+        read(conn.send_request(req).await.unwrap()).await
+    }
+    assert_eq!(ask(&mut conn).await.body, "legacy");
     w.folder.write(
         "migration.toml",
         &STATES.replace(
@@ -176,7 +179,7 @@ async fn a_reload_applies_to_open_connections() {
     );
     let generation = p.server().reload(w.folder.path()).unwrap();
     assert_eq!(generation, 2);
-    assert_eq!(read(ask(&mut conn).await.unwrap()).await.body, "web-shared");
+    assert_eq!(ask(&mut conn).await.body, "web-shared");
 
     // A broken file is refused whole; the running snapshot keeps serving.
     w.folder.write(
@@ -184,6 +187,6 @@ async fn a_reload_applies_to_open_connections() {
         "default = \"legacy\"\n[filers]\nf-old = \"gone\"\n",
     );
     assert!(p.server().reload(w.folder.path()).is_err());
-    assert_eq!(read(ask(&mut conn).await.unwrap()).await.body, "web-shared");
+    assert_eq!(ask(&mut conn).await.body, "web-shared");
     assert_eq!(p.server().snapshot().load().generation, 2);
 }

@@ -202,6 +202,7 @@ async fn http2_prior_knowledge() {
         .header("host", "b.example")
         .body(Full::new(Bytes::new()))
         .unwrap();
+    s.ready().await.unwrap();
     let answer = read(s.send_request(req).await.unwrap()).await;
     assert_eq!(answer.status.as_u16(), 400);
     assert!(b.seen().is_empty());

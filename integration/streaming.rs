@@ -168,3 +168,37 @@ async fn websocket_upgrade_round_trip() {
         assert_eq!(back, msg);
     }
 }
+
+/// `Expect: 100-continue`: the client hears `100 Continue` before it sends
+/// the body, and the body reaches the webserver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_continue_uploads() {
+    let (web, folder) = one_backend().await;
+    let p = Proxy::start(&folder);
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: s.example\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        .await
+        .unwrap();
+    let mut interim = Vec::new();
+    let mut byte = [0u8; 1];
+    while !interim.ends_with(b"\r\n\r\n") {
+        tokio::time::timeout(WAIT, s.read_exact(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        interim.push(byte[0]);
+    }
+    assert!(
+        interim.starts_with(b"HTTP/1.1 100 Continue"),
+        "{}",
+        String::from_utf8_lossy(&interim)
+    );
+    s.write_all(b"hello").await.unwrap();
+    let r = read_response(&mut s).await;
+    let sum = b"hello"
+        .iter()
+        .fold(0u64, |s, &b| s.wrapping_mul(31).wrapping_add(u64::from(b)));
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(r.ends_with(&format!("5 {sum}")), "{r}");
+    assert_eq!(web.last().header("expect"), Some("100-continue"));
+}

@@ -112,7 +112,7 @@ pub(super) fn config(doc: RawDocument) -> Result<Config, ConfigError> {
             &mut c,
             "limits.upstream_idle_per_server",
             limits.upstream_idle_per_server,
-            64,
+            256,
             0,
             100_000,
         ) as usize,
