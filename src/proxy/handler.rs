@@ -42,12 +42,10 @@ pub struct ConnCtx {
 
 impl ConnCtx {
     pub fn new(worker: Rc<Worker>, conn: Arc<ConnShared>, peer: SocketAddr) -> Self {
-        let ip = peer.ip().to_canonical().to_string();
         ConnCtx {
             worker,
             conn,
-            client: HeaderValue::from_str(&ip)
-                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            client: headers::client_address(peer.ip()),
             peer,
             proto: "http",
         }

@@ -207,6 +207,9 @@ pub struct Forwarding<'a> {
 
 impl Forwarding<'_> {
     pub fn apply(&self, headers: &mut HeaderMap) {
+        // One growth of the map for the four additions (a new connection's
+        // map is sized to exactly the headers hyper parsed).
+        headers.reserve(4);
         headers.insert(X_FORWARDED_FOR.clone(), self.client.clone());
         headers.insert(
             X_FORWARDED_PROTO.clone(),
@@ -214,6 +217,38 @@ impl Forwarding<'_> {
         );
         headers.insert(X_FORWARDED_HOST.clone(), self.host.clone());
         headers.append(header::VIA, self.via.clone());
+    }
+}
+
+/// A client's address as an `X-Forwarded-For` value (IPv4-mapped IPv6
+/// written as IPv4). Once per connection; IPv4 without `core::fmt`, which
+/// cost ~5,000 instructions per connection.
+pub fn client_address(ip: std::net::IpAddr) -> HeaderValue {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => {
+            let mut buf = [0u8; 15];
+            let mut len = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[len] = b'.';
+                    len += 1;
+                }
+                if octet >= 100 {
+                    buf[len] = b'0' + octet / 100;
+                    len += 1;
+                }
+                if octet >= 10 {
+                    buf[len] = b'0' + octet / 10 % 10;
+                    len += 1;
+                }
+                buf[len] = b'0' + octet % 10;
+                len += 1;
+            }
+            HeaderValue::from_bytes(&buf[..len])
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+        }
+        v6 => HeaderValue::from_str(&v6.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
     }
 }
 
@@ -384,6 +419,27 @@ mod tests {
         assert!(!s.listed);
         assert!(!Scan::of(&map(&[("host", "a")])).transfer_encoding());
         assert!(Scan::of(&map(&[("connection", "close, x-y")])).listed);
+    }
+
+    #[test]
+    fn client_addresses_are_written_plainly() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.200.9.255",
+            "192.0.2.100",
+            "255.255.255.255",
+        ] {
+            assert_eq!(client_address(ip.parse().unwrap()), ip);
+        }
+        assert_eq!(
+            client_address("::ffff:192.0.2.7".parse().unwrap()),
+            "192.0.2.7"
+        );
+        assert_eq!(
+            client_address("2001:db8::1".parse().unwrap()),
+            "2001:db8::1"
+        );
     }
 
     #[test]
