@@ -68,14 +68,9 @@ async fn the_next_server_on_the_ring_takes_over() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_backend_is_a_504() {
     let web = Backend::start("web").await;
-    let folder = Folder::new(
-        &config_toml(
-            &[("web", vec![("w", web.addr)])],
-            None,
-            "[timeouts]\nupstream_response = \"300ms\"\ndrain = \"1s\"\n",
-        ),
-        "s.example\tt\tweb\tf\n",
-        "default = \"migrated\"\n",
+    let folder = single_site(
+        &web,
+        "[timeouts]\nupstream_response = \"300ms\"\ndrain = \"1s\"\n",
     );
     let p = Proxy::start(&folder);
     assert_eq!(
@@ -97,11 +92,7 @@ async fn a_slow_backend_is_a_504() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_connections_are_kept_alive() {
     let web = Backend::start("web").await;
-    let folder = Folder::new(
-        &config_toml(&[("web", vec![("w", web.addr)])], None, ""),
-        "s.example\tt\tweb\tf\n",
-        "default = \"migrated\"\n",
-    );
+    let folder = single_site(&web, "");
     let p = Proxy::start(&folder);
     for _ in 0..3 {
         let mut s = h1(p.addr).await;
@@ -128,11 +119,7 @@ async fn upstream_connections_are_kept_alive() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bursts_reuse_their_upstream_connections() {
     let web = Backend::start("web").await;
-    let folder = Folder::new(
-        &config_toml(&[("web", vec![("w", web.addr)])], None, ""),
-        "s.example\tt\tweb\tf\n",
-        "default = \"migrated\"\n",
-    );
+    let folder = single_site(&web, "");
     let p = Proxy::start(&folder);
     // One HTTP/2 connection: all streams on one worker.
     let s = h2(p.addr).await;

@@ -10,11 +10,7 @@ use crate::support::*;
 
 async fn one_backend() -> (Backend, Folder) {
     let web = Backend::start("web").await;
-    let folder = Folder::new(
-        &config_toml(&[("web", vec![("w", web.addr)])], None, ""),
-        "s.example\tt\tweb\tf\n",
-        "default = \"migrated\"\n",
-    );
+    let folder = single_site(&web, "");
     (web, folder)
 }
 

@@ -79,6 +79,15 @@ pub fn config_toml(
     t
 }
 
+/// A folder with one migrated site, `s.example`, served by `web`.
+pub fn single_site(web: &Backend, extra: &str) -> Folder {
+    Folder::new(
+        &config_toml(&[("web", vec![("w", web.addr)])], None, extra),
+        "s.example\tt\tweb\tf\n",
+        "default = \"migrated\"\n",
+    )
+}
+
 /// predictor serving a folder, stopped (drained) when dropped.
 pub struct Proxy {
     pub addr: SocketAddr,

@@ -18,8 +18,8 @@
 //!
 //! The handler reports request starts and ends through [`ConnShared`]
 //! (atomics, uncontended: same thread); the wrapper turns them into phases
-//! lazily, when a read would block. Timers are armed only then, and reset
-//! only when the deadline changes: about one reset per request.
+//! lazily, when a read would block; the deadline lives in a [`LazyTimer`],
+//! so a busy keep-alive connection rarely touches the timer wheel.
 
 use std::io;
 use std::pin::Pin;
@@ -29,7 +29,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
+
+use super::timer::LazyTimer;
 
 /// What the handler and the socket wrapper of one connection share.
 #[derive(Debug, Default)]
@@ -110,8 +112,7 @@ pub struct ClientIo<T> {
     header: Duration,
     phase: Phase,
     seen: (u32, u32),
-    sleep: Pin<Box<Sleep>>,
-    armed: Option<Instant>,
+    timer: LazyTimer,
     scan: HeadScan,
     sniff: [u8; 4],
     sniffed: usize,
@@ -134,8 +135,7 @@ impl<T> ClientIo<T> {
             header,
             phase: Phase::Idle(Some(now + header)),
             seen: (0, 0),
-            sleep: Box::pin(tokio::time::sleep_until(now + header)),
-            armed: None,
+            timer: LazyTimer::default(),
             scan: HeadScan::default(),
             sniff: [0; 4],
             sniffed: 0,
@@ -235,22 +235,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<T> {
                 let Some(deadline) = this.deadline() else {
                     return Poll::Pending;
                 };
-                // Keep an earlier timer armed (the common case on a busy
-                // keep-alive connection: the last idle deadline); when it
-                // fires early, it is moved to the real deadline.
-                if this.armed.is_none_or(|armed| armed > deadline) {
-                    this.sleep.as_mut().reset(deadline);
-                    this.armed = Some(deadline);
-                }
-                if this.sleep.as_mut().poll(cx).is_pending() {
+                if this.timer.poll_deadline(deadline, cx).is_pending() {
                     return Poll::Pending;
-                }
-                if Instant::now() < deadline {
-                    this.sleep.as_mut().reset(deadline);
-                    this.armed = Some(deadline);
-                    if this.sleep.as_mut().poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
                 }
                 match this.phase {
                     Phase::Head(_) if this.mode != Mode::Http2 => {

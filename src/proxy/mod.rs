@@ -18,6 +18,7 @@ pub mod client_io;
 pub mod error;
 pub mod handler;
 pub mod headers;
+pub mod timer;
 pub mod upstream;
 
 pub use error::{ProxyError, Side};

@@ -28,7 +28,9 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
+
+use super::timer::LazyTimer;
 
 use super::error::ProxyError;
 
@@ -51,10 +53,8 @@ struct IdleConn {
 /// it and the task driving the connection.
 ///
 /// Why not `tokio::time::timeout` around each request: that registers and
-/// removes a timer per request (~700 instructions, measured). Here each
-/// connection task keeps one timer, armed lazily: on a busy connection the
-/// timer armed for an earlier request fires, finds a later deadline, and is
-/// moved once; most requests touch no timer at all.
+/// removes a timer per request. Each connection task keeps one
+/// [`LazyTimer`] instead.
 #[derive(Debug, Default)]
 struct Watch {
     deadline: Cell<Option<Instant>>,
@@ -83,8 +83,7 @@ impl Drop for Awaiting<'_> {
 struct Watched<C> {
     conn: Pin<Box<C>>,
     watch: Rc<Watch>,
-    sleep: Pin<Box<Sleep>>,
-    armed: Option<Instant>,
+    timer: LazyTimer,
     addr: SocketAddr,
 }
 
@@ -105,19 +104,8 @@ where
         let Some(deadline) = this.watch.deadline.get() else {
             return Poll::Pending;
         };
-        if this.armed.is_none_or(|armed| armed > deadline) {
-            this.sleep.as_mut().reset(deadline);
-            this.armed = Some(deadline);
-        }
-        if this.sleep.as_mut().poll(cx).is_pending() {
+        if this.timer.poll_deadline(deadline, cx).is_pending() {
             return Poll::Pending;
-        }
-        if Instant::now() < deadline {
-            this.sleep.as_mut().reset(deadline);
-            this.armed = Some(deadline);
-            if this.sleep.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
         }
         // No response head in time: close the connection; the waiting
         // request fails and reads `expired`.
@@ -273,10 +261,7 @@ impl Upstreams {
         tokio::task::spawn_local(Watched {
             conn: Box::pin(conn.with_upgrades()),
             watch: watch.clone(),
-            sleep: Box::pin(tokio::time::sleep_until(
-                Instant::now() + Duration::from_secs(86_400),
-            )),
-            armed: None,
+            timer: LazyTimer::default(),
             addr,
         });
         Ok((sender, watch))
@@ -376,10 +361,7 @@ mod tests {
         Watched {
             conn: Box::pin(std::future::pending()),
             watch,
-            sleep: Box::pin(tokio::time::sleep_until(
-                Instant::now() + Duration::from_secs(86_400),
-            )),
-            armed: None,
+            timer: LazyTimer::default(),
             addr: "127.0.0.1:1".parse().unwrap(),
         }
     }
