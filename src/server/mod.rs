@@ -134,8 +134,13 @@ pub fn reload(shared: &SharedSnapshot, dir: &Path) -> Result<u64, ConfigError> {
         Err(e) => {
             tracing::error!(
                 problems = e.count(),
-                "reload refused, the previous config keeps serving:\n{e}"
+                "reload refused, the previous config keeps serving"
             );
+            // One line per problem, each with its file:line, so a log
+            // search for the file finds them.
+            for problem in e.to_string().lines() {
+                tracing::error!("reload problem: {problem}");
+            }
             Err(e)
         }
     }
