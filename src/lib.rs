@@ -17,8 +17,11 @@
 //! | [`server`] | sockets, worker threads, reload, drain |
 //! | [`demo`] | the self-contained demo (`predictor demo`) |
 
+pub mod admin;
 pub mod config;
 pub mod demo;
+pub mod legacy;
+pub mod metrics;
 pub mod placement;
 pub mod proxy;
 pub mod routing;

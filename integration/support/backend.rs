@@ -87,9 +87,12 @@ impl Backend {
         }
     }
 
-    /// Requests seen so far.
+    /// Requests seen so far, leaving out predictor's health probes.
     pub fn seen(&self) -> Vec<Seen> {
-        self.state.seen.lock().unwrap().clone()
+        let all = self.state.seen.lock().unwrap().clone();
+        all.into_iter()
+            .filter(|s| s.header("user-agent") != Some("predictor-probe"))
+            .collect()
     }
 
     pub fn last(&self) -> Seen {

@@ -46,6 +46,8 @@ pub struct Config {
     pub unknown_hosts: UnknownHosts,
     pub maintenance: Maintenance,
     pub legacy: Option<Legacy>,
+    /// The admin listener (`/metrics`, `/healthz`); none when absent.
+    pub admin: Option<SocketAddr>,
     pub tiers: Vec<Tier>,
     pub pools: Vec<Pool>,
 }
@@ -107,6 +109,19 @@ pub struct Limits {
 pub struct Forward {
     /// Request header carrying the tenant id to webservers, if any.
     pub tenant_header: Option<HeaderName>,
+    /// Peers whose `X-Forwarded-*` and `Forwarded` headers are kept and
+    /// extended (a CDN, a front balancer). Everyone else's are replaced.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Also send an RFC 7239 `Forwarded` header.
+    pub forwarded: bool,
+}
+
+impl Forward {
+    /// Whether a peer at `ip` is a trusted proxy.
+    pub fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.trusted_proxies.iter().any(|n| n.contains(&ip))
+    }
 }
 
 /// What happens to a host that is in no tenant's table.
@@ -126,9 +141,53 @@ pub struct Maintenance {
     pub page: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The legacy cluster's balancer, across the tunnel.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Legacy {
     pub address: SocketAddr,
+    pub protocol: UpstreamProtocol,
+    pub connect_timeout: Duration,
+    /// From the request sent to the response head received.
+    pub response_timeout: Duration,
+    /// A pooled connection left unused is closed after this.
+    pub idle_timeout: Duration,
+    /// A connection is not reused once this old.
+    pub max_lifetime: Duration,
+    /// Idle connections kept per worker.
+    pub max_idle: usize,
+    /// Connects in progress per worker; more requests wait for a slot.
+    pub max_pending_connects: usize,
+    /// The loop marker added to every request sent to the legacy balancer;
+    /// its value is [`ProxySettings::name`].
+    pub hop_header: HeaderName,
+    /// HTML of the 502 answered while the legacy balancer is down.
+    pub down_page: Option<PathBuf>,
+    pub probe: Probe,
+}
+
+/// How predictor talks to the legacy balancer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// Pooled keep-alive HTTP/1.1 connections.
+    Http1,
+    /// HTTP/2 with prior knowledge, one multiplexed connection per worker
+    /// (upgrades still go over HTTP/1.1).
+    H2c,
+}
+
+/// The active check of the legacy balancer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// Request target of the check (`GET`).
+    pub path: http::uri::PathAndQuery,
+    /// `Host` of the check.
+    pub host: http::HeaderValue,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive successes that bring a down balancer up.
+    pub rise: u32,
+    /// Consecutive failures that take an up balancer down.
+    pub fall: u32,
 }
 
 /// Index of a tier in [`Config::tiers`].

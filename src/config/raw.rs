@@ -36,6 +36,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub maintenance: RawMaintenance,
     pub legacy: Option<Spanned<RawLegacy>>,
+    pub admin: Option<RawAdmin>,
     #[serde(default)]
     pub tiers: BTreeMap<Spanned<String>, RawTier>,
     #[serde(default)]
@@ -81,6 +82,8 @@ pub struct RawLimits {
 #[serde(deny_unknown_fields)]
 pub struct RawForward {
     pub tenant_header: Option<Spanned<String>>,
+    pub trusted_proxies: Option<Vec<Spanned<String>>>,
+    pub forwarded: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,6 +103,36 @@ pub struct RawMaintenance {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLegacy {
+    pub address: Spanned<String>,
+    pub protocol: Option<Spanned<String>>,
+    pub connect_timeout: Option<Spanned<String>>,
+    pub response_timeout: Option<Spanned<String>>,
+    pub idle_timeout: Option<Spanned<String>>,
+    pub max_lifetime: Option<Spanned<String>>,
+    pub max_idle: Option<Spanned<i64>>,
+    pub max_pending_connects: Option<Spanned<i64>>,
+    pub hop_header: Option<Spanned<String>>,
+    pub down_page: Option<Spanned<String>>,
+    #[serde(default)]
+    pub probe: RawProbe,
+}
+
+/// `[legacy.probe]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbe {
+    pub path: Option<Spanned<String>>,
+    pub host: Option<Spanned<String>>,
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub rise: Option<Spanned<i64>>,
+    pub fall: Option<Spanned<i64>>,
+}
+
+/// `[admin]`: the operators' listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
     pub address: Spanned<String>,
 }
 

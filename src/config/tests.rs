@@ -44,7 +44,23 @@ fn the_shipped_example_is_valid_and_complete() {
     assert_eq!(c.limits.upstream_attempts, 2);
     assert_eq!(c.forward.tenant_header.as_ref().unwrap(), "x-tenant");
     assert_eq!(c.unknown_hosts, UnknownHosts::Legacy);
-    assert_eq!(c.legacy.unwrap().address.to_string(), "10.20.0.10:80");
+    let l = c.legacy.as_ref().unwrap();
+    assert_eq!(l.address.to_string(), "10.20.0.10:80");
+    assert_eq!(l.protocol, crate::config::UpstreamProtocol::Http1);
+    assert_eq!(l.max_lifetime, std::time::Duration::from_secs(600));
+    assert_eq!(l.hop_header, "x-predictor-hop");
+    assert_eq!((l.probe.rise, l.probe.fall), (2, 3));
+    assert_eq!(l.probe.path, "/");
+    assert!(c.forward.trusts("10.1.2.3".parse().unwrap()));
+    assert!(c.forward.trusts("::ffff:192.0.2.10".parse().unwrap()));
+    assert!(!c.forward.trusts("192.0.2.11".parse().unwrap()));
+    assert!(!c.forward.forwarded);
+    assert_eq!(c.admin, Some("127.0.0.1:9180".parse().unwrap()));
+    assert!(
+        std::str::from_utf8(&snap.legacy_down_page)
+            .unwrap()
+            .contains("previous datacenter")
+    );
     assert_eq!(
         c.tiers.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
         ["premium", "shared"]
@@ -76,6 +92,7 @@ fn the_example_shows_every_key() {
                 if !field.contains(' ') {
                     let shown = text.contains(&format!("{field} ="))
                         || text.contains(&format!("[{field}"))
+                        || text.contains(&format!(".{field}]"))
                         || text.contains(&format!("[[{field}"));
                     assert!(shown, "key {field} is missing from config/predictor.toml");
                 }
@@ -274,4 +291,50 @@ fn a_missing_file_is_named() {
         matches!(e, ConfigError::Read { ref path, .. } if path.ends_with("tenants.tsv")),
         "{e}"
     );
+}
+
+#[test]
+fn legacy_and_forward_problems_name_their_lines() {
+    let text = r#"
+tenants = "tenants.tsv"
+migration = "migration.toml"
+[[listen]]
+address = "127.0.0.1:80"
+[forward]
+trusted_proxies = ["10.0.0.0/8", "10.0.0.0/33", "proxy.example"]
+[legacy]
+address = "10.0.0.1:80"
+protocol = "h3"
+hop_header = "X-Forwarded-For"
+max_pending_connects = 0
+[legacy.probe]
+interval = "1s"
+timeout = "2s"
+path = "health"
+[tiers.basic]
+pool = "p"
+[pools.p]
+servers = [{ id = "a", address = "127.0.0.1:9" }]
+"#;
+    let dir = folder(text, "", "default = \"migrated\"\n");
+    let p = problems(Config::load(dir.path()).unwrap_err());
+    let found: Vec<(Option<usize>, &str)> = p
+        .iter()
+        .map(|p| (p.line, p.key.as_deref().unwrap_or("")))
+        .collect();
+    for expected in [
+        (Some(7), "forward.trusted_proxies[1]"),
+        (Some(7), "forward.trusted_proxies[2]"),
+        (Some(10), "legacy.protocol"),
+        (Some(11), "legacy.hop_header"),
+        (Some(12), "legacy.max_pending_connects"),
+        (Some(15), "legacy.probe.timeout"),
+        (Some(16), "legacy.probe.path"),
+    ] {
+        assert!(
+            found.contains(&expected),
+            "missing {expected:?} in {found:?}"
+        );
+    }
+    assert_eq!(p.len(), 7, "{p:?}");
 }

@@ -54,6 +54,16 @@ pub enum ProxyError {
     UnexpectedUpgrade { addr: SocketAddr },
     #[error("no server to try in pool {pool}")]
     NoServer { pool: String },
+    #[error("{pending} connects to {addr} already in progress, no slot within {after:?}")]
+    ConnectQueueFull {
+        addr: SocketAddr,
+        pending: usize,
+        after: Duration,
+    },
+    #[error("the legacy balancer {addr} is down")]
+    LegacyDown { addr: SocketAddr },
+    #[error("request came back with this proxy's own hop marker (a routing loop)")]
+    LoopDetected,
 }
 
 impl ProxyError {
@@ -70,7 +80,11 @@ impl ProxyError {
             | ProxyError::ResponseTimeout { .. }
             | ProxyError::Upstream { .. }
             | ProxyError::UnexpectedUpgrade { .. }
-            | ProxyError::NoServer { .. } => Side::Upstream,
+            | ProxyError::NoServer { .. }
+            | ProxyError::ConnectQueueFull { .. }
+            | ProxyError::LegacyDown { .. }
+            // The upstream routed the request back to us.
+            | ProxyError::LoopDetected => Side::Upstream,
         }
     }
 
@@ -78,7 +92,10 @@ impl ProxyError {
     /// risk that it was already processed: true when it never left.
     pub fn retry_safe(&self) -> bool {
         match self {
-            ProxyError::ConnectFailed { .. } | ProxyError::ConnectTimeout { .. } => true,
+            ProxyError::ConnectFailed { .. }
+            | ProxyError::ConnectTimeout { .. }
+            | ProxyError::ConnectQueueFull { .. }
+            | ProxyError::LegacyDown { .. } => true,
             ProxyError::Upstream { sent, .. } => !sent,
             _ => false,
         }
@@ -96,10 +113,22 @@ impl ProxyError {
             ProxyError::ConnectFailed { .. }
             | ProxyError::ConnectTimeout { .. }
             | ProxyError::Upstream { .. }
-            | ProxyError::UnexpectedUpgrade { .. } => StatusCode::BAD_GATEWAY,
+            | ProxyError::UnexpectedUpgrade { .. }
+            | ProxyError::LegacyDown { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::ResponseTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::NoServer { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoServer { .. } | ProxyError::ConnectQueueFull { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ProxyError::LoopDetected => StatusCode::LOOP_DETECTED,
         }
+    }
+
+    /// Whether connecting failed (a passive health signal).
+    pub fn is_connect_failure(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::ConnectFailed { .. } | ProxyError::ConnectTimeout { .. }
+        )
     }
 
     /// Whether the client connection must be closed after the answer
@@ -128,6 +157,9 @@ pub fn page(status: StatusCode) -> &'static str {
         }
         503 => {
             "<!DOCTYPE html>\n<html><body><h1>503 Service Unavailable</h1><p>No server of this site is available. Please try again shortly.</p></body></html>\n"
+        }
+        508 => {
+            "<!DOCTYPE html>\n<html><body><h1>508 Loop Detected</h1><p>This request came back to the balancer that had already forwarded it.</p></body></html>\n"
         }
         504 => {
             "<!DOCTYPE html>\n<html><body><h1>504 Gateway Timeout</h1><p>The server of this site did not answer in time.</p></body></html>\n"
@@ -176,11 +208,24 @@ mod tests {
         );
         let none = ProxyError::NoServer { pool: "p".into() };
         assert_eq!(none.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let down = ProxyError::LegacyDown { addr };
+        assert_eq!(
+            (down.status(), down.retry_safe()),
+            (StatusCode::BAD_GATEWAY, true)
+        );
+        let queued = ProxyError::ConnectQueueFull {
+            addr,
+            pending: 64,
+            after: Duration::from_secs(3),
+        };
+        assert_eq!(queued.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(ProxyError::LoopDetected.status(), StatusCode::LOOP_DETECTED);
+        assert!(!ProxyError::LoopDetected.retry_safe());
     }
 
     #[test]
     fn every_local_status_has_a_page() {
-        for s in [400u16, 404, 405, 408, 421, 502, 503, 504] {
+        for s in [400u16, 404, 405, 408, 421, 502, 503, 504, 508] {
             assert!(page(StatusCode::from_u16(s).unwrap()).contains(&s.to_string()));
         }
     }

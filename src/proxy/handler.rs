@@ -7,18 +7,24 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
 
+use super::body::RequestBody;
 use super::body::ResponseBody;
 use super::client_io::ConnShared;
 use super::error::{ProxyError, Side, page};
-use super::headers::{self, Forwarding, Scan};
-use super::upstream::{Settings, Upstreams};
+use super::forwarding::{Client, Forwarding};
+use super::headers::{self, Scan};
+use super::upstream::{Exchange, H2Upstream, Settings, Upstreams};
+use crate::config::UpstreamProtocol;
+use crate::legacy::{Admit, Tunnel};
+use crate::metrics::Metrics;
 use crate::placement::MAX_ATTEMPTS;
 use crate::routing::host;
 use crate::routing::{self, Action};
@@ -28,14 +34,18 @@ use crate::snapshot::SharedSnapshot;
 pub struct Worker {
     pub snapshot: Arc<SharedSnapshot>,
     pub upstreams: Rc<Upstreams>,
+    /// The HTTP/2 connection to the legacy balancer (`protocol = "h2c"`).
+    pub legacy_h2: H2Upstream,
+    pub tunnel: Arc<Tunnel>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// What the requests of one client connection share.
 pub struct ConnCtx {
     pub worker: Rc<Worker>,
     pub conn: Arc<ConnShared>,
-    /// The client's address as an `X-Forwarded-For` value.
-    pub client: HeaderValue,
+    /// The client's address, formatted for the forwarding headers.
+    pub client: Client,
     pub peer: SocketAddr,
     pub proto: &'static str,
 }
@@ -45,7 +55,7 @@ impl ConnCtx {
         ConnCtx {
             worker,
             conn,
-            client: headers::client_address(peer.ip()),
+            client: Client::new(peer.ip()),
             peer,
             proto: "http",
         }
@@ -59,7 +69,8 @@ pub async fn handle(
 ) -> Result<Response<ResponseBody>, Infallible> {
     let active = ctx.conn.begin();
     let method = req.method().clone();
-    let response = match forward(&ctx, req).await {
+    let mut legacy_since = None;
+    let response = match forward(&ctx, req, &mut legacy_since).await {
         Ok(r) => r,
         Err(e) => {
             match e.side() {
@@ -73,12 +84,28 @@ pub async fn handle(
             error_response(&e)
         }
     };
+    if let Some(since) = legacy_since {
+        let m = &ctx.worker.metrics.legacy;
+        m.request(response.status());
+        m.duration.record(since.elapsed().as_secs_f64());
+    }
     Ok(response.map(|b| b.with_active(active)))
 }
 
+/// A request on its way to the legacy balancer.
+struct LegacyHop {
+    marker: (HeaderName, HeaderValue),
+    h2: bool,
+    fall: u32,
+    retry_ms: u64,
+}
+
+/// Routes and forwards one request. `legacy_since` is set when the request
+/// is routed to the legacy balancer (its metrics are taken by the caller).
 async fn forward(
     ctx: &ConnCtx,
     mut req: Request<Incoming>,
+    legacy_since: &mut Option<Instant>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     // Always consume the flag, so it never leaks into the next request.
     let content_length_seen = ctx.conn.take_content_length_seen();
@@ -104,6 +131,16 @@ async fn forward(
     };
     let mut targets = [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_ATTEMPTS];
     let mut tenant_header = None;
+    let mut legacy = None;
+    let mut settings = Settings {
+        connect: snap.config.timeouts.connect,
+        response: snap.config.timeouts.upstream_response,
+        idle: snap.config.timeouts.upstream_idle,
+        max_idle: snap.config.limits.upstream_idle_per_server,
+        max_lifetime: None,
+        max_pending: None,
+        retry_idempotent: false,
+    };
     let n = match decision.action {
         Action::Reject(status) => {
             return Ok(local(status, Bytes::from_static(page(status).as_bytes())));
@@ -117,17 +154,47 @@ async fn forward(
                 .insert(header::RETRY_AFTER, snap.retry_after.clone());
             return Ok(r);
         }
-        Action::Legacy => match snap.config.legacy {
-            Some(l) => {
-                targets[0] = l.address;
-                1
-            }
-            None => {
+        Action::Legacy => {
+            let Some(l) = &snap.config.legacy else {
                 return Err(ProxyError::NoServer {
                     pool: "legacy".into(),
                 });
+            };
+            *legacy_since = Some(Instant::now());
+            if req
+                .headers()
+                .get(&l.hop_header)
+                .is_some_and(|v| v == snap.hop_value)
+            {
+                ctx.worker.metrics.legacy.loops_refused.increment(1);
+                return Err(ProxyError::LoopDetected);
             }
-        },
+            let tunnel = &ctx.worker.tunnel;
+            let retry_ms = l.probe.interval.as_millis() as u64;
+            if !tunnel.is_up() && tunnel.admit(tunnel.now_ms(), retry_ms) == Admit::FailFast {
+                ctx.worker.metrics.legacy.fast_failures.increment(1);
+                let e = ProxyError::LegacyDown { addr: l.address };
+                tracing::debug!(client = %ctx.peer, error = %e, "failing fast");
+                return Ok(local(e.status(), snap.legacy_down_page.clone()));
+            }
+            settings = Settings {
+                connect: l.connect_timeout,
+                response: l.response_timeout,
+                idle: l.idle_timeout,
+                max_idle: l.max_idle,
+                max_lifetime: Some(l.max_lifetime),
+                max_pending: Some(l.max_pending_connects),
+                retry_idempotent: true,
+            };
+            legacy = Some(LegacyHop {
+                marker: (l.hop_header.clone(), snap.hop_value.clone()),
+                h2: l.protocol == UpstreamProtocol::H2c,
+                fall: l.probe.fall,
+                retry_ms,
+            });
+            targets[0] = l.address;
+            1
+        }
         Action::Local { pool, point, .. } => {
             let mut servers = [0; MAX_ATTEMPTS];
             let attempts = snap.config.limits.upstream_attempts.min(MAX_ATTEMPTS);
@@ -149,12 +216,8 @@ async fn forward(
             n
         }
     };
-    let settings = Settings {
-        connect: snap.config.timeouts.connect,
-        response: snap.config.timeouts.upstream_response,
-        idle: snap.config.timeouts.upstream_idle,
-        max_idle: snap.config.limits.upstream_idle_per_server,
-    };
+    let trusted = snap.config.forward.trusts(ctx.peer.ip());
+    let send_forwarded = snap.config.forward.forwarded;
     let via = snap.via.for_version(version).clone();
     let via_back = snap.via.for_version(Version::HTTP_11).clone();
     drop(snap);
@@ -172,45 +235,47 @@ async fn forward(
     if version == Version::HTTP_2 {
         headers::merge_cookies(&mut parts.headers, &scan);
     }
-    match &authority {
-        Some(a) => {
-            parts.headers.insert(header::HOST, a.clone());
-            Forwarding {
-                client: &ctx.client,
-                proto: ctx.proto,
-                host: a,
-                via: &via,
-            }
-            .apply(&mut parts.headers);
-        }
-        None => {
-            // HTTP/1.1 needs a Host, empty when the target has none.
-            parts
-                .headers
-                .insert(header::HOST, HeaderValue::from_static(""));
-            parts
-                .headers
-                .insert(headers::X_FORWARDED_FOR.clone(), ctx.client.clone());
-            parts.headers.append(header::VIA, via);
-        }
+    // HTTP/1.1 needs a Host, empty when the target has none.
+    let host_value = authority.unwrap_or_else(|| HeaderValue::from_static(""));
+    Forwarding {
+        client: &ctx.client,
+        trusted,
+        proto: ctx.proto,
+        host: (!host_value.is_empty()).then_some(&host_value),
+        via: &via,
+        forwarded: send_forwarded,
     }
+    .apply(&mut parts.headers, &scan);
+    parts.headers.insert(header::HOST, host_value);
     if let Some((name, value)) = tenant_header {
         parts.headers.insert(name, value);
+    }
+    if let Some(l) = &legacy {
+        parts.headers.insert(l.marker.0.clone(), l.marker.1.clone());
     }
     parts.uri = origin_form(parts.uri);
     parts.version = Version::HTTP_11;
 
-    let req = Request::from_parts(parts, body);
-    let mut exchange = ctx
-        .worker
-        .upstreams
-        .send(&targets[..n], req, &settings, is_upgrade)
-        .await?;
+    let req = Request::from_parts(parts, RequestBody::Client(body));
+    let worker = &ctx.worker;
+    let result = match &legacy {
+        Some(l) if l.h2 && !is_upgrade => worker.legacy_h2.send(targets[0], req, &settings).await,
+        _ => {
+            worker
+                .upstreams
+                .send(&targets[..n], req, &settings, is_upgrade)
+                .await
+        }
+    };
+    if let Some(l) = &legacy {
+        legacy_outcome(worker, l, &result);
+    }
+    let mut exchange = result?;
 
     if exchange.response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
             return Err(ProxyError::UnexpectedUpgrade {
-                addr: exchange.conn.addr(),
+                addr: exchange.conn.as_ref().map_or(targets[0], |c| c.addr()),
             });
         };
         let upstream_upgrade = hyper::upgrade::on(&mut exchange.response);
@@ -230,11 +295,33 @@ async fn forward(
     parts.headers.append(header::VIA, via_back);
     // An upgrade that was declined leaves a connection in an unclear state:
     // it is not reused.
-    let conn = (!is_upgrade).then_some(exchange.conn);
+    let conn = if is_upgrade { None } else { exchange.conn };
     Ok(Response::from_parts(
         parts,
         ResponseBody::upstream(body, conn),
     ))
+}
+
+/// Feeds the tunnel's passive health and the legacy connection metrics.
+fn legacy_outcome(worker: &Worker, l: &LegacyHop, result: &Result<Exchange, ProxyError>) {
+    let m = &worker.metrics.legacy;
+    match result {
+        Ok(ex) => {
+            worker.tunnel.reached();
+            m.connections_opened.increment(u64::from(ex.opened));
+            if ex.reused {
+                m.connections_reused.increment(1);
+            }
+            if ex.retried {
+                m.retries.increment(1);
+            }
+        }
+        Err(e) if e.is_connect_failure() => {
+            let t = &worker.tunnel;
+            t.connect_failed(t.now_ms(), l.fall, l.retry_ms);
+        }
+        Err(_) => {}
+    }
 }
 
 /// The authority that routes the request and that the upstream sees:

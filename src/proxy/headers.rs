@@ -3,10 +3,8 @@
 //! Hop-by-hop headers (the fixed list and every header named in
 //! `Connection`) never cross predictor in either direction; an upgrade keeps
 //! only `Upgrade` and `Connection: upgrade`, and `Upgrade: h2c` is never
-//! passed on. Requests get `X-Forwarded-For` (the client's address, replacing
-//! anything the client sent), `X-Forwarded-Proto`, `X-Forwarded-Host` and a
-//! `Via` hop; responses get a `Via` hop. No other header name or value is
-//! rewritten.
+//! passed on. The forwarding headers (`X-Forwarded-*`, `Forwarded`, `Via`)
+//! are [`super::forwarding`]'s. No other header name or value is rewritten.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -35,6 +33,7 @@ pub fn is_managed_header(name: &HeaderName) -> bool {
         || name == X_FORWARDED_FOR
         || name == X_FORWARDED_PROTO
         || name == X_FORWARDED_HOST
+        || name == header::FORWARDED
 }
 
 /// The bit of a hop-by-hop header, 0 for any other.
@@ -66,6 +65,8 @@ pub struct Scan {
     pub hosts: u8,
     /// `Cookie` field lines.
     pub cookies: u8,
+    /// A `Forwarded` header is present.
+    pub forwarded: bool,
     /// `Connection` carries the `upgrade` option.
     pub connection_upgrade: bool,
     /// `Connection` names other headers (beyond close, keep-alive, upgrade).
@@ -81,6 +82,8 @@ impl Scan {
                 s.hosts = s.hosts.saturating_add(1);
             } else if name == header::COOKIE {
                 s.cookies = s.cookies.saturating_add(1);
+            } else if name == header::FORWARDED {
+                s.forwarded = true;
             } else {
                 let bit = hop_bit(name);
                 s.hop |= bit;
@@ -194,95 +197,6 @@ pub fn merge_cookies(headers: &mut HeaderMap, scan: &Scan) {
     }
 }
 
-/// Adds the forwarding headers of a request passed upstream.
-pub struct Forwarding<'a> {
-    /// The client's address, formatted once per connection.
-    pub client: &'a HeaderValue,
-    pub proto: &'static str,
-    /// The authority the request was routed by.
-    pub host: &'a HeaderValue,
-    /// This hop, for example `1.1 predictor`.
-    pub via: &'a HeaderValue,
-}
-
-impl Forwarding<'_> {
-    pub fn apply(&self, headers: &mut HeaderMap) {
-        // One growth of the map for the four additions (a new connection's
-        // map is sized to exactly the headers hyper parsed).
-        headers.reserve(4);
-        headers.insert(X_FORWARDED_FOR.clone(), self.client.clone());
-        headers.insert(
-            X_FORWARDED_PROTO.clone(),
-            HeaderValue::from_static(self.proto),
-        );
-        headers.insert(X_FORWARDED_HOST.clone(), self.host.clone());
-        headers.append(header::VIA, self.via.clone());
-    }
-}
-
-/// A client's address as an `X-Forwarded-For` value (IPv4-mapped IPv6
-/// written as IPv4). Once per connection; IPv4 without `core::fmt`, which
-/// cost ~5,000 instructions per connection.
-pub fn client_address(ip: std::net::IpAddr) -> HeaderValue {
-    match ip.to_canonical() {
-        std::net::IpAddr::V4(v4) => {
-            let mut buf = [0u8; 15];
-            let mut len = 0;
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    buf[len] = b'.';
-                    len += 1;
-                }
-                if octet >= 100 {
-                    buf[len] = b'0' + octet / 100;
-                    len += 1;
-                }
-                if octet >= 10 {
-                    buf[len] = b'0' + octet / 10 % 10;
-                    len += 1;
-                }
-                buf[len] = b'0' + octet % 10;
-                len += 1;
-            }
-            HeaderValue::from_bytes(&buf[..len])
-                .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
-        }
-        v6 => HeaderValue::from_str(&v6.to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
-    }
-}
-
-/// `Via` values for this hop, by the version the message was received in.
-#[derive(Debug, Clone)]
-pub struct ViaValues {
-    http10: HeaderValue,
-    http11: HeaderValue,
-    http2: HeaderValue,
-}
-
-impl ViaValues {
-    /// `name` is an RFC 9110 token (validated in config).
-    pub fn new(name: &str) -> Self {
-        let v = |version: &str| {
-            HeaderValue::from_str(&format!("{version} {name}"))
-                .unwrap_or_else(|_| HeaderValue::from_static("1.1 predictor"))
-        };
-        ViaValues {
-            http10: v("1.0"),
-            http11: v("1.1"),
-            http2: v("2.0"),
-        }
-    }
-
-    pub fn for_version(&self, version: http::Version) -> &HeaderValue {
-        match version {
-            http::Version::HTTP_10 | http::Version::HTTP_09 => &self.http10,
-            http::Version::HTTP_2 | http::Version::HTTP_3 => &self.http2,
-            _ => &self.http11,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,38 +287,6 @@ mod tests {
     }
 
     #[test]
-    fn forwarding_replaces_client_supplied_values() {
-        let mut h = map(&[
-            ("x-forwarded-for", "6.6.6.6"),
-            ("x-forwarded-proto", "https"),
-            ("x-forwarded-host", "evil.example"),
-            ("via", "1.1 cdn"),
-        ]);
-        let client = HeaderValue::from_static("192.0.2.7");
-        let host = HeaderValue::from_static("Site.example:8080");
-        let via = ViaValues::new("predictor");
-        Forwarding {
-            client: &client,
-            proto: "http",
-            host: &host,
-            via: via.for_version(http::Version::HTTP_11),
-        }
-        .apply(&mut h);
-        assert_eq!(
-            h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(),
-            vec!["192.0.2.7"]
-        );
-        assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
-        assert_eq!(h.get("x-forwarded-host").unwrap(), "Site.example:8080");
-        assert_eq!(
-            h.get_all("via").iter().collect::<Vec<_>>(),
-            vec!["1.1 cdn", "1.1 predictor"]
-        );
-        assert_eq!(via.for_version(http::Version::HTTP_2), "2.0 predictor");
-        assert_eq!(via.for_version(http::Version::HTTP_10), "1.0 predictor");
-    }
-
-    #[test]
     fn one_pass_finds_what_the_rules_need() {
         let h = map(&[
             ("host", "a"),
@@ -419,27 +301,6 @@ mod tests {
         assert!(!s.listed);
         assert!(!Scan::of(&map(&[("host", "a")])).transfer_encoding());
         assert!(Scan::of(&map(&[("connection", "close, x-y")])).listed);
-    }
-
-    #[test]
-    fn client_addresses_are_written_plainly() {
-        for ip in [
-            "0.0.0.0",
-            "127.0.0.1",
-            "10.200.9.255",
-            "192.0.2.100",
-            "255.255.255.255",
-        ] {
-            assert_eq!(client_address(ip.parse().unwrap()), ip);
-        }
-        assert_eq!(
-            client_address("::ffff:192.0.2.7".parse().unwrap()),
-            "192.0.2.7"
-        );
-        assert_eq!(
-            client_address("2001:db8::1".parse().unwrap()),
-            "2001:db8::1"
-        );
     }
 
     #[test]

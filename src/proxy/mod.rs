@@ -16,6 +16,7 @@
 pub mod body;
 pub mod client_io;
 pub mod error;
+pub mod forwarding;
 pub mod handler;
 pub mod headers;
 pub mod timer;
@@ -23,3 +24,17 @@ pub mod upstream;
 
 pub use error::{ProxyError, Side};
 pub use headers::is_managed_header;
+
+/// Runs hyper's HTTP/2 tasks (server streams, client connections) on the
+/// worker's own thread.
+#[derive(Clone, Copy, Debug)]
+pub struct LocalExec;
+
+impl<F> hyper::rt::Executor<F> for LocalExec
+where
+    F: std::future::Future + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::task::spawn_local(fut);
+    }
+}

@@ -109,7 +109,7 @@ pub fn explain(snap: &Snapshot, input: &str) -> Explanation {
             )
         }
         Action::Legacy => {
-            e.legacy = snap.config.legacy.map(|l| l.address);
+            e.legacy = snap.config.legacy.as_ref().map(|l| l.address);
             let why = if d.tenant.is_some() {
                 "not migrated yet"
             } else {

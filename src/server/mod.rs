@@ -12,6 +12,7 @@
 //! fails the start, not a thread; on shutdown, workers stop accepting, let
 //! connections finish up to `timeouts.drain`, then exit.
 
+mod control;
 mod listen;
 
 use std::net::SocketAddr;
@@ -28,30 +29,32 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::config::{ConfigError, Protocol};
+use crate::legacy::Tunnel;
+use crate::metrics::Metrics;
+use crate::proxy::LocalExec;
 use crate::proxy::client_io::{ClientIo, ConnShared, Mode};
 use crate::proxy::handler::{self, ConnCtx, Worker};
-use crate::proxy::upstream::Upstreams;
+use crate::proxy::upstream::{H2Upstream, Upstreams};
 use crate::snapshot::{SharedSnapshot, Snapshot};
 
 /// A started server.
 pub struct Server {
     addrs: Vec<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
     snapshot: Arc<SharedSnapshot>,
+    metrics: Arc<Metrics>,
+    tunnel: Arc<Tunnel>,
     shutdown: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
 }
 
-/// Runs hyper's per-stream HTTP/2 tasks on the worker's own thread.
-#[derive(Clone, Copy, Debug)]
-struct LocalExec;
-
-impl<F> hyper::rt::Executor<F> for LocalExec
-where
-    F: std::future::Future + 'static,
-{
-    fn execute(&self, fut: F) {
-        tokio::task::spawn_local(fut);
-    }
+/// What every worker thread gets from the server.
+#[derive(Clone)]
+struct Shared {
+    snapshot: Arc<SharedSnapshot>,
+    metrics: Arc<Metrics>,
+    tunnel: Arc<Tunnel>,
+    limit: Arc<Semaphore>,
 }
 
 impl Server {
@@ -63,24 +66,49 @@ impl Server {
             n => n,
         };
         let (addrs, mut per_worker) = listen::bind_all(&config.listeners, workers)?;
+        let admin = config.admin.map(std::net::TcpListener::bind).transpose()?;
+        let admin_addr = admin.as_ref().map(|a| a.local_addr()).transpose()?;
         let snapshot = Arc::new(SharedSnapshot::new(snapshot));
-        let limit = Arc::new(Semaphore::new(config.limits.max_connections));
+        let metrics = Arc::new(Metrics::new());
+        let shared = Shared {
+            snapshot: snapshot.clone(),
+            tunnel: Arc::new(Tunnel::new(metrics.legacy.up.clone())),
+            metrics,
+            limit: Arc::new(Semaphore::new(config.limits.max_connections)),
+        };
         let (shutdown, rx) = watch::channel(false);
-        let mut threads = Vec::with_capacity(workers);
+        let mut threads = Vec::with_capacity(workers + 1);
         for id in (0..workers).rev() {
             let sockets = per_worker.pop().unwrap_or_default();
-            let (snapshot, limit, rx) = (snapshot.clone(), limit.clone(), rx.clone());
+            let (shared, rx) = (shared.clone(), rx.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("predictor-w{id}"))
-                .spawn(move || run_worker(snapshot, sockets, limit, rx))?;
+                .spawn(move || run_worker(shared, sockets, rx))?;
             threads.push(thread);
         }
+        let control = control::Control {
+            snapshot: snapshot.clone(),
+            metrics: shared.metrics.clone(),
+            tunnel: shared.tunnel.clone(),
+            admin,
+        };
+        threads.push(
+            std::thread::Builder::new()
+                .name("predictor-ctl".into())
+                .spawn(move || control.run(rx))?,
+        );
         for a in &addrs {
             tracing::info!(address = %a, workers, "listening");
         }
+        if let Some(a) = admin_addr {
+            tracing::info!(address = %a, "admin listening");
+        }
         Ok(Server {
             addrs,
+            admin_addr,
             snapshot,
+            metrics: shared.metrics,
+            tunnel: shared.tunnel,
             shutdown,
             threads,
         })
@@ -91,8 +119,22 @@ impl Server {
         &self.addrs
     }
 
+    /// The admin listener's address, when one is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
     pub fn snapshot(&self) -> &Arc<SharedSnapshot> {
         &self.snapshot
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The state of the tunnel to the legacy balancer.
+    pub fn tunnel(&self) -> &Arc<Tunnel> {
+        &self.tunnel
     }
 
     /// Loads the config folder again and installs it; on error the running
@@ -147,11 +189,16 @@ pub fn reload(shared: &SharedSnapshot, dir: &Path) -> Result<u64, ConfigError> {
 }
 
 fn run_worker(
-    snapshot: Arc<SharedSnapshot>,
+    shared: Shared,
     sockets: Vec<(std::net::TcpListener, Protocol)>,
-    limit: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Shared {
+        snapshot,
+        metrics,
+        tunnel,
+        limit,
+    } = shared;
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -167,6 +214,9 @@ fn run_worker(
         let worker = Rc::new(Worker {
             snapshot: snapshot.clone(),
             upstreams: Upstreams::new(),
+            legacy_h2: H2Upstream::default(),
+            tunnel,
+            metrics,
         });
         let builders = Rc::new(Builders::new(&snapshot.load().config));
         let graceful = Rc::new(GracefulShutdown::new());
@@ -316,7 +366,17 @@ async fn sweep(worker: Rc<Worker>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tick.tick().await;
-        let idle = worker.snapshot.load().config.timeouts.upstream_idle;
-        worker.upstreams.sweep(idle);
+        let snap = worker.snapshot.load();
+        let idle = snap.config.timeouts.upstream_idle;
+        let legacy = snap
+            .config
+            .legacy
+            .as_ref()
+            .map(|l| (l.address, l.idle_timeout));
+        drop(snap);
+        worker.upstreams.sweep(|addr| match legacy {
+            Some((a, t)) if a == addr => t,
+            _ => idle,
+        });
     }
 }

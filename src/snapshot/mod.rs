@@ -18,7 +18,7 @@ use http::HeaderValue;
 
 use crate::config::{self, Config, ConfigError, Problem, Problems, ServerIdx};
 use crate::placement::Placement;
-use crate::proxy::headers::ViaValues;
+use crate::proxy::forwarding::ViaValues;
 use crate::routing::host::Host;
 use crate::routing::migration::{MigrationState, MigrationStates};
 use crate::routing::tenants::TenantTable;
@@ -28,6 +28,10 @@ pub use summary::Summary;
 
 /// The page served with a maintenance 503 when the config names none.
 pub const DEFAULT_MAINTENANCE_PAGE: &str = "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Maintenance</title></head>\n<body><h1>This site is being moved</h1>\n<p>It will be back in a few minutes. Please try again shortly.</p></body></html>\n";
+
+/// The page of the 502 answered while the legacy balancer is down, when
+/// the config names none.
+pub const DEFAULT_LEGACY_DOWN_PAGE: &str = "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Temporarily unavailable</title></head>\n<body><h1>502 Bad Gateway</h1>\n<p>This site is still served from our previous datacenter, which cannot be reached right now. Please try again in a few minutes.</p></body></html>\n";
 
 /// Everything needed to route a request, as of one load of the config folder.
 pub struct Snapshot {
@@ -42,6 +46,11 @@ pub struct Snapshot {
     pub retry_after: HeaderValue,
     /// This hop's `Via` values.
     pub via: ViaValues,
+    /// The hop marker's value on requests to the legacy balancer (the
+    /// proxy's name).
+    pub hop_value: HeaderValue,
+    /// The 502 page served while the legacy balancer is down.
+    pub legacy_down_page: Bytes,
     /// Things worth a look that do not stop the load (a filer in the state
     /// file that has no host).
     pub warnings: Vec<Problem>,
@@ -108,9 +117,20 @@ impl Snapshot {
             None => Bytes::from_static(DEFAULT_MAINTENANCE_PAGE.as_bytes()),
         };
         let retry_after = HeaderValue::from(config.maintenance.retry_after.as_secs().max(1));
+        let legacy_down_page = match config.legacy.as_ref().and_then(|l| l.down_page.as_ref()) {
+            Some(path) => Bytes::from(std::fs::read(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?),
+            None => Bytes::from_static(DEFAULT_LEGACY_DOWN_PAGE.as_bytes()),
+        };
+        let hop_value = HeaderValue::from_str(&config.proxy.name)
+            .unwrap_or_else(|_| HeaderValue::from_static("predictor"));
         Ok(Snapshot {
             generation: 0,
             via: ViaValues::new(&config.proxy.name),
+            hop_value,
+            legacy_down_page,
             placement: Arc::new(Placement::new(&config)),
             config: Arc::new(config),
             tenants: Arc::new(tenants),

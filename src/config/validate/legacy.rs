@@ -1,0 +1,171 @@
+//! `[forward]` and `[legacy]`: what upstreams are told about the client,
+//! and how the tunnel to the legacy balancer is used and checked.
+
+use std::path::Path;
+use std::time::Duration;
+
+use http::HeaderName;
+
+use super::super::raw::{RawForward, RawLegacy, RawProbe, Spanned};
+use super::super::{Collector, Forward, Legacy, Probe, UpstreamProtocol};
+use super::values::{duration, int, socket_addr};
+
+pub(super) fn forward(c: &mut Collector<'_>, f: RawForward) -> Forward {
+    let mut trusted_proxies = Vec::new();
+    for (i, v) in f
+        .trusted_proxies
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        let text = v.get_ref().trim();
+        // A bare address is a /32 or /128.
+        let net = text
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match net {
+            Ok(n) => trusted_proxies.push(n.trunc()),
+            Err(_) => c.at(
+                v.span(),
+                format!("forward.trusted_proxies[{i}]"),
+                format!(
+                    "expected an address or network like \"10.0.0.0/8\" or \"2001:db8::/32\", found {:?}",
+                    v.get_ref()
+                ),
+            ),
+        }
+    }
+    Forward {
+        tenant_header: f
+            .tenant_header
+            .and_then(|h| header_name(c, "forward.tenant_header", &h)),
+        trusted_proxies,
+        forwarded: f.forwarded.unwrap_or(false),
+    }
+}
+
+pub(super) fn legacy(c: &mut Collector<'_>, l: RawLegacy, dir: &Path) -> Option<Legacy> {
+    let address = socket_addr(c, "legacy.address", &l.address);
+    let protocol = match l
+        .protocol
+        .as_ref()
+        .map(|p| (p.get_ref().as_str(), p.span()))
+    {
+        None | Some(("http1", _)) => UpstreamProtocol::Http1,
+        Some(("h2c", _)) => UpstreamProtocol::H2c,
+        Some((_, span)) => {
+            c.at(span, "legacy.protocol", "expected \"http1\" or \"h2c\"");
+            UpstreamProtocol::Http1
+        }
+    };
+    let d = |c: &mut Collector<'_>, key: &str, v, default| {
+        duration(c, &format!("legacy.{key}"), v, default)
+    };
+    let connect_timeout = d(c, "connect_timeout", l.connect_timeout, 3);
+    let response_timeout = d(c, "response_timeout", l.response_timeout, 60);
+    let idle_timeout = d(c, "idle_timeout", l.idle_timeout, 20);
+    let max_lifetime = d(c, "max_lifetime", l.max_lifetime, 600);
+    let max_idle = int(c, "legacy.max_idle", l.max_idle, 1024, 0, 100_000) as usize;
+    let max_pending_connects = int(
+        c,
+        "legacy.max_pending_connects",
+        l.max_pending_connects,
+        64,
+        1,
+        100_000,
+    ) as usize;
+    let hop_header = match &l.hop_header {
+        Some(h) => header_name(c, "legacy.hop_header", h),
+        None => Some(HeaderName::from_static("x-predictor-hop")),
+    };
+    let probe = probe(c, l.probe);
+    Some(Legacy {
+        address: address?,
+        protocol,
+        connect_timeout,
+        response_timeout,
+        idle_timeout,
+        max_lifetime,
+        max_idle,
+        max_pending_connects,
+        hop_header: hop_header?,
+        down_page: l.down_page.map(|p| dir.join(p.get_ref())),
+        probe: probe?,
+    })
+}
+
+fn probe(c: &mut Collector<'_>, p: RawProbe) -> Option<Probe> {
+    let path = match &p.path {
+        None => Some(http::uri::PathAndQuery::from_static("/")),
+        Some(v) => match v.get_ref().parse::<http::uri::PathAndQuery>() {
+            Ok(pq) if v.get_ref().starts_with('/') => Some(pq),
+            _ => {
+                c.at(
+                    v.span(),
+                    "legacy.probe.path",
+                    format!("expected a path like \"/health\", found {:?}", v.get_ref()),
+                );
+                None
+            }
+        },
+    };
+    let host = match &p.host {
+        None => Some(http::HeaderValue::from_static("predictor-probe")),
+        Some(v) => match crate::routing::host::normalize(v.get_ref().as_bytes()) {
+            Ok(_) => http::HeaderValue::from_str(v.get_ref()).ok(),
+            Err(e) => {
+                c.at(
+                    v.span(),
+                    "legacy.probe.host",
+                    format!("expected a host name: {e}"),
+                );
+                None
+            }
+        },
+    };
+    let interval = duration(c, "legacy.probe.interval", p.interval, 2);
+    let timeout_span = p.timeout.as_ref().map(|t| t.span());
+    let timeout = duration(c, "legacy.probe.timeout", p.timeout, 1);
+    if timeout > interval {
+        if let Some(span) = timeout_span {
+            c.at(
+                span,
+                "legacy.probe.timeout",
+                "must not be longer than legacy.probe.interval",
+            );
+        }
+    }
+    let rise = int(c, "legacy.probe.rise", p.rise, 2, 1, 100) as u32;
+    let fall = int(c, "legacy.probe.fall", p.fall, 3, 1, 100) as u32;
+    Some(Probe {
+        path: path?,
+        host: host?,
+        interval: interval.max(Duration::from_millis(10)),
+        timeout,
+        rise,
+        fall,
+    })
+}
+
+/// A header name predictor does not manage itself.
+pub(super) fn header_name(
+    c: &mut Collector<'_>,
+    key: &str,
+    h: &Spanned<String>,
+) -> Option<HeaderName> {
+    match HeaderName::from_bytes(h.get_ref().as_bytes()) {
+        Ok(name) if !crate::proxy::is_managed_header(&name) => Some(name),
+        Ok(_) => {
+            c.at(
+                h.span(),
+                key,
+                "this header is set or removed by predictor itself; pick another name",
+            );
+            None
+        }
+        Err(_) => {
+            c.at(h.span(), key, "expected an HTTP header name");
+            None
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! `raw::RawConfig` -> [`Config`]: defaults, ranges, references, uniqueness.
+//!
+//! Every check runs even after an earlier one failed, so that one `check`
+//! shows every problem of the file.
+
+use http::StatusCode;
+
+use super::raw::{RawConfig, Spanned};
+use super::{
+    Collector, Config, ConfigError, Limits, Listener, Maintenance, Protocol, ProxySettings,
+    RawDocument, Timeouts, UnknownHosts,
+};
+
+mod legacy;
+mod pools;
+mod values;
+
+use pools::{pools_of, tiers_of};
+pub(crate) use values::{duration, int, is_token, socket_addr};
+
+pub(super) fn config(doc: RawDocument) -> Result<Config, ConfigError> {
+    let RawDocument { file, text, config } = doc;
+    let dir = file
+        .parent()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_else(|| ".".into());
+    let mut c = Collector::new(&file, &text);
+    let RawConfig {
+        tenants,
+        migration,
+        proxy,
+        listen,
+        timeouts,
+        limits,
+        forward,
+        unknown_hosts,
+        maintenance,
+        legacy,
+        admin,
+        tiers,
+        pools,
+    } = config;
+
+    let tenants_file = required_path(&mut c, "tenants", tenants, &dir);
+    let migration_file = required_path(&mut c, "migration", migration, &dir);
+
+    let proxy = ProxySettings {
+        name: match proxy.name {
+            Some(n) if is_token(n.get_ref()) => n.into_inner(),
+            Some(n) => {
+                c.at(
+                    n.span(),
+                    "proxy.name",
+                    "expected a token without spaces (like \"predictor\")",
+                );
+                String::new()
+            }
+            None => "predictor".into(),
+        },
+        workers: int(&mut c, "proxy.workers", proxy.workers, 0, 0, 1024) as usize,
+    };
+
+    let listeners = listeners(&mut c, listen);
+
+    let timeouts = Timeouts {
+        connect: duration(&mut c, "timeouts.connect", timeouts.connect, 2),
+        request_header: duration(
+            &mut c,
+            "timeouts.request_header",
+            timeouts.request_header,
+            10,
+        ),
+        client_idle: duration(&mut c, "timeouts.client_idle", timeouts.client_idle, 60),
+        upstream_response: duration(
+            &mut c,
+            "timeouts.upstream_response",
+            timeouts.upstream_response,
+            60,
+        ),
+        upstream_idle: duration(&mut c, "timeouts.upstream_idle", timeouts.upstream_idle, 4),
+        drain: duration(&mut c, "timeouts.drain", timeouts.drain, 30),
+    };
+
+    let limits = Limits {
+        max_connections: int(
+            &mut c,
+            "limits.max_connections",
+            limits.max_connections,
+            100_000,
+            1,
+            10_000_000,
+        ) as usize,
+        // hyper's HTTP/1 read buffer cannot be smaller than 8 KiB.
+        max_request_header_bytes: int(
+            &mut c,
+            "limits.max_request_header_bytes",
+            limits.max_request_header_bytes,
+            65_536,
+            8_192,
+            1 << 24,
+        ) as usize,
+        h2_max_concurrent_streams: int(
+            &mut c,
+            "limits.h2_max_concurrent_streams",
+            limits.h2_max_concurrent_streams,
+            128,
+            1,
+            65_535,
+        ) as u32,
+        upstream_idle_per_server: int(
+            &mut c,
+            "limits.upstream_idle_per_server",
+            limits.upstream_idle_per_server,
+            256,
+            0,
+            100_000,
+        ) as usize,
+        upstream_attempts: int(
+            &mut c,
+            "limits.upstream_attempts",
+            limits.upstream_attempts,
+            2,
+            1,
+            8,
+        ) as usize,
+    };
+
+    let forward = legacy::forward(&mut c, forward);
+    let legacy = legacy.and_then(|l| legacy::legacy(&mut c, l.into_inner(), &dir));
+
+    let admin = admin.and_then(|a| socket_addr(&mut c, "admin.address", &a.address));
+    let unknown_hosts = unknown(&mut c, unknown_hosts, legacy.is_some());
+
+    let maintenance = Maintenance {
+        retry_after: duration(
+            &mut c,
+            "maintenance.retry_after",
+            maintenance.retry_after,
+            600,
+        ),
+        page: maintenance.page.map(|p| dir.join(p.get_ref())),
+    };
+
+    let pools = pools_of(&mut c, pools);
+    let tiers = tiers_of(&mut c, tiers, &pools);
+
+    c.problems.into_result()?;
+    Ok(Config {
+        dir,
+        file,
+        tenants_file,
+        migration_file,
+        proxy,
+        listeners,
+        timeouts,
+        limits,
+        forward,
+        unknown_hosts,
+        maintenance,
+        legacy,
+        admin,
+        tiers,
+        pools,
+    })
+}
+
+fn required_path(
+    c: &mut Collector<'_>,
+    key: &str,
+    value: Option<Spanned<String>>,
+    dir: &std::path::Path,
+) -> std::path::PathBuf {
+    match value {
+        Some(v) if !v.get_ref().is_empty() => dir.join(v.get_ref()),
+        Some(v) => {
+            c.at(
+                v.span(),
+                key,
+                "expected a file name, relative to the config folder",
+            );
+            Default::default()
+        }
+        None => {
+            c.file_level(
+                key,
+                "missing: expected a file name, relative to the config folder",
+            );
+            Default::default()
+        }
+    }
+}
+
+fn listeners(
+    c: &mut Collector<'_>,
+    listen: Vec<Spanned<super::raw::RawListener>>,
+) -> Vec<Listener> {
+    if listen.is_empty() {
+        c.file_level(
+            "listen",
+            "missing: expected at least one [[listen]] table with an address like \"0.0.0.0:80\"",
+        );
+    }
+    let mut out: Vec<Listener> = Vec::with_capacity(listen.len());
+    for (i, l) in listen.into_iter().enumerate() {
+        let l = l.into_inner();
+        let key = format!("listen[{i}]");
+        let protocol = match l
+            .protocol
+            .as_ref()
+            .map(|p| (p.get_ref().as_str(), p.span()))
+        {
+            None | Some(("auto", _)) => Protocol::Auto,
+            Some(("http1", _)) => Protocol::Http1,
+            Some(("h2c", _)) => Protocol::H2c,
+            Some((_, span)) => {
+                c.at(
+                    span,
+                    format!("{key}.protocol"),
+                    "expected \"auto\", \"http1\" or \"h2c\"",
+                );
+                Protocol::Auto
+            }
+        };
+        if let Some(address) = socket_addr(c, &format!("{key}.address"), &l.address) {
+            if out.iter().any(|o| o.address == address) {
+                c.at(l.address.span(), format!("{key}.address"), "listed twice");
+            }
+            out.push(Listener { address, protocol });
+        }
+    }
+    out
+}
+
+fn unknown(
+    c: &mut Collector<'_>,
+    u: super::raw::RawUnknownHosts,
+    has_legacy: bool,
+) -> UnknownHosts {
+    let status = match u.status {
+        None => StatusCode::MISDIRECTED_REQUEST,
+        Some(s) if *s.get_ref() == 421 => StatusCode::MISDIRECTED_REQUEST,
+        Some(s) if *s.get_ref() == 404 => StatusCode::NOT_FOUND,
+        Some(s) => {
+            c.at(s.span(), "unknown_hosts.status", "expected 421 or 404");
+            StatusCode::MISDIRECTED_REQUEST
+        }
+    };
+    match u.action {
+        None if has_legacy => UnknownHosts::Legacy,
+        None => UnknownHosts::Reject(status),
+        Some(a) => match a.get_ref().as_str() {
+            "legacy" if has_legacy => UnknownHosts::Legacy,
+            "legacy" => {
+                c.at(
+                    a.span(),
+                    "unknown_hosts.action",
+                    "\"legacy\" needs a [legacy] section with the legacy balancer's address",
+                );
+                UnknownHosts::Reject(status)
+            }
+            "reject" => UnknownHosts::Reject(status),
+            _ => {
+                c.at(
+                    a.span(),
+                    "unknown_hosts.action",
+                    "expected \"legacy\" or \"reject\"",
+                );
+                UnknownHosts::Reject(status)
+            }
+        },
+    }
+}

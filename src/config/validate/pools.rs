@@ -1,0 +1,152 @@
+//! `[pools.NAME]` and `[tiers.NAME]`: names, server ids unique over all
+//! pools, addresses unique within a pool, tiers resolved to pool indexes.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+
+use super::super::raw::{RawServer, Spanned};
+use super::super::{Collector, Pool, PoolId, Server, Tier, is_valid_name};
+use super::values::{int, socket_addr};
+
+const MAX_TIERS: usize = 255;
+const MAX_POOLS: usize = 255;
+const MAX_SERVERS_PER_POOL: usize = 4096;
+const MAX_WEIGHT: i64 = 256;
+
+pub(super) fn pools_of(
+    c: &mut Collector<'_>,
+    pools: std::collections::BTreeMap<Spanned<String>, super::super::raw::RawPool>,
+) -> Vec<Pool> {
+    if pools.len() > MAX_POOLS {
+        c.file_level("pools", format!("at most {MAX_POOLS} pools"));
+    }
+    let mut ids: HashSet<String> = HashSet::new();
+    let mut out = Vec::with_capacity(pools.len());
+    for (name, pool) in pools {
+        let key = format!("pools.{}", name.get_ref());
+        if !is_valid_name(name.get_ref().as_bytes()) {
+            c.at(
+                name.span(),
+                &key,
+                "pool names are 1-64 of A-Z a-z 0-9 _ . - :",
+            );
+        }
+        if pool.servers.is_empty() {
+            c.at(
+                name.span(),
+                format!("{key}.servers"),
+                "a pool needs at least one server",
+            );
+        }
+        if pool.servers.len() > MAX_SERVERS_PER_POOL {
+            c.at(
+                name.span(),
+                format!("{key}.servers"),
+                format!("at most {MAX_SERVERS_PER_POOL} servers"),
+            );
+        }
+        let mut servers: Vec<Server> = Vec::with_capacity(pool.servers.len());
+        let mut addrs: HashMap<SocketAddr, String> = HashMap::new();
+        for (i, s) in pool.servers.into_iter().enumerate() {
+            if let Some(server) =
+                server(c, &format!("{key}.servers[{i}]"), s.into_inner(), &mut ids)
+            {
+                if let Some(other) = addrs.insert(server.address, server.id.clone()) {
+                    c.file_level(
+                        format!("{key}.servers[{i}].address"),
+                        format!(
+                            "{} is also the address of server {other} of this pool",
+                            server.address
+                        ),
+                    );
+                }
+                servers.push(server);
+            }
+        }
+        out.push(Pool {
+            name: name.into_inner(),
+            servers,
+        });
+    }
+    out
+}
+
+fn server(
+    c: &mut Collector<'_>,
+    key: &str,
+    s: RawServer,
+    ids: &mut HashSet<String>,
+) -> Option<Server> {
+    let id_ok = if !is_valid_name(s.id.get_ref().as_bytes()) {
+        c.at(
+            s.id.span(),
+            format!("{key}.id"),
+            "server ids are 1-64 of A-Z a-z 0-9 _ . - :",
+        );
+        false
+    } else if !ids.insert(s.id.get_ref().clone()) {
+        c.at(
+            s.id.span(),
+            format!("{key}.id"),
+            format!(
+                "server id {:?} is used twice; ids are unique over all pools",
+                s.id.get_ref()
+            ),
+        );
+        false
+    } else {
+        true
+    };
+    let weight = int(c, &format!("{key}.weight"), s.weight, 1, 1, MAX_WEIGHT) as u32;
+    let address = socket_addr(c, &format!("{key}.address"), &s.address);
+    match (id_ok, address) {
+        (true, Some(address)) => Some(Server {
+            id: s.id.into_inner(),
+            address,
+            weight,
+        }),
+        _ => None,
+    }
+}
+
+pub(super) fn tiers_of(
+    c: &mut Collector<'_>,
+    tiers: std::collections::BTreeMap<Spanned<String>, super::super::raw::RawTier>,
+    pools: &[Pool],
+) -> Vec<Tier> {
+    if tiers.is_empty() {
+        c.file_level(
+            "tiers",
+            "missing: expected at least one [tiers.NAME] with a pool",
+        );
+    }
+    if tiers.len() > MAX_TIERS {
+        c.file_level("tiers", format!("at most {MAX_TIERS} tiers"));
+    }
+    let mut out = Vec::with_capacity(tiers.len());
+    for (name, tier) in tiers {
+        let key = format!("tiers.{}", name.get_ref());
+        if !is_valid_name(name.get_ref().as_bytes()) {
+            c.at(
+                name.span(),
+                &key,
+                "tier names are 1-64 of A-Z a-z 0-9 _ . - :",
+            );
+        }
+        match pools.iter().position(|p| p.name == *tier.pool.get_ref()) {
+            Some(i) => out.push(Tier {
+                name: name.into_inner(),
+                pool: i as PoolId,
+            }),
+            None => c.at(
+                tier.pool.span(),
+                format!("{key}.pool"),
+                format!(
+                    "no pool named {:?} (expected one of the [pools.NAME] tables)",
+                    tier.pool.get_ref()
+                ),
+            ),
+        }
+    }
+    out
+}

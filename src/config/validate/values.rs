@@ -1,0 +1,85 @@
+//! Checks of single values (addresses, durations, numbers, tokens) that
+//! record a problem at the value's line and return a usable default.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::super::Collector;
+use super::super::raw::Spanned;
+
+pub(crate) fn socket_addr(
+    c: &mut Collector<'_>,
+    key: &str,
+    v: &Spanned<String>,
+) -> Option<SocketAddr> {
+    match v.get_ref().parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            c.at(
+                v.span(),
+                key,
+                format!(
+                    "expected an IP address and port like \"10.0.0.1:80\" or \"[2001:db8::1]:80\", found {:?}",
+                    v.get_ref()
+                ),
+            );
+            None
+        }
+    }
+}
+
+pub(crate) fn duration(
+    c: &mut Collector<'_>,
+    key: &str,
+    v: Option<Spanned<String>>,
+    default_secs: u64,
+) -> Duration {
+    let Some(v) = v else {
+        return Duration::from_secs(default_secs);
+    };
+    match humantime::parse_duration(v.get_ref()) {
+        Ok(d) if !d.is_zero() => d,
+        _ => {
+            c.at(
+                v.span(),
+                key,
+                format!(
+                    "expected a positive duration like \"2s\" or \"500ms\", found {:?}",
+                    v.get_ref()
+                ),
+            );
+            Duration::from_secs(default_secs)
+        }
+    }
+}
+
+pub(crate) fn int(
+    c: &mut Collector<'_>,
+    key: &str,
+    v: Option<Spanned<i64>>,
+    default: i64,
+    min: i64,
+    max: i64,
+) -> i64 {
+    let Some(v) = v else {
+        return default;
+    };
+    let n = *v.get_ref();
+    if (min..=max).contains(&n) {
+        n
+    } else {
+        c.at(
+            v.span(),
+            key,
+            format!("expected a whole number from {min} to {max}, found {n}"),
+        );
+        default
+    }
+}
+
+/// An RFC 9110 token (for the `Via` pseudonym).
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}

@@ -1,0 +1,66 @@
+//! The control thread: work that is not a client's request. It runs the
+//! legacy balancer's probe, the admin listener and metrics upkeep on its
+//! own small runtime, so none of it competes with client traffic for a
+//! worker or for the connection limit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::legacy::{Tunnel, probe};
+use crate::metrics::Metrics;
+use crate::snapshot::SharedSnapshot;
+
+pub(super) struct Control {
+    pub snapshot: Arc<SharedSnapshot>,
+    pub metrics: Arc<Metrics>,
+    pub tunnel: Arc<Tunnel>,
+    pub admin: Option<std::net::TcpListener>,
+}
+
+impl Control {
+    pub fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the control runtime");
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            let probe = tokio::spawn(probe::run(
+                self.tunnel.clone(),
+                self.snapshot.clone(),
+                self.metrics.clone(),
+                shutdown.clone(),
+            ));
+            let admin = match self.admin.map(tokio::net::TcpListener::from_std) {
+                Some(Ok(listener)) => Some(tokio::spawn(crate::admin::serve(
+                    listener,
+                    self.metrics.clone(),
+                    self.snapshot.clone(),
+                ))),
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "cannot use the admin socket");
+                    None
+                }
+                None => None,
+            };
+            let mut upkeep = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = upkeep.tick() => self.metrics.upkeep(),
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                }
+            }
+            let _ = probe.await;
+            if let Some(a) = admin {
+                a.abort();
+            }
+        });
+    }
+}
