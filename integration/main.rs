@@ -5,6 +5,7 @@ mod support;
 
 mod cli;
 mod failures;
+mod legacy;
 mod routing;
 mod semantics;
 mod streaming;

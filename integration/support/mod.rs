@@ -2,6 +2,8 @@
 //! HTTP clients (hyper, and raw bytes for what hyper would never send).
 
 pub mod backend;
+pub mod haproxy;
+pub mod relay;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -246,4 +248,54 @@ pub fn status_of(raw: &str) -> u16 {
 pub fn dead_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
+}
+
+/// The value of one sample of `server`'s metrics, by its name and labels
+/// as rendered (`name{label="v"}`); 0 when absent.
+pub fn metric(server: &Server, sample: &str) -> f64 {
+    let text = server.metrics().render();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(sample)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
+/// Waits until `cond` holds, at most [`WAIT`].
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends `req` on a new HTTP/1.1 connection made from the local address
+/// `from` (any 127.0.0.0/8 address works on loopback).
+pub async fn send_from(
+    from: std::net::IpAddr,
+    addr: SocketAddr,
+    req: Request<Full<Bytes>>,
+) -> Answer {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(from, 0)).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    read(
+        tokio::time::timeout(WAIT, sender.send_request(req))
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .await
 }
