@@ -10,6 +10,11 @@
 # tier, spread over 100 filers, all migrated; unknown hosts go to the
 # "legacy balancer", which is be_default. BENCH_THREADS sets the workers.
 #
+# PREDICTOR_ROUTE=legacy measures the legacy path instead: every tenant is
+# in state "legacy", and the legacy balancer is the origin port of the
+# first host of MAP (the one scenarios a, c and d ask for), so predictor
+# forwards the same traffic to the same remote as HAProxy does.
+#
 #   PREDICTOR_BIN=target/release/predictor \
 #   PREDICTOR_CONFIG_CMD="$PWD/benches/peer-config.sh" PREDICTOR_H2C=1 \
 #   bash ../shared/bench/peers.sh --proxies direct,haproxy,nginx,predictor
@@ -27,8 +32,19 @@ awk '{ printf "%s\tt%d\t%s\tf%d\n", $1, NR, $2, NR % 100 }' "$map" > "$dir/tenan
   echo '[[listen]]'
   echo "address = \"127.0.0.1:$h2port\""
   echo 'protocol = "h2c"'
-  awk '$1 == "be_default" { printf "[legacy]\naddress = \"%s\"\n", $2 }
-       $1 != "be_default" { printf "[tiers.%s]\npool = \"%s\"\n[pools.%s]\nservers = [{ id = \"%s-1\", address = \"%s\" }]\n", $1, $1, $1, $1, $2 }' "$pools"
+  if [ "${PREDICTOR_ROUTE:-local}" = legacy ]; then
+    first_pool=$(awk 'NR == 1 { print $2 }' "$map")
+    legacy=$(awk -v p="$first_pool" '$1 == p { print $2 }' "$pools")
+  else
+    legacy=$(awk '$1 == "be_default" { print $2 }' "$pools")
+  fi
+  echo '[legacy]'
+  echo "address = \"$legacy\""
+  awk '$1 != "be_default" { printf "[tiers.%s]\npool = \"%s\"\n[pools.%s]\nservers = [{ id = \"%s-1\", address = \"%s\" }]\n", $1, $1, $1, $1, $2 }' "$pools"
 } > "$dir/predictor.toml"
-echo 'default = "migrated"' > "$dir/migration.toml"
+if [ "${PREDICTOR_ROUTE:-local}" = legacy ]; then
+  echo 'default = "legacy"' > "$dir/migration.toml"
+else
+  echo 'default = "migrated"' > "$dir/migration.toml"
+fi
 echo "run --config $dir"

@@ -33,6 +33,17 @@ fn problems(e: ConfigError) -> Vec<Problem> {
     }
 }
 
+/// Asserts that each `(line, key)` is among the problems.
+fn assert_found(p: &[Problem], expected: &[(Option<usize>, &str)]) {
+    let found: Vec<(Option<usize>, &str)> = p
+        .iter()
+        .map(|p| (p.line, p.key.as_deref().unwrap_or("")))
+        .collect();
+    for e in expected {
+        assert!(found.contains(e), "missing {e:?} in {found:?}");
+    }
+}
+
 #[test]
 fn the_shipped_example_is_valid_and_complete() {
     let snap = Snapshot::load(&example_dir()).unwrap();
@@ -164,25 +175,19 @@ servers = []
 "#;
     let dir = folder(text, "", "default = \"migrated\"\n");
     let p = problems(Config::load(dir.path()).unwrap_err());
-    let found: Vec<(Option<usize>, &str)> = p
-        .iter()
-        .map(|p| (p.line, p.key.as_deref().unwrap_or("")))
-        .collect();
-    for expected in [
-        (Some(5), "timeouts.connect"),
-        (Some(7), "listen[0].address"),
-        (Some(9), "unknown_hosts.action"),
-        (Some(10), "unknown_hosts.status"),
-        (Some(12), "tiers.basic.pool"),
-        (Some(16), "pools.p.servers[1].id"),
-        (Some(16), "pools.p.servers[1].weight"),
-        (Some(18), "pools.empty.servers"),
-    ] {
-        assert!(
-            found.contains(&expected),
-            "missing {expected:?} in {found:?}"
-        );
-    }
+    assert_found(
+        &p,
+        &[
+            (Some(5), "timeouts.connect"),
+            (Some(7), "listen[0].address"),
+            (Some(9), "unknown_hosts.action"),
+            (Some(10), "unknown_hosts.status"),
+            (Some(12), "tiers.basic.pool"),
+            (Some(16), "pools.p.servers[1].id"),
+            (Some(16), "pools.p.servers[1].weight"),
+            (Some(18), "pools.empty.servers"),
+        ],
+    );
 }
 
 #[test]
@@ -318,23 +323,17 @@ servers = [{ id = "a", address = "127.0.0.1:9" }]
 "#;
     let dir = folder(text, "", "default = \"migrated\"\n");
     let p = problems(Config::load(dir.path()).unwrap_err());
-    let found: Vec<(Option<usize>, &str)> = p
-        .iter()
-        .map(|p| (p.line, p.key.as_deref().unwrap_or("")))
-        .collect();
-    for expected in [
-        (Some(7), "forward.trusted_proxies[1]"),
-        (Some(7), "forward.trusted_proxies[2]"),
-        (Some(10), "legacy.protocol"),
-        (Some(11), "legacy.hop_header"),
-        (Some(12), "legacy.max_pending_connects"),
-        (Some(15), "legacy.probe.timeout"),
-        (Some(16), "legacy.probe.path"),
-    ] {
-        assert!(
-            found.contains(&expected),
-            "missing {expected:?} in {found:?}"
-        );
-    }
+    assert_found(
+        &p,
+        &[
+            (Some(7), "forward.trusted_proxies[1]"),
+            (Some(7), "forward.trusted_proxies[2]"),
+            (Some(10), "legacy.protocol"),
+            (Some(11), "legacy.hop_header"),
+            (Some(12), "legacy.max_pending_connects"),
+            (Some(15), "legacy.probe.timeout"),
+            (Some(16), "legacy.probe.path"),
+        ],
+    );
     assert_eq!(p.len(), 7, "{p:?}");
 }

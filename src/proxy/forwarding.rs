@@ -201,18 +201,7 @@ impl ViaValues {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderName;
-
-    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (k, v) in pairs {
-            m.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        m
-    }
+    use crate::proxy::headers::test_map as map;
 
     fn all(h: &HeaderMap, name: &str) -> Vec<String> {
         h.get_all(name)

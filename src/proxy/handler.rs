@@ -259,7 +259,11 @@ async fn forward(
     let req = Request::from_parts(parts, RequestBody::Client(body));
     let worker = &ctx.worker;
     let result = match &legacy {
-        Some(l) if l.h2 && !is_upgrade => worker.legacy_h2.send(targets[0], req, &settings).await,
+        // Boxed, like the connect paths below: rare, and large futures
+        // would grow (and slow the moves of) every request's future.
+        Some(l) if l.h2 && !is_upgrade => {
+            Box::pin(worker.legacy_h2.send(targets[0], req, &settings)).await
+        }
         _ => {
             worker
                 .upstreams

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::super::LocalExec;
 use super::super::body::RequestBody;
 use super::super::error::ProxyError;
-use super::{Exchange, RetryCopy, Settings, open, unanswered};
+use super::{Exchange, RetryCopy, Settings, open, unanswered, unsent};
 
 struct Conn {
     addr: SocketAddr,
@@ -80,15 +80,11 @@ impl H2Upstream {
             return Ok((s, true));
         }
         let stream = open(addr, settings.connect).await?;
-        let (sender, conn) =
-            self.builder
-                .handshake(TokioIo::new(stream))
-                .await
-                .map_err(|source| ProxyError::Upstream {
-                    addr,
-                    sent: false,
-                    source,
-                })?;
+        let (sender, conn) = self
+            .builder
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(unsent(addr))?;
         tokio::task::spawn_local(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(%addr, error = %e, "upstream h2 connection ended");

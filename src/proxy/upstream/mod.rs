@@ -132,14 +132,18 @@ struct RetryCopy {
 }
 
 impl RetryCopy {
-    fn of(req: &Request<RequestBody>, settings: &Settings) -> Option<RetryCopy> {
+    /// Boxed: kept across the send, it would otherwise grow every
+    /// request's future (and its moves) by its size.
+    fn of(req: &Request<RequestBody>, settings: &Settings) -> Option<Box<RetryCopy>> {
         use http_body::Body;
         (settings.retry_idempotent && req.method().is_idempotent() && req.body().is_end_stream())
-            .then(|| RetryCopy {
-                method: req.method().clone(),
-                uri: req.uri().clone(),
-                version: req.version(),
-                headers: req.headers().clone(),
+            .then(|| {
+                Box::new(RetryCopy {
+                    method: req.method().clone(),
+                    uri: req.uri().clone(),
+                    version: req.version(),
+                    headers: req.headers().clone(),
+                })
             })
     }
 
@@ -268,15 +272,11 @@ impl Upstreams {
         timeout: Duration,
     ) -> Result<(SendRequest<RequestBody>, Rc<Watch>), ProxyError> {
         let stream = open(addr, timeout).await?;
-        let (sender, conn) =
-            self.http1
-                .handshake(TokioIo::new(stream))
-                .await
-                .map_err(|source| ProxyError::Upstream {
-                    addr,
-                    sent: false,
-                    source,
-                })?;
+        let (sender, conn) = self
+            .http1
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(unsent(addr))?;
         let watch = Rc::new(Watch::default());
         tokio::task::spawn_local(Watched {
             conn: Box::pin(conn.with_upgrades()),
@@ -311,7 +311,9 @@ impl Upstreams {
                 let reused = pooled.is_some();
                 let mut _slot = None;
                 if pooled.is_none() {
-                    _slot = match self.connect_slot(addr, settings).await {
+                    // Boxed: only on a new connection, and it would
+                    // otherwise grow every request's future.
+                    _slot = match Box::pin(self.connect_slot(addr, settings)).await {
                         Ok(s) => s,
                         Err(e) => {
                             last = Some(e);
@@ -325,7 +327,7 @@ impl Upstreams {
                 }
                 let (mut sender, watch, born) = match pooled {
                     Some(s) => s,
-                    None => match self.connect(addr, settings.connect).await {
+                    None => match Box::pin(self.connect(addr, settings.connect)).await {
                         Ok((s, w)) => {
                             opened += 1;
                             (s, w, Instant::now())
@@ -406,6 +408,15 @@ impl Upstreams {
         Err(last.unwrap_or_else(|| ProxyError::NoServer {
             pool: String::new(),
         }))
+    }
+}
+
+/// A failure before the request left (a handshake): safe to retry.
+fn unsent(addr: SocketAddr) -> impl FnOnce(hyper::Error) -> ProxyError {
+    move |source| ProxyError::Upstream {
+        addr,
+        sent: false,
+        source,
     }
 }
 
