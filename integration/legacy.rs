@@ -563,3 +563,45 @@ async fn an_idempotent_request_is_retried_when_its_connection_dies_unanswered() 
     assert_eq!(a.status.as_u16(), 502, "a POST is never sent twice");
     assert_eq!(metric(p.server(), "predictor_legacy_retries_total"), 1.0);
 }
+
+/// The admin listener serves the metrics of this path to Prometheus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_serves_metrics() {
+    let web = Backend::start("web").await;
+    let legacy = Backend::start("legacy").await;
+    let toml = config_toml(&[("web", vec![("w", web.addr)])], Some(legacy.addr), "")
+        + "[admin]\naddress = \"127.0.0.1:0\"\n";
+    let f = Folder::new(&toml, TENANTS, STATES);
+    let p = Proxy::start(&f);
+    let admin = p.server().admin_addr().expect("an admin address");
+    assert_eq!(get(p.addr, "old.example", "/").await.body, "legacy");
+
+    let m = get(admin, "localhost", "/metrics").await;
+    assert_eq!(m.status.as_u16(), 200);
+    assert!(
+        m.header("content-type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    assert!(
+        m.body.contains("# HELP predictor_legacy_requests_total"),
+        "{}",
+        m.body
+    );
+    assert!(
+        m.body
+            .contains("predictor_legacy_requests_total{class=\"2xx\"} 1"),
+        "{}",
+        m.body
+    );
+    assert!(m.body.contains("predictor_legacy_up 1"), "{}", m.body);
+    assert!(
+        m.body
+            .contains("predictor_legacy_request_duration_seconds_bucket{le=\"0.01\"}")
+    );
+    assert_eq!(
+        get(admin, "localhost", "/healthz").await.status.as_u16(),
+        200
+    );
+    assert_eq!(get(admin, "localhost", "/nope").await.status.as_u16(), 404);
+}

@@ -67,6 +67,10 @@ impl Server {
         };
         let (addrs, mut per_worker) = listen::bind_all(&config.listeners, workers)?;
         let admin = config.admin.map(std::net::TcpListener::bind).transpose()?;
+        if let Some(a) = &admin {
+            // tokio takes over only non-blocking sockets.
+            a.set_nonblocking(true)?;
+        }
         let admin_addr = admin.as_ref().map(|a| a.local_addr()).transpose()?;
         let snapshot = Arc::new(SharedSnapshot::new(snapshot));
         let metrics = Arc::new(Metrics::new());
