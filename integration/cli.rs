@@ -272,3 +272,51 @@ async fn run_reloads_on_sighup_and_drains_on_sigterm() {
         .unwrap();
     assert!(status.success(), "{status}");
 }
+
+/// Two processes given the same config place every tenant on the same
+/// servers in the same order (nothing process-seeded in placement).
+#[test]
+fn two_instances_place_every_tenant_identically() {
+    let servers: Vec<(String, std::net::SocketAddr)> = (0..12)
+        .map(|i| {
+            (
+                format!("web-{i:02}"),
+                format!("10.0.0.{}:80", i + 1).parse().unwrap(),
+            )
+        })
+        .collect();
+    let pool: Vec<(&str, std::net::SocketAddr)> =
+        servers.iter().map(|(id, a)| (id.as_str(), *a)).collect();
+    let mut tenants = String::new();
+    for t in 0..400 {
+        tenants.push_str(&format!("site{t}.example\tt{t}\tweb\tf{}\n", t % 7));
+    }
+    let f = Folder::new(
+        &config_toml(&[("web", pool)], None, ""),
+        &tenants,
+        "default = \"migrated\"\n",
+    );
+    let route = |host: &str| -> String {
+        let out = predictor()
+            .args(["route", "--config"])
+            .arg(f.path())
+            .arg(host)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut firsts = std::collections::HashSet::new();
+    for t in (0..400).step_by(23) {
+        let host = format!("site{t}.example");
+        let (a, b) = (route(&host), route(&host));
+        assert_eq!(a, b, "{host} placed differently by two processes");
+        let first = a
+            .lines()
+            .find(|l| l.trim_start().starts_with("1. "))
+            .unwrap()
+            .to_string();
+        firsts.insert(first);
+    }
+    assert!(firsts.len() > 5, "tenants spread over the pool: {firsts:?}");
+}

@@ -48,6 +48,7 @@ pub struct Config {
     pub legacy: Option<Legacy>,
     /// The admin listener (`/metrics`, `/healthz`); none when absent.
     pub admin: Option<SocketAddr>,
+    pub placement: PlacementSettings,
     pub tiers: Vec<Tier>,
     pub pools: Vec<Pool>,
 }
@@ -190,6 +191,17 @@ pub struct Probe {
     pub fall: u32,
 }
 
+/// `[placement]`: how sites are spread over a pool's servers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlacementSettings {
+    /// The bounded-load factor `c`: no server takes more than `c` times its
+    /// weight's share of the sites' capacity units, or of the requests in
+    /// flight (HAProxy's `hash-balance-factor`, as a ratio).
+    pub balance_factor: f64,
+}
+
+impl Eq for PlacementSettings {}
+
 /// Index of a tier in [`Config::tiers`].
 pub type TierId = u8;
 /// Index of a pool in [`Config::pools`].
@@ -201,6 +213,13 @@ pub type ServerIdx = u16;
 pub struct Tier {
     pub name: String,
     pub pool: PoolId,
+    /// Capacity units one site of this tier takes on a server (premium
+    /// tiers cost more, so a server holds fewer of them).
+    pub cost: u32,
+    /// Servers a site of this tier uses normally (its affinity set).
+    pub k_min: usize,
+    /// Servers a hot site of this tier may grow to.
+    pub k_max: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -38,6 +38,8 @@ pub struct RawConfig {
     pub legacy: Option<Spanned<RawLegacy>>,
     pub admin: Option<RawAdmin>,
     #[serde(default)]
+    pub placement: RawPlacement,
+    #[serde(default)]
     pub tiers: BTreeMap<Spanned<String>, RawTier>,
     #[serde(default)]
     pub pools: BTreeMap<Spanned<String>, RawPool>,
@@ -140,6 +142,16 @@ pub struct RawAdmin {
 #[serde(deny_unknown_fields)]
 pub struct RawTier {
     pub pool: Spanned<String>,
+    pub cost: Option<Spanned<i64>>,
+    pub k_min: Option<Spanned<i64>>,
+    pub k_max: Option<Spanned<i64>>,
+}
+
+/// `[placement]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlacement {
+    pub balance_factor: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]

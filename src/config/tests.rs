@@ -67,6 +67,9 @@ fn the_shipped_example_is_valid_and_complete() {
     assert!(!c.forward.trusts("192.0.2.11".parse().unwrap()));
     assert!(!c.forward.forwarded);
     assert_eq!(c.admin, Some("127.0.0.1:9180".parse().unwrap()));
+    let premium = c.tier(c.tier_by_name("premium").unwrap());
+    assert_eq!((premium.cost, premium.k_min, premium.k_max), (4, 2, 4));
+    assert_eq!(c.placement.balance_factor, 1.25);
     assert!(
         std::str::from_utf8(&snap.legacy_down_page)
             .unwrap()
@@ -336,4 +339,49 @@ servers = [{ id = "a", address = "127.0.0.1:9" }]
         ],
     );
     assert_eq!(p.len(), 7, "{p:?}");
+}
+
+#[test]
+fn placement_keys_are_checked() {
+    let text = r#"
+tenants = "tenants.tsv"
+migration = "migration.toml"
+[[listen]]
+address = "127.0.0.1:80"
+[placement]
+balance_factor = 0.9
+[tiers.a]
+pool = "p"
+cost = 0
+k_min = 3
+k_max = 2
+[tiers.b]
+pool = "p"
+k_min = 9
+[pools.p]
+servers = [{ id = "a", address = "127.0.0.1:9" }]
+"#;
+    let dir = folder(text, "", "default = \"migrated\"\n");
+    let p = problems(Config::load(dir.path()).unwrap_err());
+    assert_found(
+        &p,
+        &[
+            (Some(7), "placement.balance_factor"),
+            (Some(10), "tiers.a.cost"),
+            (Some(12), "tiers.a.k_max"),
+            (Some(15), "tiers.b.k_min"),
+        ],
+    );
+    assert_eq!(p.len(), 4, "{p:?}");
+
+    let ok = text
+        .replace("balance_factor = 0.9", "")
+        .replace("cost = 0\nk_min = 3\nk_max = 2\n", "")
+        .replace("k_min = 9\n", "k_min = 2\n");
+    let dir = folder(&ok, "", "default = \"migrated\"\n");
+    let c = Config::load(dir.path()).unwrap();
+    assert_eq!(c.placement.balance_factor, 1.25);
+    let (a, b) = (c.tier(0), c.tier(1));
+    assert_eq!((a.cost, a.k_min, a.k_max), (1, 1, 4));
+    assert_eq!((b.k_min, b.k_max), (2, 4));
 }

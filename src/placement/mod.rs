@@ -9,15 +9,23 @@
 //! the tenants it held. A tenant's preference list is the walk of the ring
 //! from its point ([`ring_point`]), distinct servers only.
 //!
+//! Each tenant also gets a *home* ([`bounded`]): the first server of its
+//! walk with room under the bounded-load cap in capacity units (its tier's
+//! `cost` per site), so that no server holds more than `balance_factor`
+//! times its share of the sites. The home goes first in the preference list.
+//!
 //! Invariants: pure (no I/O, no clock, no randomness); built once per
 //! snapshot; on the request path a placement is one binary search over the
 //! ring plus a copy of precomputed server numbers.
+
+pub mod bounded;
 
 use std::hash::{BuildHasher, Hash, Hasher};
 
 use hashring::{DefaultHashBuilder, HashRing};
 
 use crate::config::{Config, Pool, PoolId, ServerIdx};
+use crate::routing::tenants::{TenantIdx, TenantTable};
 
 /// Ring points per unit of server weight.
 pub const VNODES_PER_WEIGHT: u32 = 100;
@@ -60,6 +68,11 @@ pub struct Ring {
     /// For each point, the first `PREFIX` distinct servers from there on.
     firsts: Box<[[ServerIdx; PREFIX]]>,
     servers: usize,
+    /// `buckets[b]`: the first slot whose point is at or after bucket `b`'s
+    /// start (the top `bucket_bits` of a point), so a lookup scans a slot or
+    /// two instead of binary-searching the ring.
+    buckets: Box<[u32]>,
+    bucket_bits: u32,
 }
 
 impl Ring {
@@ -104,11 +117,21 @@ impl Ring {
                 out
             })
             .collect();
+        // About one ring point per bucket.
+        let bucket_bits = (points.len().max(1).next_power_of_two().trailing_zeros()).clamp(1, 24);
+        let buckets = (0..1u64 << bucket_bits)
+            .map(|b| {
+                let start = b << (64 - bucket_bits);
+                points.partition_point(|&p| p < start) as u32
+            })
+            .collect();
         Ring {
             points,
             owners,
             firsts,
             servers,
+            buckets,
+            bucket_bits,
         }
     }
 
@@ -118,9 +141,14 @@ impl Ring {
     }
 
     /// The slot a point falls on: the first ring point at or after it.
+    #[inline]
     fn slot(&self, point: u32) -> usize {
+        let bucket = point >> (32 - self.bucket_bits);
         let point = u64::from(point) << 32;
-        let i = self.points.partition_point(|&p| p < point);
+        let mut i = self.buckets[bucket as usize] as usize;
+        while i < self.points.len() && self.points[i] < point {
+            i += 1;
+        }
         if i == self.points.len() { 0 } else { i }
     }
 
@@ -171,21 +199,72 @@ impl Ring {
     }
 }
 
-/// The rings of every pool of a config.
+/// The rings of every pool of a config, and every tenant's home server.
 #[derive(Debug, Clone)]
 pub struct Placement {
     rings: Box<[Ring]>,
+    /// Each tenant's home in its tier's pool ([`bounded`]), by tenant
+    /// number.
+    homes: Box<[ServerIdx]>,
 }
 
 impl Placement {
-    pub fn new(config: &Config) -> Placement {
-        Placement {
-            rings: config.pools.iter().map(Ring::build).collect(),
-        }
+    pub fn new(config: &Config, tenants: &TenantTable) -> Placement {
+        let rings: Box<[Ring]> = config.pools.iter().map(Ring::build).collect();
+        let sites: Vec<bounded::Site> = tenants
+            .tenants()
+            .map(|(_, r)| bounded::Site {
+                ring_point: r.ring_point,
+                tier: r.tier,
+            })
+            .collect();
+        let (homes, _) = bounded::assign(config, &rings, &sites);
+        Placement { rings, homes }
     }
 
     pub fn ring(&self, pool: PoolId) -> &Ring {
         &self.rings[usize::from(pool)]
+    }
+
+    /// The preference list of `tenant` in `pool`: its home first, then the
+    /// ring walk from its point. Fills `out`; returns how many.
+    #[inline]
+    pub fn servers(
+        &self,
+        tenant: TenantIdx,
+        pool: PoolId,
+        point: u32,
+        out: &mut [ServerIdx],
+    ) -> usize {
+        let ring = self.ring(pool);
+        let n = ring.preference_into(point, out);
+        let Some(&home) = self.homes.get(tenant as usize) else {
+            return n;
+        };
+        if n == 0 || out[0] == home {
+            return n;
+        }
+        // Moved off its ring server by the load bound (about 1 in 1,000):
+        // the home goes first, the rest keep their ring order.
+        match out[..n].iter().position(|&s| s == home) {
+            Some(i) => out[..=i].rotate_right(1),
+            None => {
+                out.copy_within(..n - 1, 1);
+                out[0] = home;
+            }
+        }
+        n
+    }
+
+    /// The whole preference list of `tenant` (home first), for operators.
+    pub fn preference(&self, tenant: TenantIdx, pool: PoolId, point: u32) -> Vec<ServerIdx> {
+        let mut all = self.ring(pool).preference(point);
+        if let Some(&home) = self.homes.get(tenant as usize) {
+            if let Some(i) = all.iter().position(|&s| s == home) {
+                all[..=i].rotate_right(1);
+            }
+        }
+        all
     }
 }
 
@@ -296,6 +375,50 @@ mod tests {
             })
             .count();
         assert!((5600..=6400).contains(&heavy), "{heavy}");
+    }
+
+    proptest::proptest! {
+        /// Preference lists hold every server once, and depend on server
+        /// ids, not on the order they are listed in.
+        #[test]
+        fn preference_is_distinct_and_independent_of_list_order(
+            n in 1usize..40,
+            rotate in 0usize..40,
+            tenants in proptest::collection::vec("[a-z0-9-]{1,20}", 1..30),
+        ) {
+            let p = pool(n);
+            let mut shuffled = p.clone();
+            shuffled.servers.rotate_left(rotate % n);
+            let (a, b) = (Ring::build(&p), Ring::build(&shuffled));
+            for t in &tenants {
+                let point = ring_point(t);
+                let x = a.preference(point);
+                let mut sorted = x.clone();
+                sorted.sort_unstable();
+                sorted.dedup();
+                proptest::prop_assert_eq!(sorted.len(), n);
+                let ids = |pool: &Pool, l: Vec<ServerIdx>| -> Vec<String> {
+                    l.into_iter().map(|s| pool.servers[usize::from(s)].id.clone()).collect()
+                };
+                proptest::prop_assert_eq!(ids(&p, x), ids(&shuffled, b.preference(point)));
+            }
+        }
+    }
+
+    #[test]
+    fn bucketed_slots_agree_with_a_binary_search() {
+        let ring = Ring::build(&pool(13));
+        let mut points: Vec<u32> = (0..20_000u32)
+            .map(|i| i.wrapping_mul(2_654_435_761))
+            .collect();
+        points.extend([0, 1, u32::MAX, u32::MAX - 1]);
+        points.extend(ring.points.iter().map(|&p| (p >> 32) as u32));
+        for point in points {
+            let wide = u64::from(point) << 32;
+            let i = ring.points.partition_point(|&p| p < wide);
+            let expected = if i == ring.points.len() { 0 } else { i };
+            assert_eq!(ring.slot(point), expected, "{point}");
+        }
     }
 
     #[test]

@@ -198,7 +198,8 @@ async fn forward(
         Action::Local { pool, point, .. } => {
             let mut servers = [0; MAX_ATTEMPTS];
             let attempts = snap.config.limits.upstream_attempts.min(MAX_ATTEMPTS);
-            let n = snap.servers(pool, point, &mut servers[..attempts]);
+            let tenant = decision.tenant.map_or(u32::MAX, |m| m.tenant);
+            let n = snap.servers(tenant, pool, point, &mut servers[..attempts]);
             let p = snap.config.pool(pool);
             if n == 0 {
                 return Err(ProxyError::NoServer {

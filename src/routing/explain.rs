@@ -92,10 +92,10 @@ pub fn explain(snap: &Snapshot, input: &str) -> Explanation {
         Action::Local { pool, point, .. } => {
             let p = snap.config.pool(pool);
             e.pool = Some(p.name.clone());
+            let tenant = d.tenant.map_or(u32::MAX, |m| m.tenant);
             e.servers = snap
                 .placement
-                .ring(pool)
-                .preference(point)
+                .preference(tenant, pool, point)
                 .into_iter()
                 .map(|s| {
                     let s = &p.servers[usize::from(s)];

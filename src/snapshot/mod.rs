@@ -21,7 +21,7 @@ use crate::placement::Placement;
 use crate::proxy::forwarding::ViaValues;
 use crate::routing::host::Host;
 use crate::routing::migration::{MigrationState, MigrationStates};
-use crate::routing::tenants::TenantTable;
+use crate::routing::tenants::{TenantIdx, TenantTable};
 use crate::routing::{self, Decision};
 
 pub use summary::Summary;
@@ -131,7 +131,7 @@ impl Snapshot {
             via: ViaValues::new(&config.proxy.name),
             hop_value,
             legacy_down_page,
-            placement: Arc::new(Placement::new(&config)),
+            placement: Arc::new(Placement::new(&config, &tenants)),
             config: Arc::new(config),
             tenants: Arc::new(tenants),
             migration: Arc::new(states),
@@ -149,8 +149,14 @@ impl Snapshot {
 
     /// The first servers of a tenant's preference list in `pool`.
     #[inline]
-    pub fn servers(&self, pool: config::PoolId, point: u32, out: &mut [ServerIdx]) -> usize {
-        self.placement.ring(pool).preference_into(point, out)
+    pub fn servers(
+        &self,
+        tenant: TenantIdx,
+        pool: config::PoolId,
+        point: u32,
+        out: &mut [ServerIdx],
+    ) -> usize {
+        self.placement.servers(tenant, pool, point, out)
     }
 }
 

@@ -7,8 +7,8 @@ use http::StatusCode;
 
 use super::raw::{RawConfig, Spanned};
 use super::{
-    Collector, Config, ConfigError, Limits, Listener, Maintenance, Protocol, ProxySettings,
-    RawDocument, Timeouts, UnknownHosts,
+    Collector, Config, ConfigError, Limits, Listener, Maintenance, PlacementSettings, Protocol,
+    ProxySettings, RawDocument, Timeouts, UnknownHosts,
 };
 
 mod legacy;
@@ -37,6 +37,7 @@ pub(super) fn config(doc: RawDocument) -> Result<Config, ConfigError> {
         maintenance,
         legacy,
         admin,
+        placement,
         tiers,
         pools,
     } = config;
@@ -128,6 +129,23 @@ pub(super) fn config(doc: RawDocument) -> Result<Config, ConfigError> {
     let forward = legacy::forward(&mut c, forward);
     let legacy = legacy.and_then(|l| legacy::legacy(&mut c, l.into_inner(), &dir));
 
+    let placement = PlacementSettings {
+        balance_factor: match placement.balance_factor {
+            None => 1.25,
+            Some(f) if (1.0..=10.0).contains(f.get_ref()) && *f.get_ref() > 1.0 => *f.get_ref(),
+            Some(f) => {
+                c.at(
+                    f.span(),
+                    "placement.balance_factor",
+                    format!(
+                        "expected a number above 1.0 and at most 10 (1.25 = no server above 125 % of its share), found {}",
+                        f.get_ref()
+                    ),
+                );
+                1.25
+            }
+        },
+    };
     let admin = admin.and_then(|a| socket_addr(&mut c, "admin.address", &a.address));
     let unknown_hosts = unknown(&mut c, unknown_hosts, legacy.is_some());
 
@@ -159,6 +177,7 @@ pub(super) fn config(doc: RawDocument) -> Result<Config, ConfigError> {
         maintenance,
         legacy,
         admin,
+        placement,
         tiers,
         pools,
     })

@@ -12,6 +12,8 @@ const MAX_TIERS: usize = 255;
 const MAX_POOLS: usize = 255;
 const MAX_SERVERS_PER_POOL: usize = 4096;
 const MAX_WEIGHT: i64 = 256;
+/// Most servers a site may use (the request path tries at most this many).
+const MAX_K: i64 = crate::placement::MAX_ATTEMPTS as i64;
 
 pub(super) fn pools_of(
     c: &mut Collector<'_>,
@@ -134,10 +136,36 @@ pub(super) fn tiers_of(
             );
         }
         match pools.iter().position(|p| p.name == *tier.pool.get_ref()) {
-            Some(i) => out.push(Tier {
-                name: name.into_inner(),
-                pool: i as PoolId,
-            }),
+            Some(i) => {
+                let cost = int(c, &format!("{key}.cost"), tier.cost, 1, 1, 1000) as u32;
+                let k_min = int(c, &format!("{key}.k_min"), tier.k_min, 1, 1, MAX_K) as usize;
+                let k_max_default = (k_min as i64).clamp(4, MAX_K);
+                let k_max_span = tier.k_max.as_ref().map(|k| k.span());
+                let k_max = int(
+                    c,
+                    &format!("{key}.k_max"),
+                    tier.k_max,
+                    k_max_default,
+                    1,
+                    MAX_K,
+                ) as usize;
+                if k_max < k_min {
+                    if let Some(span) = k_max_span {
+                        c.at(
+                            span,
+                            format!("{key}.k_max"),
+                            format!("must be at least k_min ({k_min})"),
+                        );
+                    }
+                }
+                out.push(Tier {
+                    name: name.into_inner(),
+                    pool: i as PoolId,
+                    cost,
+                    k_min,
+                    k_max: k_max.max(k_min),
+                });
+            }
             None => c.at(
                 tier.pool.span(),
                 format!("{key}.pool"),
