@@ -27,19 +27,21 @@ fn hosts() -> usize {
 }
 
 fn config() -> Config {
-    let text = r#"
-tenants = "t.tsv"
-migration = "m.toml"
-[[listen]]
-address = "127.0.0.1:0"
-[tiers.shared]
-pool = "p"
-[tiers.premium]
-pool = "p"
-[pools.p]
-servers = [{ id = "a", address = "127.0.0.1:1" }, { id = "b", address = "127.0.0.1:2" }]
-"#;
-    Config::try_from(RawDocument::parse("predictor.toml".into(), text.into()).unwrap()).unwrap()
+    config_with(&[
+        "{ id = \"a\", address = \"127.0.0.1:1\" }".into(),
+        "{ id = \"b\", address = \"127.0.0.1:2\" }".into(),
+    ])
+}
+
+/// The same tiers, over a pool of `servers` (TOML inline tables).
+fn config_with(servers: &[String]) -> Config {
+    let text = format!(
+        "tenants = \"t.tsv\"\nmigration = \"m.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\n\
+         [tiers.shared]\npool = \"p\"\n[tiers.premium]\npool = \"p\"\ncost = 4\n\
+         [pools.p]\nservers = [{}]\n",
+        servers.join(",")
+    );
+    Config::try_from(RawDocument::parse("predictor.toml".into(), text).unwrap()).unwrap()
 }
 
 /// A tenant table like a hosting cluster's: `siteN.example`, a `www.`
@@ -156,6 +158,38 @@ fn benches(c: &mut Criterion) {
                 &states,
                 &host,
             ))
+        })
+    });
+
+    // One placement decision: a tenant's first two servers in a pool of
+    // 100 (home under the load bound, then the ring walk).
+    let hundred: Vec<String> = (0..100)
+        .map(|i| {
+            format!(
+                "{{ id = \"web-{i:03}\", address = \"10.0.0.{}:80\" }}",
+                i + 1
+            )
+        })
+        .collect();
+    let config100 = config_with(&hundred);
+    let placement = predictor::placement::Placement::new(&config100, &table);
+    let tenants: Vec<(u32, u32)> = shuffled(
+        table
+            .tenants()
+            .map(|(t, r)| (t, r.ring_point))
+            .collect::<Vec<_>>(),
+    )
+    .into_iter()
+    .take(PROBES)
+    .collect();
+    let mut i = 0;
+    g.bench_function("placement_decision_100_servers", |b| {
+        b.iter(|| {
+            i = (i + 1) & (PROBES - 1);
+            let (t, point) = tenants[i];
+            let mut out = [0u16; 2];
+            black_box(placement.servers(black_box(t), 0, point, &mut out));
+            black_box(out)
         })
     });
 
