@@ -193,6 +193,43 @@ fn benches(c: &mut Criterion) {
         })
     });
 
+    // The same, then the choice by live load among the first 8 (k = 2):
+    // the signals of each read once, as the request path does.
+    use predictor::placement::choose::{Admission, Live, Totals, order};
+    let live: Vec<Live> = (0..100u32)
+        .map(|i| Live {
+            admission: Admission::Up,
+            weight: 100 - (i % 5) * 10,
+            in_flight: (i * 7919) % 13,
+            latency_us: 800 + (i * 104_729) % 900,
+        })
+        .collect();
+    let totals = Totals {
+        weight: live.iter().map(|l| l.weight).sum(),
+        in_flight: live.iter().map(|l| l.in_flight).sum(),
+    };
+    // A head of 4 is what a tenant with k = 2 gets by default (k + 2
+    // spill candidates); 8 is the most any request looks at.
+    for head_len in [4usize, 8] {
+        let mut i = 0;
+        let name = format!("placement_decision_with_load_100_servers_head_{head_len}");
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                i = (i + 1) & (PROBES - 1);
+                let (t, point) = tenants[i];
+                let mut prefs = [0u16; 8];
+                let n = placement.servers(black_box(t), 0, point, &mut prefs[..head_len]);
+                let mut head = [Live::IDLE; 8];
+                for (h, &s) in head.iter_mut().zip(&prefs[..n]) {
+                    *h = live[usize::from(s)];
+                }
+                let mut out = [0u16; 8];
+                black_box(order(&prefs[..n], &head[..n], totals, 2, 1.25, &mut out));
+                black_box(out)
+            })
+        });
+    }
+
     // Reference: std HashMap with boxed keys, same keys, same run.
     let mut std_map: HashMap<Box<[u8]>, u32> = HashMap::with_capacity(n);
     for (k, v) in table.hosts() {

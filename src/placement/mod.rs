@@ -19,6 +19,7 @@
 //! ring plus a copy of precomputed server numbers.
 
 pub mod bounded;
+pub mod choose;
 
 use std::hash::{BuildHasher, Hash, Hasher};
 
@@ -30,7 +31,7 @@ use crate::routing::tenants::{TenantIdx, TenantTable};
 /// Ring points per unit of server weight.
 pub const VNODES_PER_WEIGHT: u32 = 100;
 /// Distinct servers precomputed per ring slot (the request path's depth).
-pub const PREFIX: usize = 4;
+pub const PREFIX: usize = MAX_ATTEMPTS;
 /// Most servers a request tries (the bound of `limits.upstream_attempts`).
 pub const MAX_ATTEMPTS: usize = 8;
 
