@@ -6,6 +6,7 @@ mod support;
 mod cli;
 mod failures;
 mod legacy;
+mod placement;
 mod routing;
 mod semantics;
 mod streaming;

@@ -20,6 +20,7 @@
 pub mod admin;
 pub mod config;
 pub mod demo;
+pub mod health;
 pub mod legacy;
 pub mod metrics;
 pub mod placement;

@@ -8,7 +8,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +40,8 @@ impl Seen {
 struct State {
     seen: Mutex<Vec<Seen>>,
     connections: AtomicUsize,
+    /// When not 0, every request (checks included) gets this status.
+    failing: AtomicU16,
 }
 
 pub struct Backend {
@@ -59,7 +61,13 @@ type Body = BoxBody<Bytes, hyper::Error>;
 
 impl Backend {
     pub async fn start(name: &str) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(name, "127.0.0.1").await
+    }
+
+    /// A backend on another loopback address (for per-server agents on
+    /// one port).
+    pub async fn start_on(name: &str, ip: &str) -> Backend {
+        let listener = TcpListener::bind((ip, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State::default());
         let (st, nm) = (state.clone(), name.to_string());
@@ -99,6 +107,12 @@ impl Backend {
         self.seen().pop().expect("the backend saw no request")
     }
 
+    /// From now on, every request (health checks included) is answered
+    /// with `status`; 0 answers normally again.
+    pub fn fail_with(&self, status: u16) {
+        self.state.failing.store(status, Ordering::SeqCst);
+    }
+
     /// TCP connections accepted so far.
     pub fn connections(&self) -> usize {
         self.state.connections.load(Ordering::SeqCst)
@@ -131,6 +145,13 @@ async fn answer(
         version: req.version(),
         headers: req.headers().clone(),
     });
+    let failing = state.failing.load(Ordering::SeqCst);
+    if failing != 0 {
+        let _ = req.into_body().collect().await;
+        let mut r = Response::new(full(format!("{name} failing")));
+        *r.status_mut() = StatusCode::from_u16(failing).unwrap();
+        return Ok(r);
+    }
     let path = req.uri().path().to_string();
     let response = match path.as_str() {
         "/echo" => Response::new(req.into_body().boxed()),

@@ -1,6 +1,7 @@
 //! Test support: config folders on disk, predictor started on loopback,
 //! HTTP clients (hyper, and raw bytes for what hyper would never send).
 
+pub mod agent;
 pub mod backend;
 pub mod haproxy;
 pub mod relay;

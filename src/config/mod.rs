@@ -176,7 +176,7 @@ pub enum UpstreamProtocol {
     H2c,
 }
 
-/// The active check of the legacy balancer.
+/// An active HTTP check: of the legacy balancer, or of a pool's servers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
     /// Request target of the check (`GET`).
@@ -226,6 +226,55 @@ pub struct Tier {
 pub struct Pool {
     pub name: String,
     pub servers: Vec<Server>,
+    /// Active HTTP checks of every server (`[pools.NAME.check]`).
+    pub check: Option<Probe>,
+    /// The agent every server runs (`[pools.NAME.agent]`).
+    pub agent: Option<Agent>,
+    pub eject: Eject,
+}
+
+/// The per-server agent, read like HAProxy's `agent-check`: a TCP
+/// connection to the server's address on `port`, one line back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Agent {
+    pub port: u16,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+/// Passive ejection: a server whose real traffic fails `failures` times in
+/// a row is skipped for `base`, doubled at every ejection that follows
+/// soon after, up to `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Eject {
+    /// Consecutive failures that eject; 0 turns ejection off.
+    pub failures: u32,
+    pub on: EjectOn,
+    pub base: Duration,
+    pub max: Duration,
+}
+
+/// Which answers count as failures besides connect errors and timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EjectOn {
+    /// 502, 503 and 504: the webserver itself is in trouble (a single
+    /// site's 500s do not eject the server all its sites share).
+    Gateway,
+    /// Any 5xx.
+    ServerError,
+    /// Only connect errors and timeouts.
+    Connect,
+}
+
+impl EjectOn {
+    /// Whether a response status counts as a failure.
+    pub fn fails(self, status: u16) -> bool {
+        match self {
+            EjectOn::Gateway => matches!(status, 502..=504),
+            EjectOn::ServerError => (500..600).contains(&status),
+            EjectOn::Connect => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -159,6 +159,30 @@ pub struct RawPlacement {
 pub struct RawPool {
     #[serde(default)]
     pub servers: Vec<Spanned<RawServer>>,
+    /// Active HTTP checks of every server (same keys as `[legacy.probe]`).
+    pub check: Option<RawProbe>,
+    pub agent: Option<RawAgent>,
+    #[serde(default)]
+    pub eject: RawEject,
+}
+
+/// `[pools.NAME.agent]`: the load and state each server reports.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    pub port: Spanned<i64>,
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+}
+
+/// `[pools.NAME.eject]`: passive ejection on real traffic's failures.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEject {
+    pub failures: Option<Spanned<i64>>,
+    pub on: Option<Spanned<String>>,
+    pub base: Option<Spanned<String>>,
+    pub max: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

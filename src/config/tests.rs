@@ -385,3 +385,54 @@ servers = [{ id = "a", address = "127.0.0.1:9" }]
     assert_eq!((a.cost, a.k_min, a.k_max), (1, 1, 4));
     assert_eq!((b.k_min, b.k_max), (2, 4));
 }
+
+#[test]
+fn health_keys_are_checked_with_their_lines() {
+    let text = r#"tenants = "tenants.tsv"
+migration = "migration.toml"
+[[listen]]
+address = "127.0.0.1:0"
+[tiers.basic]
+pool = "p"
+[pools.p]
+servers = [{ id = "a", address = "127.0.0.1:9" }]
+[pools.p.check]
+path = "nope"
+timeout = "5s"
+[pools.p.agent]
+port = 70000
+[pools.p.eject]
+on = "sometimes"
+base = "1m"
+max = "10s"
+"#;
+    let dir = folder(text, "", "default = \"migrated\"\n");
+    let p = problems(Config::load(dir.path()).unwrap_err());
+    assert_found(
+        &p,
+        &[
+            (Some(10), "pools.p.check.path"),
+            (Some(11), "pools.p.check.timeout"),
+            (Some(13), "pools.p.agent.port"),
+            (Some(15), "pools.p.eject.on"),
+            (Some(17), "pools.p.eject.max"),
+        ],
+    );
+    assert_eq!(p.len(), 5, "{p:?}");
+}
+
+#[test]
+fn health_defaults() {
+    let dir = folder(MINIMAL, "", "default = \"migrated\"\n");
+    let c = Config::load(dir.path()).unwrap();
+    let p = &c.pools[0];
+    assert_eq!((p.check.clone(), p.agent), (None, None));
+    assert_eq!(p.eject.failures, 5);
+    assert_eq!(p.eject.on, crate::config::EjectOn::Gateway);
+    assert_eq!(p.eject.base, std::time::Duration::from_secs(10));
+    assert_eq!(p.eject.max, std::time::Duration::from_secs(300));
+    let example = Config::load(&example_dir()).unwrap();
+    let shared = example.pools.iter().find(|p| p.name == "shared").unwrap();
+    assert_eq!(shared.check.as_ref().unwrap().path, "/healthz");
+    assert_eq!(shared.agent.unwrap().port, 9777);
+}

@@ -8,11 +8,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, header};
-use http_body_util::Empty;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::Tunnel;
@@ -71,30 +66,7 @@ async fn check(
     snapshot: &SharedSnapshot,
 ) -> Result<u16, String> {
     let name = snapshot.load().config.proxy.name.clone();
-    let exchange = async {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-        let driver = tokio::spawn(conn);
-        let req = Request::get(probe.path.as_str())
-            .header(header::HOST, probe.host.clone())
-            .header(header::USER_AGENT, "predictor-probe")
-            .header(header::CONNECTION, "close")
-            // Marked like forwarded traffic, so a balancer that sends the
-            // probe back to predictor gets a 508, still an answer.
-            .header(hop_header, name.as_str())
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        let response = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        driver.abort();
-        Ok(response.status().as_u16())
-    };
-    match tokio::time::timeout(probe.timeout, exchange).await {
-        Ok(r) => r,
-        Err(_) => Err(format!("no answer within {:?}", probe.timeout)),
-    }
+    // Marked like forwarded traffic, so a balancer that sends the probe
+    // back to predictor gets a 508, still an answer.
+    crate::health::check::status(addr, probe, Some((hop_header, name.as_str()))).await
 }

@@ -7,7 +7,8 @@
 //! orders servers. The order tried for a request:
 //!
 //! 1. the tenant's affinity set (the first `k` servers of its preference
-//!    list that are not down) whose in-flight count stays within the cap,
+//!    list that are not down; a draining server only where it is among the
+//!    first `k` anyway) whose in-flight count stays within the cap,
 //!    cheapest first (cost: in-flight × Peak-EWMA latency ÷ weight);
 //! 2. spill: the next servers of the preference list (not down, not
 //!    draining) within the cap, in ring order;
@@ -135,7 +136,10 @@ pub fn order(
         let in_flight = f64::from(l.in_flight);
         let within = in_flight < cap;
         let down = l.admission == Admission::Down;
-        let member = (a < k) & !down;
+        // A draining server stays a member where it was one, but does not
+        // become one because a server before it is down (no new sites).
+        let drain = l.admission == Admission::Drain;
+        let member = (a < k) & !down & (!drain | (i < k));
         a += usize::from(member);
         any_within |= member & within;
         calm &= !member | (in_flight * 2.0 <= cap);
@@ -300,6 +304,9 @@ mod tests {
         // The affinity set is the first k servers that are not down.
         let got = run(&[1, 0, 3], &[up(0), live[1], up(0), up(0)], 1);
         assert_eq!(got[0], 0);
+        // ... but a draining server does not take a down one's sites.
+        let got = run(&[1, 2, 3], &[up(0), live[1], live[2], up(0)], 1);
+        assert_eq!(got, [3, 2]);
     }
 
     #[test]

@@ -284,6 +284,14 @@ mod tests {
                     weight: 1,
                 })
                 .collect(),
+            check: None,
+            agent: None,
+            eject: crate::config::Eject {
+                failures: 0,
+                on: crate::config::EjectOn::Gateway,
+                base: std::time::Duration::from_secs(1),
+                max: std::time::Duration::from_secs(1),
+            },
         }
     }
 

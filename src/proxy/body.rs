@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 
 use super::client_io::ActiveRequest;
 use super::upstream::Pooled;
+use crate::health::InFlight;
 
 /// What goes upstream: the client's body, streamed, or nothing (a bodiless
 /// request sent again after its connection died unanswered).
@@ -55,6 +56,8 @@ impl Body for RequestBody {
 pub struct ResponseBody {
     kind: Kind,
     _active: Option<ActiveRequest>,
+    /// The request's count on its server, until the body ends.
+    _in_flight: Option<InFlight>,
 }
 
 enum Kind {
@@ -72,6 +75,7 @@ impl ResponseBody {
         ResponseBody {
             kind: Kind::Local((!bytes.is_empty()).then_some(bytes)),
             _active: None,
+            _in_flight: None,
         }
     }
 
@@ -79,6 +83,7 @@ impl ResponseBody {
         ResponseBody {
             kind: Kind::Local(None),
             _active: None,
+            _in_flight: None,
         }
     }
 
@@ -96,7 +101,15 @@ impl ResponseBody {
         ResponseBody {
             kind: Kind::Upstream { body, conn },
             _active: None,
+            _in_flight: None,
         }
+    }
+
+    /// Keeps the request counted in flight on its server until the body
+    /// ends.
+    pub fn with_in_flight(mut self, in_flight: Option<InFlight>) -> Self {
+        self._in_flight = in_flight;
+        self
     }
 
     /// Ties the request's lifetime to this body.

@@ -131,6 +131,19 @@ impl ProxyError {
         )
     }
 
+    /// The server a failure counts against for passive health: connect
+    /// errors, timeouts and broken exchanges (not a client body that broke
+    /// on the way, nor a full connect queue, which is predictor's limit).
+    pub fn failed_server(&self) -> Option<SocketAddr> {
+        match self {
+            ProxyError::ConnectFailed { addr, .. }
+            | ProxyError::ConnectTimeout { addr, .. }
+            | ProxyError::ResponseTimeout { addr, .. } => Some(*addr),
+            ProxyError::Upstream { addr, source, .. } if !source.is_user() => Some(*addr),
+            _ => None,
+        }
+    }
+
     /// Whether the client connection must be closed after the answer
     /// (the request's framing cannot be trusted).
     pub fn closes_connection(&self) -> bool {

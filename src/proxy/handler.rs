@@ -21,6 +21,7 @@ use super::client_io::ConnShared;
 use super::error::{ProxyError, Side, page};
 use super::forwarding::{Client, Forwarding};
 use super::headers::{self, Scan};
+use super::placed;
 use super::upstream::{Exchange, H2Upstream, Settings, Upstreams};
 use crate::config::UpstreamProtocol;
 use crate::legacy::{Admit, Tunnel};
@@ -132,6 +133,7 @@ async fn forward(
     let mut targets = [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_ATTEMPTS];
     let mut tenant_header = None;
     let mut legacy = None;
+    let mut placement = None;
     let mut settings = Settings {
         connect: snap.config.timeouts.connect,
         response: snap.config.timeouts.upstream_response,
@@ -195,20 +197,10 @@ async fn forward(
             targets[0] = l.address;
             1
         }
-        Action::Local { pool, point, .. } => {
-            let mut servers = [0; MAX_ATTEMPTS];
-            let attempts = snap.config.limits.upstream_attempts.min(MAX_ATTEMPTS);
+        Action::Local { tier, pool, point } => {
             let tenant = decision.tenant.map_or(u32::MAX, |m| m.tenant);
-            let n = snap.servers(tenant, pool, point, &mut servers[..attempts]);
-            let p = snap.config.pool(pool);
-            if n == 0 {
-                return Err(ProxyError::NoServer {
-                    pool: p.name.clone(),
-                });
-            }
-            for (t, s) in targets.iter_mut().zip(&servers[..n]) {
-                *t = p.servers[usize::from(*s)].address;
-            }
+            let (n, p) = placed::place(&snap, tenant, tier, pool, point, &mut targets)?;
+            placement = Some(p);
             if let (Some(name), Some(m)) = (&snap.config.forward.tenant_header, decision.tenant) {
                 if let Ok(v) = HeaderValue::from_str(snap.tenants.name(m.tenant)) {
                     tenant_header = Some((name.clone(), v));
@@ -275,6 +267,7 @@ async fn forward(
     if let Some(l) = &legacy {
         legacy_outcome(worker, l, &result);
     }
+    let in_flight = placement.map(|p| p.outcome(&targets[..n], &result));
     let mut exchange = result?;
 
     if exchange.response.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -291,7 +284,10 @@ async fn forward(
         let scan = Scan::of(&parts.headers);
         headers::strip_hop_by_hop(&mut parts.headers, &scan, up);
         parts.headers.append(header::VIA, via_back);
-        return Ok(Response::from_parts(parts, ResponseBody::empty()));
+        return Ok(Response::from_parts(
+            parts,
+            ResponseBody::empty().with_in_flight(in_flight),
+        ));
     }
 
     let (mut parts, body) = exchange.response.into_parts();
@@ -303,7 +299,7 @@ async fn forward(
     let conn = if is_upgrade { None } else { exchange.conn };
     Ok(Response::from_parts(
         parts,
-        ResponseBody::upstream(body, conn),
+        ResponseBody::upstream(body, conn).with_in_flight(in_flight),
     ))
 }
 

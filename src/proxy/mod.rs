@@ -19,6 +19,7 @@ pub mod error;
 pub mod forwarding;
 pub mod handler;
 pub mod headers;
+pub mod placed;
 pub mod timer;
 pub mod upstream;
 

@@ -1,5 +1,6 @@
 //! The control thread: work that is not a client's request. It runs the
-//! legacy balancer's probe, the admin listener and metrics upkeep on its
+//! legacy balancer's probe, the webservers' health checks and agents
+//! ([`crate::health::run`]), the admin listener and metrics upkeep on its
 //! own small runtime, so none of it competes with client traffic for a
 //! worker or for the connection limit.
 
@@ -38,6 +39,7 @@ impl Control {
                 self.metrics.clone(),
                 shutdown.clone(),
             ));
+            let health = tokio::spawn(crate::health::run(self.snapshot.clone(), shutdown.clone()));
             let admin = match self.admin.map(tokio::net::TcpListener::from_std) {
                 Some(Ok(listener)) => Some(tokio::spawn(crate::admin::serve(
                     listener,
@@ -58,6 +60,7 @@ impl Control {
                 }
             }
             let _ = probe.await;
+            let _ = health.await;
             if let Some(a) = admin {
                 a.abort();
             }

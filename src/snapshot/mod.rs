@@ -17,6 +17,7 @@ use bytes::Bytes;
 use http::HeaderValue;
 
 use crate::config::{self, Config, ConfigError, Problem, Problems, ServerIdx};
+use crate::health::{LiveSet, Registry};
 use crate::placement::Placement;
 use crate::proxy::forwarding::ViaValues;
 use crate::routing::host::Host;
@@ -41,6 +42,9 @@ pub struct Snapshot {
     pub tenants: Arc<TenantTable>,
     pub migration: Arc<MigrationStates>,
     pub placement: Arc<Placement>,
+    /// Live state of every pool's servers, carried across snapshots by
+    /// the [`SharedSnapshot`]'s registry.
+    pub live: LiveSet,
     pub maintenance_page: Bytes,
     /// `Retry-After` of maintenance answers, in whole seconds.
     pub retry_after: HeaderValue,
@@ -132,6 +136,7 @@ impl Snapshot {
             hop_value,
             legacy_down_page,
             placement: Arc::new(Placement::new(&config, &tenants)),
+            live: LiveSet::fresh(&config),
             config: Arc::new(config),
             tenants: Arc::new(tenants),
             migration: Arc::new(states),
@@ -164,14 +169,19 @@ impl Snapshot {
 pub struct SharedSnapshot {
     current: ArcSwap<Snapshot>,
     generation: AtomicU64,
+    /// Servers' live state by identity, bound into every snapshot stored.
+    registry: Registry,
 }
 
 impl SharedSnapshot {
     pub fn new(mut first: Snapshot) -> Self {
         first.generation = 1;
+        let registry = Registry::default();
+        first.live = registry.bind(&first.config);
         SharedSnapshot {
             current: ArcSwap::from_pointee(first),
             generation: AtomicU64::new(1),
+            registry,
         }
     }
 
@@ -190,6 +200,7 @@ impl SharedSnapshot {
     pub fn store(&self, mut next: Snapshot) -> u64 {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         next.generation = generation;
+        next.live = self.registry.bind(&next.config);
         self.current.store(Arc::new(next));
         generation
     }

@@ -78,7 +78,7 @@ pub(super) fn legacy(c: &mut Collector<'_>, l: RawLegacy, dir: &Path) -> Option<
         Some(h) => header_name(c, "legacy.hop_header", h),
         None => Some(HeaderName::from_static("x-predictor-hop")),
     };
-    let probe = probe(c, l.probe);
+    let probe = probe(c, "legacy.probe", l.probe);
     Some(Legacy {
         address: address?,
         protocol,
@@ -94,7 +94,8 @@ pub(super) fn legacy(c: &mut Collector<'_>, l: RawLegacy, dir: &Path) -> Option<
     })
 }
 
-fn probe(c: &mut Collector<'_>, p: RawProbe) -> Option<Probe> {
+/// An active HTTP check under `key` (`legacy.probe`, `pools.NAME.check`).
+pub(super) fn probe(c: &mut Collector<'_>, key: &str, p: RawProbe) -> Option<Probe> {
     let path = match &p.path {
         None => Some(http::uri::PathAndQuery::from_static("/")),
         Some(v) => match v.get_ref().parse::<http::uri::PathAndQuery>() {
@@ -102,7 +103,7 @@ fn probe(c: &mut Collector<'_>, p: RawProbe) -> Option<Probe> {
             _ => {
                 c.at(
                     v.span(),
-                    "legacy.probe.path",
+                    format!("{key}.path"),
                     format!("expected a path like \"/health\", found {:?}", v.get_ref()),
                 );
                 None
@@ -116,27 +117,27 @@ fn probe(c: &mut Collector<'_>, p: RawProbe) -> Option<Probe> {
             Err(e) => {
                 c.at(
                     v.span(),
-                    "legacy.probe.host",
+                    format!("{key}.host"),
                     format!("expected a host name: {e}"),
                 );
                 None
             }
         },
     };
-    let interval = duration(c, "legacy.probe.interval", p.interval, 2);
+    let interval = duration(c, &format!("{key}.interval"), p.interval, 2);
     let timeout_span = p.timeout.as_ref().map(|t| t.span());
-    let timeout = duration(c, "legacy.probe.timeout", p.timeout, 1);
+    let timeout = duration(c, &format!("{key}.timeout"), p.timeout, 1);
     if timeout > interval {
         if let Some(span) = timeout_span {
             c.at(
                 span,
-                "legacy.probe.timeout",
-                "must not be longer than legacy.probe.interval",
+                format!("{key}.timeout"),
+                format!("must not be longer than {key}.interval"),
             );
         }
     }
-    let rise = int(c, "legacy.probe.rise", p.rise, 2, 1, 100) as u32;
-    let fall = int(c, "legacy.probe.fall", p.fall, 3, 1, 100) as u32;
+    let rise = int(c, &format!("{key}.rise"), p.rise, 2, 1, 100) as u32;
+    let fall = int(c, &format!("{key}.fall"), p.fall, 3, 1, 100) as u32;
     Some(Probe {
         path: path?,
         host: host?,

@@ -4,9 +4,12 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
-use super::super::raw::{RawServer, Spanned};
-use super::super::{Collector, Pool, PoolId, Server, Tier, is_valid_name};
-use super::values::{int, socket_addr};
+use std::time::Duration;
+
+use super::super::raw::{RawAgent, RawEject, RawServer, Spanned};
+use super::super::{Agent, Collector, Eject, EjectOn, Pool, PoolId, Server, Tier, is_valid_name};
+use super::legacy::probe;
+use super::values::{duration, int, socket_addr};
 
 const MAX_TIERS: usize = 255;
 const MAX_POOLS: usize = 255;
@@ -65,12 +68,84 @@ pub(super) fn pools_of(
                 servers.push(server);
             }
         }
+        let check = pool
+            .check
+            .and_then(|p| probe(c, &format!("{key}.check"), p));
+        let agent = pool.agent.map(|a| agent(c, &key, a));
+        let eject = eject(c, &key, pool.eject);
         out.push(Pool {
             name: name.into_inner(),
             servers,
+            check,
+            agent,
+            eject,
         });
     }
     out
+}
+
+/// `[pools.NAME.agent]`.
+fn agent(c: &mut Collector<'_>, key: &str, a: RawAgent) -> Agent {
+    let port = int(c, &format!("{key}.agent.port"), Some(a.port), 1, 1, 65535) as u16;
+    let interval = duration(c, &format!("{key}.agent.interval"), a.interval, 2);
+    let timeout_span = a.timeout.as_ref().map(|t| t.span());
+    let timeout = duration(c, &format!("{key}.agent.timeout"), a.timeout, 1);
+    if timeout > interval {
+        if let Some(span) = timeout_span {
+            c.at(
+                span,
+                format!("{key}.agent.timeout"),
+                format!("must not be longer than {key}.agent.interval"),
+            );
+        }
+    }
+    Agent {
+        port,
+        interval: interval.max(Duration::from_millis(10)),
+        timeout,
+    }
+}
+
+/// `[pools.NAME.eject]`, on by default: 5 failures in a row eject for 10 s,
+/// doubling up to 5 min.
+fn eject(c: &mut Collector<'_>, key: &str, e: RawEject) -> Eject {
+    let failures = int(c, &format!("{key}.eject.failures"), e.failures, 5, 0, 1000) as u32;
+    let on = match &e.on {
+        None => EjectOn::Gateway,
+        Some(v) => {
+            match v.get_ref().as_str() {
+                "gateway" => EjectOn::Gateway,
+                "5xx" => EjectOn::ServerError,
+                "connect" => EjectOn::Connect,
+                other => {
+                    c.at(
+                    v.span(),
+                    format!("{key}.eject.on"),
+                    format!("expected \"gateway\" (502-504), \"5xx\" or \"connect\", found {other:?}"),
+                );
+                    EjectOn::Gateway
+                }
+            }
+        }
+    };
+    let base = duration(c, &format!("{key}.eject.base"), e.base, 10);
+    let max_span = e.max.as_ref().map(|m| m.span());
+    let max = duration(c, &format!("{key}.eject.max"), e.max, 300);
+    if max < base {
+        if let Some(span) = max_span {
+            c.at(
+                span,
+                format!("{key}.eject.max"),
+                format!("must not be shorter than {key}.eject.base"),
+            );
+        }
+    }
+    Eject {
+        failures,
+        on,
+        base,
+        max: max.max(base),
+    }
 }
 
 fn server(

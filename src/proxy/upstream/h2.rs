@@ -131,6 +131,7 @@ impl H2Upstream {
                         opened,
                         reused: first_reused.unwrap_or(false),
                         retried,
+                        attempt: 0,
                     });
                 }
                 Ok(Err(e)) => e,

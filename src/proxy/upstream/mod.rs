@@ -84,6 +84,8 @@ pub struct Exchange {
     pub reused: bool,
     /// It was sent again after a connection died unanswered.
     pub retried: bool,
+    /// Index in the targets of the server that answered.
+    pub attempt: u8,
 }
 
 /// A connection in use; back to the pool when its response has ended.
@@ -300,7 +302,7 @@ impl Upstreams {
         let mut opened = 0;
         let mut retry = RetryCopy::of(&req, settings);
         let mut retried = false;
-        'targets: for &addr in targets {
+        'targets: for (attempt, &addr) in targets.iter().enumerate() {
             let mut fresh = fresh;
             loop {
                 let mut pooled = if fresh {
@@ -359,6 +361,7 @@ impl Upstreams {
                             opened,
                             reused,
                             retried,
+                            attempt: attempt as u8,
                         });
                     }
                     Err(_) if watch.expired.get() => {

@@ -1,0 +1,80 @@
+//! Health and live load of the webservers.
+//!
+//! Owns the live state of every server ([`ServerState`]: requests in
+//! flight, Peak-EWMA latency, the agent's report, active check and passive
+//! ejection state) and of every pool ([`PoolState`]: total in flight, total
+//! effective weight), keyed by server (pool, id, address) in a
+//! [`Registry`] so that a reload carries them over: an ejected server stays
+//! ejected, in-flight counts stay true. Each snapshot gets a [`LiveSet`]
+//! bound to its config: per pool, the states in the config's server order,
+//! so the request path reads them by index, with no lookup and no lock.
+//!
+//! Writers: the workers (in flight, latency, passive failures) and the
+//! control thread ([`run`]: active checks, agents, pool weight totals).
+//! Readers: placement, through [`ServerState::live`].
+
+pub mod agent;
+pub mod check;
+mod eject;
+mod registry;
+mod state;
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+pub use registry::{InFlight, LiveSet, PoolLive, Registry};
+pub use state::{Health, PoolState, ServerState, WEIGHT_SCALE};
+
+use crate::snapshot::SharedSnapshot;
+
+/// Milliseconds since the process's first call: the clock every health
+/// time is on.
+pub fn now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// How often the control thread looks at what is due.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Runs the active checks and agent probes of every pool of the current
+/// snapshot, each at its interval, and refreshes the pools' weight totals,
+/// until `shutdown`. A reload's new pools and intervals apply at the next
+/// tick; results land on the states, whatever snapshot is current by then.
+pub async fn run(snapshot: std::sync::Arc<SharedSnapshot>, mut shutdown: watch::Receiver<bool>) {
+    // Next due time (ms) of each pool's checks and agents, by pool name.
+    let mut due: std::collections::HashMap<String, (u64, u64)> = Default::default();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let snap = snapshot.load_full();
+        let now = now_ms();
+        due.retain(|name, _| snap.config.pools.iter().any(|p| &p.name == name));
+        for (pool, live) in snap.config.pools.iter().zip(snap.live.pools()) {
+            live.refresh_weight(now);
+            let (next_check, next_agent) = due.entry(pool.name.clone()).or_insert((now, now));
+            if let Some(probe) = &pool.check {
+                if now >= *next_check {
+                    *next_check = now + probe.interval.as_millis() as u64;
+                    for s in live.servers() {
+                        tokio::spawn(check::run_one(s.clone(), probe.clone()));
+                    }
+                }
+            }
+            if let Some(agent) = pool.agent {
+                if now >= *next_agent {
+                    *next_agent = now + agent.interval.as_millis() as u64;
+                    for s in live.servers() {
+                        tokio::spawn(agent::probe(s.clone(), agent));
+                    }
+                }
+            }
+        }
+    }
+}

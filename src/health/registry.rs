@@ -1,0 +1,242 @@
+//! Binding live state to snapshots: the [`Registry`] keeps every server's
+//! state by (pool, id, address) across reloads; a [`LiveSet`] is one
+//! snapshot's view, by pool and server index.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+
+use super::{PoolState, ServerState};
+use crate::config::{Config, PoolId, ServerIdx};
+use crate::placement::choose::{Admission, Totals};
+
+type Key = (String, String, SocketAddr);
+
+/// Every server's and pool's live state, by identity; outlives snapshots.
+#[derive(Default)]
+pub struct Registry {
+    inner: Mutex<Known>,
+}
+
+#[derive(Default)]
+struct Known {
+    servers: HashMap<Key, Arc<ServerState>>,
+    pools: HashMap<String, Arc<PoolState>>,
+}
+
+impl Registry {
+    /// The live set of `config`: known servers keep their state (a server
+    /// whose address or pool changed starts afresh); servers no longer in
+    /// the config are forgotten (requests in flight still hold theirs).
+    pub fn bind(&self, config: &Config) -> LiveSet {
+        let mut known = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut servers = HashMap::new();
+        let mut pools = HashMap::new();
+        let live = config
+            .pools
+            .iter()
+            .map(|p| {
+                let state = known
+                    .pools
+                    .remove(&p.name)
+                    .unwrap_or_else(|| Arc::new(PoolState::default()));
+                pools.insert(p.name.clone(), state.clone());
+                let list: Box<[Arc<ServerState>]> = p
+                    .servers
+                    .iter()
+                    .map(|s| {
+                        let key = (p.name.clone(), s.id.clone(), s.address);
+                        let state = match known.servers.remove(&key) {
+                            Some(st) if st.configured_weight() == s.weight => st,
+                            // A new weight: a new state (in flight carries
+                            // on in the old one until those requests end).
+                            _ => Arc::new(ServerState::new(&s.id, s.address, s.weight)),
+                        };
+                        servers.insert(key, state.clone());
+                        state
+                    })
+                    .collect();
+                let pool = Arc::new(PoolLive {
+                    state,
+                    servers: list,
+                    eject: p.eject,
+                });
+                pool.refresh_weight(super::now_ms());
+                pool
+            })
+            .collect();
+        *known = Known { servers, pools };
+        LiveSet { pools: live }
+    }
+}
+
+/// The live state of one snapshot's pools.
+#[derive(Debug, Default)]
+pub struct LiveSet {
+    pools: Box<[Arc<PoolLive>]>,
+}
+
+impl LiveSet {
+    /// A set of fresh states for `config` (no history).
+    pub fn fresh(config: &Config) -> LiveSet {
+        Registry::default().bind(config)
+    }
+
+    pub fn pool(&self, id: PoolId) -> &Arc<PoolLive> {
+        &self.pools[usize::from(id)]
+    }
+
+    pub fn pools(&self) -> &[Arc<PoolLive>] {
+        &self.pools
+    }
+}
+
+/// One pool's live state: its totals and its servers in config order.
+#[derive(Debug)]
+pub struct PoolLive {
+    state: Arc<PoolState>,
+    servers: Box<[Arc<ServerState>]>,
+    /// The pool's passive ejection settings.
+    pub eject: crate::config::Eject,
+}
+
+impl PoolLive {
+    pub fn server(&self, i: ServerIdx) -> &Arc<ServerState> {
+        &self.servers[usize::from(i)]
+    }
+
+    pub fn servers(&self) -> &[Arc<ServerState>] {
+        &self.servers
+    }
+
+    pub fn totals(&self) -> Totals {
+        Totals {
+            weight: self.state.weight.load(Relaxed),
+            in_flight: self.state.in_flight.load(Relaxed),
+        }
+    }
+
+    /// Recomputes the total effective weight of the servers not down.
+    pub fn refresh_weight(&self, now_ms: u64) {
+        let w = self
+            .servers
+            .iter()
+            .filter(|s| s.admission(now_ms) != Admission::Down)
+            .map(|s| s.effective_weight())
+            .sum();
+        self.state.weight.store(w, Relaxed);
+    }
+
+    /// Counts a request in flight on server `i` until the guard drops.
+    pub fn begin(self: &Arc<Self>, i: ServerIdx) -> InFlight {
+        self.server(i).add_in_flight(1);
+        self.state.in_flight.fetch_add(1, Relaxed);
+        InFlight {
+            pool: self.clone(),
+            server: i,
+        }
+    }
+}
+
+/// A request in flight on one server: counted from before it is sent
+/// until its response body ends (or it fails).
+#[derive(Debug)]
+pub struct InFlight {
+    pool: Arc<PoolLive>,
+    server: ServerIdx,
+}
+
+impl InFlight {
+    pub fn server(&self) -> ServerIdx {
+        self.server
+    }
+
+    pub fn pool(&self) -> &Arc<PoolLive> {
+        &self.pool
+    }
+
+    /// The request went to another server of the pool (the first could
+    /// not be reached).
+    pub fn move_to(&mut self, i: ServerIdx) {
+        if i != self.server {
+            self.pool.server(self.server).add_in_flight(-1);
+            self.pool.server(i).add_in_flight(1);
+            self.server = i;
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.pool.server(self.server).add_in_flight(-1);
+        self.pool.state.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RawDocument;
+
+    fn config(servers: &[(&str, &str)]) -> Config {
+        let list = servers
+            .iter()
+            .map(|(id, a)| format!("{{ id = \"{id}\", address = \"{a}\" }}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let toml = format!(
+            "tenants = \"t\"\nmigration = \"m\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n\
+             [tiers.a]\npool = \"p\"\n[pools.p]\nservers = [{list}]\n"
+        );
+        Config::try_from(RawDocument::parse("predictor.toml".into(), toml).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn state_is_kept_by_identity_across_binds() {
+        let r = Registry::default();
+        let one = r.bind(&config(&[("a", "127.0.0.1:1"), ("b", "127.0.0.1:2")]));
+        let eject = one.pool(0).eject;
+        for t in 0..eject.failures {
+            one.pool(0).server(1).failed(u64::from(t), &eject);
+        }
+        let _in_flight = one.pool(0).begin(0);
+        // Reordered, one added: "b" keeps its ejection, "a" its count.
+        let two = r.bind(&config(&[
+            ("c", "127.0.0.1:3"),
+            ("b", "127.0.0.1:2"),
+            ("a", "127.0.0.1:1"),
+        ]));
+        let p = two.pool(0);
+        assert_eq!(p.server(1).admission(10), Admission::Down);
+        assert_eq!(p.server(2).in_flight(), 1);
+        assert_eq!(p.server(0).in_flight(), 0);
+        assert_eq!(p.totals().in_flight, 1);
+        // A moved server starts afresh.
+        let three = r.bind(&config(&[("b", "127.0.0.1:9")]));
+        assert_eq!(three.pool(0).server(0).admission(10), Admission::Up);
+    }
+
+    #[test]
+    fn the_pool_total_weight_leaves_out_servers_down() {
+        let set = LiveSet::fresh(&config(&[("a", "127.0.0.1:1"), ("b", "127.0.0.1:2")]));
+        let p = set.pool(0);
+        assert_eq!(p.totals().weight, 200);
+        p.server(0).agent_replied(&"maint".parse().unwrap());
+        p.server(1).agent_replied(&"50%".parse().unwrap());
+        p.refresh_weight(0);
+        assert_eq!(p.totals().weight, 50);
+    }
+
+    #[test]
+    fn in_flight_follows_the_request() {
+        let set = LiveSet::fresh(&config(&[("a", "127.0.0.1:1"), ("b", "127.0.0.1:2")]));
+        let p = set.pool(0);
+        let mut g = p.begin(0);
+        g.move_to(1);
+        assert_eq!((p.server(0).in_flight(), p.server(1).in_flight()), (0, 1));
+        drop(g);
+        assert_eq!(p.totals().in_flight, 0);
+        assert_eq!(p.server(1).in_flight(), 0);
+    }
+}

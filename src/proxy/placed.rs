@@ -1,0 +1,119 @@
+//! A request placed on a pool's servers: the choice among them by live
+//! load (the pure [`crate::placement::choose`] fed with the servers' live
+//! state), the count of the request in flight, and what its outcome
+//! teaches the pool's health (latency, passive ejection).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::config::{PoolId, ServerIdx, TierId};
+use crate::health::{self, InFlight};
+use crate::placement::MAX_ATTEMPTS;
+use crate::placement::choose::{self, Live};
+use crate::snapshot::Snapshot;
+
+use super::error::ProxyError;
+use super::upstream::Exchange;
+
+/// A request on its way to a pool's servers.
+pub struct Placed {
+    in_flight: InFlight,
+    /// The servers tried, in order, as pool indexes (`targets` holds their
+    /// addresses).
+    servers: [ServerIdx; MAX_ATTEMPTS],
+    n: u8,
+    sent_at: Instant,
+}
+
+/// Chooses the servers a request for `tenant` tries, writes their
+/// addresses to `targets` and returns how many, with the request counted
+/// in flight on the first. Every server down: `NoServer` (a 503).
+pub fn place(
+    snap: &Snapshot,
+    tenant: u32,
+    tier: TierId,
+    pool: PoolId,
+    point: u32,
+    targets: &mut [SocketAddr; MAX_ATTEMPTS],
+) -> Result<(usize, Placed), ProxyError> {
+    let k = snap.config.tier(tier).k_min;
+    let attempts = snap.config.limits.upstream_attempts.clamp(1, MAX_ATTEMPTS);
+    // The affinity set and two spill candidates, or the attempts.
+    let head = (k + 2).max(attempts).min(MAX_ATTEMPTS);
+    let mut prefs = [0; MAX_ATTEMPTS];
+    let n = snap.servers(tenant, pool, point, &mut prefs[..head]);
+    let live = snap.live.pool(pool);
+    let now = health::now_ms();
+    let mut signals = [Live::IDLE; MAX_ATTEMPTS];
+    for (l, &s) in signals.iter_mut().zip(&prefs[..n]) {
+        *l = live.server(s).live(now);
+    }
+    let mut servers = [0; MAX_ATTEMPTS];
+    let ordered = choose::order(
+        &prefs[..n],
+        &signals[..n],
+        live.totals(),
+        k,
+        snap.config.placement.balance_factor,
+        &mut servers[..attempts],
+    );
+    let p = snap.config.pool(pool);
+    if ordered.n == 0 {
+        return Err(ProxyError::NoServer {
+            pool: p.name.clone(),
+        });
+    }
+    for (t, &s) in targets.iter_mut().zip(&servers[..ordered.n]) {
+        *t = p.servers[usize::from(s)].address;
+    }
+    let placed = Placed {
+        in_flight: live.begin(servers[0]),
+        servers,
+        n: ordered.n as u8,
+        sent_at: Instant::now(),
+    };
+    Ok((ordered.n, placed))
+}
+
+impl Placed {
+    /// Records the outcome: servers that could not be reached count a
+    /// failure, the one that answered its latency and whether its status
+    /// is a failure; the in-flight count moves to the server that
+    /// answered. Returns the count, to be held until the body ends.
+    pub fn outcome(
+        mut self,
+        targets: &[SocketAddr],
+        result: &Result<Exchange, ProxyError>,
+    ) -> InFlight {
+        let pool = self.in_flight.pool().clone();
+        let eject = &pool.eject;
+        let now = health::now_ms();
+        let tried = &self.servers[..usize::from(self.n)];
+        match result {
+            Ok(ex) => {
+                let at = usize::from(ex.attempt).min(tried.len() - 1);
+                for &s in &tried[..at] {
+                    pool.server(s).failed(now, eject);
+                }
+                let s = pool.server(tried[at]);
+                s.responded(self.sent_at.elapsed().as_micros() as u32, now);
+                if eject.on.fails(ex.response.status().as_u16()) {
+                    s.failed(now, eject);
+                } else {
+                    s.succeeded(now, eject);
+                }
+                self.in_flight.move_to(tried[at]);
+            }
+            Err(e) => {
+                if let Some(addr) = e.failed_server() {
+                    // Every server up to the one that failed last.
+                    let last = targets.iter().position(|t| *t == addr);
+                    for &s in &tried[..last.map_or(0, |i| i + 1).min(tried.len())] {
+                        pool.server(s).failed(now, eject);
+                    }
+                }
+            }
+        }
+        self.in_flight
+    }
+}
