@@ -180,3 +180,55 @@ async fn a_draining_backend_keeps_its_sites_and_takes_no_new_ones() {
     .await;
     assert_eq!(after, home);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_site_spreads_over_more_servers_and_shrinks_back() {
+    let webs = [
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+        Backend::start("d").await,
+    ];
+    let refs: Vec<&Backend> = webs.iter().collect();
+    // k_min 1, k_max 4 (the tier defaults); shrink steps 1 s apart.
+    let dir = folder(&refs, "[placement]\nhot_hold = \"1s\"\n");
+    let proxy = Proxy::start(&dir);
+    let point = predictor::placement::ring_point("t0");
+    let k = || {
+        let snap = proxy.server().snapshot().load_full();
+        snap.live.pool(0).state().hot_k(point, 1, 4)
+    };
+    assert_eq!(k(), 1);
+    let home = get(proxy.addr, "s0.example", "/").await.body;
+
+    // Bursts of slow concurrent requests: the home is soon over its cap,
+    // the set grows while every member is over its cap; the requests
+    // spread over the servers.
+    let mut served = std::collections::HashSet::new();
+    for _ in 0..6 {
+        let burst: Vec<_> = (0..40)
+            .map(|_| tokio::spawn(get(proxy.addr, "s0.example", "/sleep?ms=100")))
+            .collect();
+        for r in burst {
+            let a = r.await.unwrap();
+            assert_eq!(a.status, 200);
+            served.insert(a.body);
+        }
+        if k() >= 3 {
+            break;
+        }
+    }
+    // Two servers more than k_min: with three members at their cap the
+    // fourth server takes the rest, so the set has what it needs.
+    assert!(k() >= 3, "the set grew to {}", k());
+    assert!(served.len() >= 3, "served by {served:?}");
+
+    // Calm again: one request at a time. The set shrinks one server per
+    // hold, back to k_min, and the site is served by its home again.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while k() > 1 {
+        assert!(tokio::time::Instant::now() < deadline, "k stuck at {}", k());
+        get(proxy.addr, "s0.example", "/").await;
+    }
+    assert_eq!(get(proxy.addr, "s0.example", "/").await.body, home);
+}

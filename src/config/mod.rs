@@ -198,6 +198,9 @@ pub struct PlacementSettings {
     /// weight's share of the sites' capacity units, or of the requests in
     /// flight (HAProxy's `hash-balance-factor`, as a ratio).
     pub balance_factor: f64,
+    /// How long a hot tenant's grown affinity set is kept at least before
+    /// it shrinks back by one server ([`crate::placement::hot`]).
+    pub hot_hold: Duration,
 }
 
 impl Eq for PlacementSettings {}

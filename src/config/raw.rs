@@ -152,6 +152,7 @@ pub struct RawTier {
 #[serde(deny_unknown_fields)]
 pub struct RawPlacement {
     pub balance_factor: Option<Spanned<f64>>,
+    pub hot_hold: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

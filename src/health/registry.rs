@@ -110,6 +110,11 @@ impl PoolLive {
         &self.servers
     }
 
+    /// Pool-wide state (hot tenants).
+    pub fn state(&self) -> &PoolState {
+        &self.state
+    }
+
     pub fn totals(&self) -> Totals {
         Totals {
             weight: self.state.weight.load(Relaxed),

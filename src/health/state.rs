@@ -11,8 +11,11 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering::Re
 
 use super::agent::{AdminState, AgentReply, WeightReport};
 use super::check::RiseFall;
+use std::time::Duration;
+
 use crate::config::Eject;
-use crate::placement::choose::{Admission, Live};
+use crate::placement::choose::{Admission, Live, Pressure};
+use crate::placement::hot::{self, Hot};
 
 /// Peak-EWMA time constant: a latency peak is forgotten by 1/e in this
 /// long (linkerd's and Finagle's default).
@@ -22,13 +25,66 @@ const DECAY_MS: f64 = 10_000.0;
 /// agent's `75%` keeps integer arithmetic.
 pub const WEIGHT_SCALE: u32 = 100;
 
-/// Pool-wide sums (the bounded-load cap's `W` and total in flight).
-#[derive(Debug, Default)]
+/// Pool-wide state: the bounded-load cap's sums, and the hot tenants.
+#[derive(Debug)]
 pub struct PoolState {
     pub(super) in_flight: AtomicU32,
     /// Sum of the effective weights of the servers not down; refreshed by
     /// the control thread.
     pub(super) weight: AtomicU32,
+    /// Hot tenants' records ([`Hot`] packed), by ring point's low bits.
+    hot: Box<[AtomicU64]>,
+}
+
+/// Slots of a pool's hot-tenant table (8 bytes each).
+const HOT_SLOTS: usize = 1024;
+
+impl Default for PoolState {
+    fn default() -> Self {
+        PoolState {
+            in_flight: AtomicU32::new(0),
+            weight: AtomicU32::new(0),
+            hot: (0..HOT_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+impl PoolState {
+    fn slot(&self, key: u32) -> &AtomicU64 {
+        &self.hot[key as usize & (HOT_SLOTS - 1)]
+    }
+
+    /// The affinity set size of the tenant at ring point `key` now.
+    #[inline]
+    pub fn hot_k(&self, key: u32, k_min: usize, k_max: usize) -> usize {
+        let h = Hot::unpack(self.slot(key).load(Relaxed));
+        if h.key == key && h != Hot::default() {
+            h.k(k_min, k_max)
+        } else {
+            k_min
+        }
+    }
+
+    /// Counts one request's pressure towards the tenant's growth or
+    /// shrink; writes only when its record changes.
+    #[inline]
+    pub fn hot_record(
+        &self,
+        key: u32,
+        p: Pressure,
+        now_ms: u64,
+        hold: Duration,
+        k: (usize, usize),
+    ) {
+        let slot = self.slot(key);
+        let old = slot.load(Relaxed);
+        let now_s = (now_ms / 1000) as u16;
+        let hold_s = hold.as_secs().clamp(1, 3600) as u16;
+        if let Some(next) = hot::step(Hot::unpack(old), key, p, now_s, hold_s, k.0, k.1) {
+            // A lost race loses one count: no retry on the request path.
+            let _ = slot.compare_exchange(old, next.pack(), Relaxed, Relaxed);
+        }
+    }
 }
 
 /// One server's live state, keyed by (pool, id, address) and carried
@@ -253,8 +309,6 @@ impl ServerState {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::config::EjectOn;
 

@@ -106,7 +106,7 @@ pub fn assign(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{PlacementSettings, Tier};
+    use crate::config::Tier;
     use crate::placement::ring_point;
 
     fn config(servers: usize, c: f64) -> Config {
@@ -124,7 +124,7 @@ mod tests {
         );
         let doc = crate::config::RawDocument::parse("predictor.toml".into(), toml).unwrap();
         let mut c0 = Config::try_from(doc).unwrap();
-        c0.placement = PlacementSettings { balance_factor: c };
+        c0.placement.balance_factor = c;
         c0
     }
 

@@ -20,6 +20,7 @@
 
 pub mod bounded;
 pub mod choose;
+pub mod hot;
 
 use std::hash::{BuildHasher, Hash, Hasher};
 

@@ -36,13 +36,19 @@ pub fn place(
     point: u32,
     targets: &mut [SocketAddr; MAX_ATTEMPTS],
 ) -> Result<(usize, Placed), ProxyError> {
-    let k = snap.config.tier(tier).k_min;
+    let t = snap.config.tier(tier);
+    let live = snap.live.pool(pool);
+    let grows = t.k_max > t.k_min;
+    let k = if grows {
+        live.state().hot_k(point, t.k_min, t.k_max)
+    } else {
+        t.k_min
+    };
     let attempts = snap.config.limits.upstream_attempts.clamp(1, MAX_ATTEMPTS);
     // The affinity set and two spill candidates, or the attempts.
     let head = (k + 2).max(attempts).min(MAX_ATTEMPTS);
     let mut prefs = [0; MAX_ATTEMPTS];
     let n = snap.servers(tenant, pool, point, &mut prefs[..head]);
-    let live = snap.live.pool(pool);
     let now = health::now_ms();
     let mut signals = [Live::IDLE; MAX_ATTEMPTS];
     for (l, &s) in signals.iter_mut().zip(&prefs[..n]) {
@@ -57,6 +63,11 @@ pub fn place(
         snap.config.placement.balance_factor,
         &mut servers[..attempts],
     );
+    if grows {
+        let hold = snap.config.placement.hot_hold;
+        live.state()
+            .hot_record(point, ordered.pressure, now, hold, (t.k_min, t.k_max));
+    }
     let p = snap.config.pool(pool);
     if ordered.n == 0 {
         return Err(ProxyError::NoServer {

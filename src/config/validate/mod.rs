@@ -145,6 +145,7 @@ pub(super) fn config(doc: RawDocument) -> Result<Config, ConfigError> {
                 1.25
             }
         },
+        hot_hold: values::duration(&mut c, "placement.hot_hold", placement.hot_hold, 10),
     };
     let admin = admin.and_then(|a| socket_addr(&mut c, "admin.address", &a.address));
     let unknown_hosts = unknown(&mut c, unknown_hosts, legacy.is_some());
