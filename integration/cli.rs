@@ -313,7 +313,12 @@ fn two_instances_place_every_tenant_identically() {
         assert_eq!(a, b, "{host} placed differently by two processes");
         let first = a
             .lines()
-            .find(|l| l.trim_start().starts_with("1. "))
+            .find(|l| {
+                l.trim_start()
+                    .trim_start_matches('*')
+                    .trim_start()
+                    .starts_with("1. ")
+            })
             .unwrap()
             .to_string();
         firsts.insert(first);

@@ -232,3 +232,85 @@ async fn a_hot_site_spreads_over_more_servers_and_shrinks_back() {
     }
     assert_eq!(get(proxy.addr, "s0.example", "/").await.body, home);
 }
+
+/// `predictor route` asks the running instance (its admin listener) and
+/// shows the affinity set with each server's live health and load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_shows_live_health_from_the_running_instance() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let port = crate::support::haproxy::free_port();
+    let extra = format!(
+        "[admin]\naddress = \"127.0.0.1:{port}\"\n\
+         [pools.web.check]\npath = \"/healthz\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 1\n"
+    );
+    let dir = folder(&[&a, &b], &extra);
+    let proxy = Proxy::start(&dir);
+    let home = who_serves(&proxy).await;
+    let site = sites_of(&home, "a")[0];
+    a.fail_with(500);
+    let admin = proxy.server().admin_addr().unwrap();
+    let host = format!("s{site}.example");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let text = loop {
+        let t = get(admin, "admin", &format!("/route?host={host}"))
+            .await
+            .body;
+        if t.contains("health checks fail") {
+            break t;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{t}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        text.contains("affinity:  1 server(s); tier k_min 1, k_max 4"),
+        "{text}"
+    );
+    // a is down and out of the set; b took its place.
+    let line = |id: &str| {
+        text.lines()
+            .find(|l| l.contains(&format!(". {id} ")))
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        line("a").contains("down") && !line("a").contains('*'),
+        "{text}"
+    );
+    assert!(
+        line("b").contains("up, 0 in flight") && line("b").contains('*'),
+        "{text}"
+    );
+
+    // The binary, given the same folder, asks the same instance.
+    let dir_path = dir.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_predictor"))
+            .args(["route", "--config"])
+            .arg(&dir_path)
+            .arg(&host)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let cli = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        cli.starts_with("live:      from the running instance"),
+        "{cli}"
+    );
+    assert!(cli.contains("health checks fail"), "{cli}");
+    drop(proxy);
+    // Without a running instance: the folder alone, and a word on why.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_predictor"))
+        .args(["route", "--config"])
+        .arg(dir.path())
+        .arg(format!("s{site}.example"))
+        .output()
+        .unwrap();
+    let cli = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        cli.contains("live:      not shown: no running instance answered"),
+        "{cli}"
+    );
+    assert!(cli.contains("*  1. a "), "{cli}");
+}

@@ -1,5 +1,7 @@
 //! The admin listener: what operators and Prometheus ask a running
-//! predictor. `GET /metrics` (Prometheus text format) and `GET /healthz`.
+//! predictor. `GET /metrics` (Prometheus text format), `GET /healthz`, and
+//! `GET /route?host=H` (where a host goes, with the live load and health of
+//! its servers: what `predictor route` shows from a running instance).
 //!
 //! It runs on the control thread, never on a worker, and is bound to its
 //! own address (loopback in the example config), so a scrape never takes
@@ -63,15 +65,89 @@ fn answer(
             );
             r
         }
+        "/route" => match req.uri().query().and_then(host_param) {
+            Some(host) => text(
+                StatusCode::OK,
+                crate::routing::explain::explain(&snapshot.load(), &host).to_string(),
+            ),
+            None => text(
+                StatusCode::BAD_REQUEST,
+                "expected /route?host=HOST\n".into(),
+            ),
+        },
         "/healthz" => text(
             StatusCode::OK,
             format!("ok generation={}\n", snapshot.load().generation),
         ),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /metrics or /healthz\n".into(),
+            "not found: try /metrics, /healthz or /route?host=HOST\n".into(),
         ),
     }
+}
+
+/// The `host` parameter of a query, percent-decoded.
+fn host_param(query: &str) -> Option<String> {
+    let raw = query.split('&').find_map(|kv| kv.strip_prefix("host="))?;
+    let mut out = Vec::with_capacity(raw.len());
+    let mut bytes = raw.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex = [bytes.next()?, bytes.next()?];
+            out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `host` percent-encoded for [`host_param`].
+pub fn encode_host(host: &str) -> String {
+    host.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' | b'*' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// GETs `path` from a running instance's admin listener: the body of a
+/// 200 answer, or why there was none.
+pub async fn fetch(addr: std::net::SocketAddr, path: &str) -> Result<String, String> {
+    use http_body_util::BodyExt;
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let req = Request::get(path)
+            .header(header::HOST, "admin")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        let body = String::from_utf8_lossy(&body).into_owned();
+        if status == StatusCode::OK {
+            Ok(body)
+        } else {
+            Err(format!("{status}: {}", body.trim_end()))
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(2), exchange)
+        .await
+        .unwrap_or_else(|_| Err("no answer within 2 s".into()))
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
@@ -82,4 +158,19 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
         header::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_parameter_round_trips() {
+        for host in ["a.example", "[::1]:8080", "*.wild.example", "b.example:80"] {
+            let q = format!("x=1&host={}", encode_host(host));
+            assert_eq!(host_param(&q).as_deref(), Some(host));
+        }
+        assert_eq!(host_param("host=%4"), None);
+        assert_eq!(host_param("nohost=a"), None);
+    }
 }

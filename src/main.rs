@@ -128,8 +128,29 @@ fn check(dir: &Path) -> ExitCode {
     }
 }
 
+/// Explains `host`: from the running instance named by the config's
+/// `[admin]` address when it answers (with live load and health), else
+/// from the config folder alone.
 fn route(dir: &Path, host: &str) -> anyhow::Result<()> {
     let snap = load(dir)?;
+    let live = match snap.config.admin {
+        Some(admin) => {
+            let path = format!("/route?host={}", predictor::admin::encode_host(host));
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            match runtime.block_on(predictor::admin::fetch(admin, &path)) {
+                Ok(text) => {
+                    println!("live:      from the running instance at {admin}");
+                    print!("{text}");
+                    return Ok(());
+                }
+                Err(e) => format!("no running instance answered at {admin} ({e})"),
+            }
+        }
+        None => "no [admin] address in the config".to_string(),
+    };
+    println!("live:      not shown: {live}; from the config folder alone");
     print!("{}", predictor::routing::explain::explain(&snap, host));
     Ok(())
 }

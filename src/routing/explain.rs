@@ -8,6 +8,8 @@ use super::host::{HostError, normalize};
 use super::migration::{MigrationState, StateSource};
 use super::tenants::MatchKind;
 use super::{Action, RouteKind};
+use crate::health::{self, WEIGHT_SCALE};
+use crate::placement::choose::Admission;
 use crate::snapshot::Snapshot;
 
 /// A routing decision with everything that led to it.
@@ -22,11 +24,29 @@ pub struct Explanation {
     /// What the proxy does, in words.
     pub action: String,
     pub pool: Option<String>,
-    /// Servers in the order they would be tried (the whole ring walk).
-    pub servers: Vec<(String, SocketAddr)>,
+    /// The whole preference list: home first, then the ring walk.
+    pub servers: Vec<ServerFacts>,
+    /// The affinity set's size now (`k`), and the tier's bounds.
+    pub k: Option<(usize, usize, usize)>,
     /// Where a legacy request is forwarded.
     pub legacy: Option<SocketAddr>,
     pub generation: u64,
+}
+
+/// One server of a tenant's preference list, with its live state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerFacts {
+    pub id: String,
+    pub address: SocketAddr,
+    /// In the tenant's affinity set now.
+    pub member: bool,
+    pub admission: Admission,
+    /// Why it is down or draining, in words.
+    pub why: String,
+    pub in_flight: u32,
+    pub latency_us: u32,
+    /// Effective weight, percent of the configured one.
+    pub weight_percent: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +71,7 @@ pub fn explain(snap: &Snapshot, input: &str) -> Explanation {
         action: String::new(),
         pool: None,
         servers: Vec::new(),
+        k: None,
         legacy: None,
         generation: snap.generation,
     };
@@ -89,22 +110,64 @@ pub fn explain(snap: &Snapshot, input: &str) -> Explanation {
         });
     }
     e.action = match d.action {
-        Action::Local { pool, point, .. } => {
+        Action::Local { tier, pool, point } => {
             let p = snap.config.pool(pool);
             e.pool = Some(p.name.clone());
             let tenant = d.tenant.map_or(u32::MAX, |m| m.tenant);
+            let t = snap.config.tier(tier);
+            let live = snap.live.pool(pool);
+            let k = live.state().hot_k(point, t.k_min, t.k_max);
+            e.k = Some((k, t.k_min, t.k_max));
+            let now = health::now_ms();
+            let mut members = 0;
             e.servers = snap
                 .placement
                 .preference(tenant, pool, point)
                 .into_iter()
-                .map(|s| {
-                    let s = &p.servers[usize::from(s)];
-                    (s.id.clone(), s.address)
+                .enumerate()
+                .map(|(i, s)| {
+                    let conf = &p.servers[usize::from(s)];
+                    let state = live.server(s);
+                    let h = state.health(now);
+                    // The rule of placement::choose: the first k not down,
+                    // a draining one only where it stands among the first k.
+                    let member = members < k
+                        && h.admission != Admission::Down
+                        && (h.admission != Admission::Drain || i < k);
+                    members += usize::from(member);
+                    let mut why = Vec::new();
+                    if h.check_down {
+                        why.push("health checks fail".to_string());
+                    }
+                    if h.agent_down {
+                        why.push("agent says down".into());
+                    }
+                    if h.agent != health::agent::AdminState::Ready {
+                        why.push(format!("agent says {:?}", h.agent).to_lowercase());
+                    }
+                    if h.ejected_for_ms > 0 {
+                        why.push(format!(
+                            "ejected for {:.1} s more (ejection {} in a row)",
+                            h.ejected_for_ms as f64 / 1000.0,
+                            h.ejections
+                        ));
+                    }
+                    ServerFacts {
+                        id: conf.id.clone(),
+                        address: conf.address,
+                        member,
+                        admission: h.admission,
+                        why: why.join(", "),
+                        in_flight: state.in_flight(),
+                        latency_us: state.latency(now),
+                        weight_percent: state.effective_weight() * 100
+                            / (conf.weight * WEIGHT_SCALE).max(1),
+                    }
                 })
                 .collect();
             let attempts = snap.config.limits.upstream_attempts.min(e.servers.len());
             format!(
-                "forward to pool {} (first {attempts} servers below are tried)",
+                "forward to pool {} (the affinity set by live load, then the next servers; at most {attempts} tried)",
                 p.name
             )
         }
@@ -152,9 +215,47 @@ impl fmt::Display for Explanation {
         writeln!(f, "action:    {}", self.action)?;
         if let Some(p) = &self.pool {
             writeln!(f, "pool:      {p}")?;
-            writeln!(f, "servers:   (ring order)")?;
-            for (i, (id, addr)) in self.servers.iter().enumerate() {
-                writeln!(f, "  {:>3}. {id} {addr}", i + 1)?;
+            if let Some((k, k_min, k_max)) = self.k {
+                let hot = if k > k_min {
+                    " (grown: a hot site)"
+                } else {
+                    ""
+                };
+                writeln!(
+                    f,
+                    "affinity:  {k} server(s){hot}; tier k_min {k_min}, k_max {k_max}"
+                )?;
+            }
+            writeln!(
+                f,
+                "servers:   (preference order: home first, then the ring; * = affinity set)"
+            )?;
+            for (i, s) in self.servers.iter().enumerate() {
+                let state = match s.admission {
+                    Admission::Up => "up",
+                    Admission::Drain => "draining",
+                    Admission::Down => "down",
+                };
+                let mark = if s.member { '*' } else { ' ' };
+                if self.generation == 0 {
+                    // From a config folder: no live state to show.
+                    writeln!(f, "  {mark}{:>3}. {} {}", i + 1, s.id, s.address)?;
+                    continue;
+                }
+                write!(
+                    f,
+                    "  {mark}{:>3}. {} {}  {state}, {} in flight, latency {:.2} ms, weight {}%",
+                    i + 1,
+                    s.id,
+                    s.address,
+                    s.in_flight,
+                    f64::from(s.latency_us) / 1000.0,
+                    s.weight_percent
+                )?;
+                if !s.why.is_empty() {
+                    write!(f, " ({})", s.why)?;
+                }
+                writeln!(f)?;
             }
         }
 
