@@ -201,6 +201,24 @@ impl Ring {
     }
 }
 
+/// Puts `home` first in the head of a preference list `out`; the others
+/// keep their ring order (the last one drops out if `home` was not there).
+#[inline]
+pub fn home_first(out: &mut [ServerIdx], home: ServerIdx) {
+    let n = out.len();
+    if n == 0 || out[0] == home {
+        return;
+    }
+    // Moved off its ring server by the load bound (about 1 in 1,000).
+    match out.iter().position(|&s| s == home) {
+        Some(i) => out[..=i].rotate_right(1),
+        None => {
+            out.copy_within(..n - 1, 1);
+            out[0] = home;
+        }
+    }
+}
+
 /// The rings of every pool of a config, and every tenant's home server.
 #[derive(Debug, Clone)]
 pub struct Placement {
@@ -238,22 +256,9 @@ impl Placement {
         point: u32,
         out: &mut [ServerIdx],
     ) -> usize {
-        let ring = self.ring(pool);
-        let n = ring.preference_into(point, out);
-        let Some(&home) = self.homes.get(tenant as usize) else {
-            return n;
-        };
-        if n == 0 || out[0] == home {
-            return n;
-        }
-        // Moved off its ring server by the load bound (about 1 in 1,000):
-        // the home goes first, the rest keep their ring order.
-        match out[..n].iter().position(|&s| s == home) {
-            Some(i) => out[..=i].rotate_right(1),
-            None => {
-                out.copy_within(..n - 1, 1);
-                out[0] = home;
-            }
+        let n = self.ring(pool).preference_into(point, out);
+        if let Some(&home) = self.homes.get(tenant as usize) {
+            home_first(&mut out[..n], home);
         }
         n
     }
