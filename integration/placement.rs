@@ -314,3 +314,44 @@ async fn route_shows_live_health_from_the_running_instance() {
     );
     assert!(cli.contains("*  1. a "), "{cli}");
 }
+
+/// Every server of the pool down: a 503 with a page that says so, at once
+/// (no connection attempted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_with_every_server_down_answers_503() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let extra = "[pools.web.check]\npath = \"/healthz\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 1\n";
+    let dir = folder(&[&a, &b], extra);
+    let proxy = Proxy::start(&dir);
+    assert_eq!(get(proxy.addr, "s1.example", "/").await.status, 200);
+    a.fail_with(503);
+    b.fail_with(503);
+    // Both marked down by their checks (the backends' own 503s count too).
+    let snap = proxy.server().snapshot().load_full();
+    crate::support::eventually("both servers down", || {
+        let now = predictor::health::now_ms();
+        let p = snap.live.pool(0);
+        p.servers()
+            .iter()
+            .all(|s| s.admission(now) == Admission::Down)
+    })
+    .await;
+    let seen = (a.seen().len(), b.seen().len());
+    let down = who_serves(&proxy).await;
+    assert!(down.values().all(|w| w.starts_with("503")), "{down:?}");
+    let answer = get(proxy.addr, "s1.example", "/").await;
+    assert!(
+        answer.body.contains("No server of this site is available"),
+        "{answer:?}"
+    );
+    assert_eq!(
+        (a.seen().len(), b.seen().len()),
+        seen,
+        "nothing was forwarded"
+    );
+    a.fail_with(0);
+    until(&proxy, "the sites to come back", |m| {
+        m.values().all(|w| w == "a" || w == "b")
+    })
+    .await;
+}

@@ -58,7 +58,9 @@ fn answer(
     }
     match req.uri().path() {
         "/metrics" => {
-            let mut r = text(StatusCode::OK, metrics.render());
+            let mut body = metrics.render();
+            body.push_str(&crate::health::exposition(&snapshot.load()));
+            let mut r = text(StatusCode::OK, body);
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

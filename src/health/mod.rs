@@ -78,3 +78,78 @@ pub async fn run(snapshot: std::sync::Arc<SharedSnapshot>, mut shutdown: watch::
         }
     }
 }
+
+/// The live state of every server of `snap`'s pools in Prometheus text
+/// format, appended to the recorder's exposition: rendered from the
+/// current snapshot at scrape time, so a server removed by a reload
+/// leaves no stale series. Labels are config names (pool, server id),
+/// bounded by the config, never a host or tenant.
+pub fn exposition(snap: &crate::snapshot::Snapshot) -> String {
+    use crate::placement::choose::Admission;
+    use std::fmt::Write;
+    let now = now_ms();
+    let families: [(&str, &str); 6] = [
+        (
+            "predictor_server_up",
+            "1 when the server takes requests (up or draining), 0 when down (checks, agent, passive ejection).",
+        ),
+        (
+            "predictor_server_draining",
+            "1 when the server's agent says drain or weight 0: it keeps its sites, takes no new ones.",
+        ),
+        (
+            "predictor_server_in_flight",
+            "Requests sent to the server and not finished (until the response body ends).",
+        ),
+        (
+            "predictor_server_latency_seconds",
+            "Peak-EWMA of the server's time to response headers.",
+        ),
+        (
+            "predictor_server_weight_ratio",
+            "Effective weight as a share of the configured one (the agent's report).",
+        ),
+        (
+            "predictor_server_ejections",
+            "Passive ejections in a row (0 once the server has been good for a while).",
+        ),
+    ];
+    let mut out = String::new();
+    for (f, (name, help)) in families.iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (pool, live) in snap.config.pools.iter().zip(snap.live.pools()) {
+            for (conf, s) in pool.servers.iter().zip(live.servers()) {
+                let h = s.health(now);
+                let v = match f {
+                    0 => f64::from(u8::from(h.admission != Admission::Down)),
+                    1 => f64::from(u8::from(h.admission == Admission::Drain)),
+                    2 => f64::from(s.in_flight()),
+                    3 => f64::from(s.latency(now)) / 1e6,
+                    4 => {
+                        f64::from(s.effective_weight())
+                            / f64::from((conf.weight * WEIGHT_SCALE).max(1))
+                    }
+                    _ => f64::from(h.ejections),
+                };
+                let _ = writeln!(
+                    out,
+                    "{name}{{pool=\"{}\",server=\"{}\"}} {v}",
+                    pool.name, conf.id
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP predictor_pool_in_flight Requests in flight to the pool's servers.\n# TYPE predictor_pool_in_flight gauge"
+    );
+    for (pool, live) in snap.config.pools.iter().zip(snap.live.pools()) {
+        let _ = writeln!(
+            out,
+            "predictor_pool_in_flight{{pool=\"{}\"}} {}",
+            pool.name,
+            live.totals().in_flight
+        );
+    }
+    out
+}
