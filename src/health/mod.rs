@@ -29,11 +29,19 @@ pub use state::{Health, PoolState, ServerState, WEIGHT_SCALE};
 
 use crate::snapshot::SharedSnapshot;
 
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+
 /// Milliseconds since the process's first call: the clock every health
 /// time is on.
 pub fn now_ms() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+    ms_at(Instant::now())
+}
+
+/// `t` on the health clock (for a caller that has read the time already).
+#[inline]
+pub fn ms_at(t: Instant) -> u64 {
+    t.saturating_duration_since(*EPOCH.get_or_init(Instant::now))
+        .as_millis() as u64
 }
 
 /// How often the control thread looks at what is due.

@@ -49,7 +49,8 @@ pub fn place(
     let head = (k + 2).max(attempts).min(MAX_ATTEMPTS);
     let mut prefs = [0; MAX_ATTEMPTS];
     let n = snap.servers(tenant, pool, point, &mut prefs[..head]);
-    let now = health::now_ms();
+    let sent_at = Instant::now();
+    let now = health::ms_at(sent_at);
     let mut signals = [Live::IDLE; MAX_ATTEMPTS];
     for (l, &s) in signals.iter_mut().zip(&prefs[..n]) {
         *l = live.server(s).live(now);
@@ -81,7 +82,7 @@ pub fn place(
         in_flight: live.begin(servers[0]),
         servers,
         n: ordered.n as u8,
-        sent_at: Instant::now(),
+        sent_at,
     };
     Ok((ordered.n, placed))
 }
@@ -98,22 +99,24 @@ impl Placed {
     ) -> InFlight {
         let pool = self.in_flight.pool().clone();
         let eject = &pool.eject;
-        let now = health::now_ms();
+        let at = Instant::now();
+        let now = health::ms_at(at);
         let tried = &self.servers[..usize::from(self.n)];
         match result {
             Ok(ex) => {
-                let at = usize::from(ex.attempt).min(tried.len() - 1);
-                for &s in &tried[..at] {
+                let i = usize::from(ex.attempt).min(tried.len() - 1);
+                for &s in &tried[..i] {
                     pool.server(s).failed(now, eject);
                 }
-                let s = pool.server(tried[at]);
-                s.responded(self.sent_at.elapsed().as_micros() as u32, now);
+                let s = pool.server(tried[i]);
+                let rtt = at.saturating_duration_since(self.sent_at);
+                s.responded(rtt.as_micros() as u32, now);
                 if eject.on.fails(ex.response.status().as_u16()) {
                     s.failed(now, eject);
                 } else {
                     s.succeeded(now, eject);
                 }
-                self.in_flight.move_to(tried[at]);
+                self.in_flight.move_to(tried[i]);
             }
             Err(e) => {
                 if let Some(addr) = e.failed_server() {

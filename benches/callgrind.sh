@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# User-space instructions per proxied request, by callgrind: predictor
+# (1 worker) in front of an nginx origin answering a small static body,
+# driven by h2load over 64 keep-alive HTTP/1.1 connections. The count per
+# request is the difference between a run of 2,000 and one of 22,000
+# requests, divided by 20,000 (start-up, config load and shutdown cancel
+# out). Instruction counts do not vary with the machine's noise.
+#
+#   usage: benches/callgrind.sh [PREDICTOR_BIN]   (default target/release/predictor)
+#   needs: valgrind, h2load (nghttp2-client), nginx
+#
+# CG_ROUTE=maintenance measures predictor's own answers instead (no origin).
+set -euo pipefail
+bin=$(realpath "${1:-target/release/predictor}")
+work=$(mktemp -d)
+trap 'kill $(cat "$work/nginx.pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
+port=$((20000 + RANDOM % 20000)) origin=$((port + 1))
+
+mkdir -p "$work/cfg"
+cat > "$work/nginx.conf" <<NGINX
+daemon on; worker_processes 1; pid $work/nginx.pid; error_log $work/nginx.err;
+events { worker_connections 1024; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$origin; location / { return 200 "ok\\n"; } } }
+NGINX
+nginx -c "$work/nginx.conf"
+
+printf 'bench.example\tt1\tweb\tf1\n' > "$work/cfg/tenants.tsv"
+echo "default = \"${CG_ROUTE:-migrated}\"" > "$work/cfg/migration.toml"
+cat > "$work/cfg/predictor.toml" <<TOML
+tenants = "tenants.tsv"
+migration = "migration.toml"
+[proxy]
+workers = 1
+[[listen]]
+address = "127.0.0.1:$port"
+[tiers.web]
+pool = "web"
+[pools.web]
+servers = [{ id = "web-1", address = "127.0.0.1:$origin" }]
+TOML
+
+run() {
+  local n=$1 out="$work/cg.$1"
+  valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" run --config "$work/cfg" \
+    >"$work/log.$n" 2>&1 &
+  local pid=$!
+  for _ in $(seq 1 200); do
+    curl -s -o /dev/null -H 'Host: bench.example' "http://127.0.0.1:$port/" && break
+    sleep 0.1
+  done
+  h2load --h1 -n "$n" -c 64 -H ':authority: bench.example' "http://127.0.0.1:$port/" \
+    | grep -E '^requests:' >&2
+  kill -TERM "$pid"
+  wait "$pid" || true
+  # Total instructions over all threads (one file per thread or a sum line).
+  callgrind_annotate "$out"* 2>/dev/null | awk '/PROGRAM TOTALS/ && !done { gsub(",", "", $1); print $1; done = 1 }'
+}
+
+small=$(run 2000)
+large=$(run 22000)
+# CG_KEEP=DIR keeps the callgrind files (callgrind_annotate DIR/cg.22000).
+if [ -n "${CG_KEEP:-}" ]; then mkdir -p "$CG_KEEP" && cp "$work"/cg.* "$CG_KEEP"/; fi
+echo "instructions per request: $(( (large - small) / 20000 )) ($small for 2,000, $large for 22,000)"
