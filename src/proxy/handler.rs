@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
-use http::uri::{PathAndQuery, Uri};
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -22,6 +21,7 @@ use super::error::{ProxyError, Side, page};
 use super::forwarding::{Client, Forwarding};
 use super::headers::{self, Scan};
 use super::placed;
+use super::target::{origin_form, request_authority};
 use super::upstream::{Exchange, H2Upstream, Settings, Upstreams};
 use crate::config::UpstreamProtocol;
 use crate::legacy::{Admit, Tunnel};
@@ -323,56 +323,6 @@ fn legacy_outcome(worker: &Worker, l: &LegacyHop, result: &Result<Exchange, Prox
         }
         Err(_) => {}
     }
-}
-
-/// The authority that routes the request and that the upstream sees:
-/// HTTP/2 `:authority`, the authority of an absolute-form target, or the
-/// `Host` header. `None` for an HTTP/1.0 request without any.
-fn request_authority(
-    req: &Request<Incoming>,
-    scan: &Scan,
-) -> Result<Option<HeaderValue>, ProxyError> {
-    if scan.hosts > 1 {
-        return Err(ProxyError::DuplicateHost);
-    }
-    let host = if scan.hosts == 1 {
-        req.headers().get(header::HOST)
-    } else {
-        None
-    };
-    let uri_authority = req.uri().authority();
-    let version = req.version();
-    match (uri_authority, host) {
-        (Some(a), Some(h)) if version >= Version::HTTP_2 => {
-            if a.as_str().as_bytes().eq_ignore_ascii_case(h.as_bytes()) {
-                Ok(Some(h.clone()))
-            } else {
-                Err(ProxyError::AuthorityMismatch {
-                    authority: a.as_str().into(),
-                    host: String::from_utf8_lossy(h.as_bytes()).into(),
-                })
-            }
-        }
-        // Absolute-form (HTTP/1) or :authority (HTTP/2): it wins over Host.
-        (Some(a), _) => HeaderValue::from_str(a.as_str())
-            .map(Some)
-            .map_err(|_| ProxyError::BadHost(host::HostError::BadChar('?'))),
-        (None, Some(h)) => Ok(Some(h.clone())),
-        (None, None) if version <= Version::HTTP_10 => Ok(None),
-        (None, None) => Err(ProxyError::MissingHost),
-    }
-}
-
-/// The request target as an origin server expects it (`/path?query`).
-fn origin_form(uri: Uri) -> Uri {
-    if uri.scheme().is_none() && uri.authority().is_none() {
-        return uri;
-    }
-    let pq = uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    Uri::from(pq)
 }
 
 fn local(status: StatusCode, body: Bytes) -> Response<ResponseBody> {

@@ -20,6 +20,7 @@ pub mod forwarding;
 pub mod handler;
 pub mod headers;
 pub mod placed;
+pub mod target;
 pub mod timer;
 pub mod upstream;
 
