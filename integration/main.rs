@@ -7,6 +7,7 @@ mod cli;
 mod failures;
 mod legacy;
 mod placement;
+mod reload;
 mod routing;
 mod semantics;
 mod streaming;

@@ -25,6 +25,7 @@ pub mod legacy;
 pub mod metrics;
 pub mod placement;
 pub mod proxy;
+pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod snapshot;

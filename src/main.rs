@@ -209,7 +209,9 @@ fn join(server: Arc<Server>) {
     }
 }
 
-/// Waits for signals: SIGHUP reloads `dir`, SIGTERM/SIGINT drain and return.
+/// Waits for signals: SIGHUP reloads `dir`, SIGTERM/SIGINT drain and
+/// return. With a `dir`, the folder is also watched and reloaded when its
+/// files change.
 fn control_loop(server: &Arc<Server>, dir: Option<PathBuf>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -219,19 +221,36 @@ fn control_loop(server: &Arc<Server>, dir: Option<PathBuf>) -> anyhow::Result<()
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
+        let (stop_watch, stopped) = tokio::sync::watch::channel(false);
+        let reloader = dir.map(|d| {
+            Arc::new(predictor::reload::Reloader::new(
+                server.snapshot().clone(),
+                &d,
+                server.metrics().clone(),
+            ))
+        });
+        if let Some(r) = &reloader {
+            let r = r.clone();
+            tokio::spawn(async move {
+                // A watcher that cannot start leaves SIGHUP working.
+                if let Err(e) = predictor::reload::watch(r, stopped).await {
+                    tracing::error!(error = %e, "not watching the config folder; SIGHUP still reloads");
+                }
+            });
+        }
         loop {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
                 _ = hup.recv() => {
-                    if let Some(dir) = dir.clone() {
-                        let server = server.clone();
+                    if let Some(r) = reloader.clone() {
                         // Parsing a big table is blocking work.
-                        let _ = tokio::task::spawn_blocking(move || server.reload(&dir)).await;
+                        let _ = tokio::task::spawn_blocking(move || r.reload(true)).await;
                     }
                 }
             }
         }
+        let _ = stop_watch.send(true);
         tracing::info!("shutting down: no new connections, draining");
         server.shutdown();
         anyhow::Ok(())

@@ -52,11 +52,24 @@ impl LegacyMetrics {
     }
 }
 
+/// The metrics of config reloads.
+pub struct ReloadMetrics {
+    pub ok: Counter,
+    pub error: Counter,
+    /// Watch events after which the files were as last loaded.
+    pub unchanged: Counter,
+    /// The generation of the snapshot serving.
+    pub generation: Gauge,
+    /// From the start of a reload to the new snapshot serving.
+    pub duration: Histogram,
+}
+
 /// The metrics of one server.
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     pub legacy: LegacyMetrics,
+    pub reload: ReloadMetrics,
 }
 
 impl Metrics {
@@ -114,10 +127,31 @@ impl Metrics {
                 "Idempotent legacy requests sent again after their connection closed without an answer.",
             ),
         };
+        let reload_result = |result: &'static str| {
+            r.counter_with(
+                "predictor_reloads_total",
+                "Config reloads, by result (ok, error: refused and the old config kept, unchanged: files as last loaded).",
+                vec![Label::new("result", result)],
+            )
+        };
+        let reload = ReloadMetrics {
+            ok: reload_result("ok"),
+            error: reload_result("error"),
+            unchanged: reload_result("unchanged"),
+            generation: r.gauge(
+                "predictor_config_generation",
+                "Generation of the config snapshot serving (1 at start, one more per reload).",
+            ),
+            duration: r.histogram(
+                "predictor_reload_duration_seconds",
+                "Time from the start of a reload to the new snapshot serving.",
+            ),
+        };
         Metrics {
             recorder,
             handle,
             legacy,
+            reload,
         }
     }
 

@@ -100,7 +100,10 @@ pub struct Proxy {
 impl Proxy {
     pub fn start(folder: &Folder) -> Proxy {
         let snapshot = Snapshot::load(folder.path()).unwrap_or_else(|e| panic!("{e}"));
-        let server = Server::start(snapshot).unwrap();
+        Proxy::from_server(Server::start(snapshot).unwrap())
+    }
+
+    pub fn from_server(server: Server) -> Proxy {
         Proxy {
             addr: server.local_addrs()[0],
             server: Some(server),

@@ -1,0 +1,222 @@
+//! Live reload driven by the files: every way of replacing a file is seen
+//! by the folder watch and gives exactly one reload with the new content;
+//! bad versions are refused while the old routing keeps serving.
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use predictor::reload::{Reloader, watch};
+
+use crate::support::backend::Backend;
+use crate::support::{Folder, Proxy, WAIT, config_toml, get, metric};
+
+/// Two pools, one site; `tenants(pool)` puts the site on one of them.
+fn toml(a: &Backend, b: &Backend) -> String {
+    config_toml(
+        &[("a", vec![("wa", a.addr)]), ("b", vec![("wb", b.addr)])],
+        None,
+        "",
+    )
+}
+
+fn tenants(pool: &str) -> String {
+    format!("s.example\tt1\t{pool}\tf1\n")
+}
+
+const MIGRATED: &str = "default = \"migrated\"\n";
+
+struct Watched {
+    proxy: Proxy,
+    reloader: Arc<Reloader>,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Watched {
+    async fn start(dir: &Path) -> Watched {
+        let snapshot = predictor::snapshot::Snapshot::load(dir).unwrap();
+        let server = predictor::server::Server::start(snapshot).unwrap();
+        let proxy = Proxy::from_server(server);
+        let reloader = Arc::new(Reloader::new(
+            proxy.server().snapshot().clone(),
+            dir,
+            proxy.server().metrics().clone(),
+        ));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(watch(reloader.clone(), stopped));
+        // Let the watch start before the test changes anything.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Watched {
+            proxy,
+            reloader,
+            _stop: stop,
+        }
+    }
+
+    async fn who(&self) -> String {
+        get(self.proxy.addr, "s.example", "/").await.body
+    }
+
+    fn generation(&self) -> u64 {
+        self.proxy.server().snapshot().load().generation
+    }
+
+    fn reloads(&self, result: &str) -> f64 {
+        metric(
+            self.proxy.server(),
+            &format!("predictor_reloads_total{{result=\"{result}\"}}"),
+        )
+    }
+
+    /// Waits until the site is served by `name`, then long enough for any
+    /// further reload to have happened, and checks there was exactly one.
+    async fn expect_one_reload_to(&self, name: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.who().await != name {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the change was not applied; status {:?}",
+                self.reloader.status()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(self.generation(), 2, "{:?}", self.reloader.status());
+        assert_eq!(self.reloads("ok"), 1.0);
+        assert_eq!(self.reloads("error"), 0.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_place_write_reloads_once() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let f = Folder::new(&toml(&a, &b), &tenants("a"), MIGRATED);
+    let w = Watched::start(f.path()).await;
+    assert_eq!(w.who().await, "a");
+    f.write("tenants.tsv", &tenants("b"));
+    w.expect_one_reload_to("b").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_then_rename_reloads_once() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let f = Folder::new(&toml(&a, &b), &tenants("a"), MIGRATED);
+    let w = Watched::start(f.path()).await;
+    let tmp = f.path().join(".tenants.tsv.new");
+    std::fs::write(&tmp, tenants("b")).unwrap();
+    std::fs::rename(&tmp, f.path().join("tenants.tsv")).unwrap();
+    w.expect_one_reload_to("b").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_and_create_reloads_once() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let f = Folder::new(&toml(&a, &b), &tenants("a"), MIGRATED);
+    let w = Watched::start(f.path()).await;
+    std::fs::remove_file(f.path().join("tenants.tsv")).unwrap();
+    // Longer than the quiet time: the watch sees the folder without it.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(w.who().await, "a", "the old table keeps serving");
+    f.write("tenants.tsv", &tenants("b"));
+    w.expect_one_reload_to("b").await;
+}
+
+/// What vim does on `:w` with its defaults: a swap file, a probe file,
+/// the old file renamed to a backup, the new one written, the backup
+/// removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_editors_save_reloads_once() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let f = Folder::new(&toml(&a, &b), &tenants("a"), MIGRATED);
+    let w = Watched::start(f.path()).await;
+    let p = |n: &str| f.path().join(n);
+    std::fs::write(p(".tenants.tsv.swp"), "swap").unwrap();
+    std::fs::write(p("4913"), "").unwrap();
+    std::fs::remove_file(p("4913")).unwrap();
+    std::fs::rename(p("tenants.tsv"), p("tenants.tsv~")).unwrap();
+    std::fs::write(p("tenants.tsv"), tenants("b")).unwrap();
+    std::fs::remove_file(p("tenants.tsv~")).unwrap();
+    std::fs::remove_file(p(".tenants.tsv.swp")).unwrap();
+    w.expect_one_reload_to("b").await;
+}
+
+/// A Kubernetes ConfigMap mounted as a folder: every file is a symlink
+/// through `..data`, itself a symlink to a timestamped folder; an update
+/// writes a new timestamped folder and renames a new `..data` over the old.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configmap_symlink_swap_reloads_once() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    let version = |name: &str, pool: &str| {
+        let v = dir.join(name);
+        std::fs::create_dir(&v).unwrap();
+        std::fs::write(v.join("predictor.toml"), toml(&a, &b)).unwrap();
+        std::fs::write(v.join("tenants.tsv"), tenants(pool)).unwrap();
+        std::fs::write(v.join("migration.toml"), MIGRATED).unwrap();
+    };
+    version("..2026_11_30_01", "a");
+    symlink("..2026_11_30_01", dir.join("..data")).unwrap();
+    for f in ["predictor.toml", "tenants.tsv", "migration.toml"] {
+        symlink(format!("..data/{f}"), dir.join(f)).unwrap();
+    }
+    let w = Watched::start(dir).await;
+    assert_eq!(w.who().await, "a");
+    version("..2026_11_30_02", "b");
+    symlink("..2026_11_30_02", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    std::fs::remove_dir_all(dir.join("..2026_11_30_01")).unwrap();
+    w.expect_one_reload_to("b").await;
+}
+
+/// Bad versions are refused whole, with the old routing serving; the next
+/// good version is applied without anyone asking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_versions_are_refused_and_the_next_good_one_applies() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let f = Folder::new(&toml(&a, &b), &tenants("a"), MIGRATED);
+    let w = Watched::start(f.path()).await;
+    let bad = [
+        ("tenants.tsv", "s.example\tt1\tnosuchtier\tf1\n".to_string()),
+        (
+            "tenants.tsv",
+            format!("{}s.example\tt2\tb\tf1\n", tenants("b")),
+        ),
+        ("tenants.tsv", "s.example\tt1\tb".to_string()),
+        (
+            "predictor.toml",
+            "tenants = \"tenants.tsv\"\n[[listen]\n".to_string(),
+        ),
+    ];
+    for (i, (file, text)) in bad.iter().enumerate() {
+        let good = std::fs::read_to_string(f.path().join(file)).unwrap();
+        f.write(file, text);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while w.reloads("error") < (i + 1) as f64 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{file} {text:?} not refused"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(w.who().await, "a", "the old snapshot serves");
+        let status = w.reloader.status();
+        assert!(status.last_failed.is_some(), "{status:?}");
+        f.write(file, &good);
+    }
+    assert_eq!(w.generation(), 1);
+    // Restoring the good files changes nothing (they are as loaded); the
+    // next real change applies.
+    f.write("tenants.tsv", &tenants("b"));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while w.who().await != "b" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            w.reloader.status()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(w.reloads("ok"), 1.0);
+}

@@ -1,0 +1,113 @@
+//! What the config files are right now, cheaply: for each file a config
+//! reads, its size, modification time and inode (following symlinks, so a
+//! ConfigMap's `..data` swap shows), plus a hash of the content for small
+//! files (a rewrite within one timestamp tick and of the same size still
+//! shows). Comparing two fingerprints says whether anything changed.
+
+use std::hash::{Hash, Hasher};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::config::{Config, MAIN_FILE};
+
+/// Files at most this big are hashed whole.
+const HASHED_UP_TO: u64 = 1 << 20;
+
+/// One file's identity, or `None` when it cannot be read. Files hashed
+/// whole compare by content (a file written again with the same bytes is
+/// the same), the others by size, modification time and inode.
+#[derive(Debug, Clone, Eq)]
+struct FileId {
+    len: u64,
+    mtime_ns: i128,
+    ino: u64,
+    dev: u64,
+    hash: Option<u64>,
+}
+
+impl PartialEq for FileId {
+    fn eq(&self, other: &FileId) -> bool {
+        match (self.hash, other.hash) {
+            (Some(a), Some(b)) => a == b && self.len == other.len,
+            _ => {
+                (self.len, self.mtime_ns, self.ino, self.dev)
+                    == (other.len, other.mtime_ns, other.ino, other.dev)
+            }
+        }
+    }
+}
+
+/// The identities of every file a config reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint(Vec<(PathBuf, Option<FileId>)>);
+
+impl Fingerprint {
+    /// The files of the folder `dir` as `config` reads them.
+    pub fn of(dir: &Path, config: &Config) -> Fingerprint {
+        Fingerprint(
+            files(dir, config)
+                .into_iter()
+                .map(|p| {
+                    let id = identify(&p);
+                    (p, id)
+                })
+                .collect(),
+        )
+    }
+
+    /// Whether a file is missing (being replaced, most likely).
+    pub fn incomplete(&self) -> bool {
+        self.0.iter().any(|(_, id)| id.is_none())
+    }
+}
+
+/// The files a config reads: `predictor.toml`, the tenant table, the state
+/// file, the pages.
+fn files(dir: &Path, config: &Config) -> Vec<PathBuf> {
+    let mut out = vec![
+        dir.join(MAIN_FILE),
+        config.tenants_file.clone(),
+        config.migration_file.clone(),
+    ];
+    out.extend(config.maintenance.page.clone());
+    out.extend(config.legacy.as_ref().and_then(|l| l.down_page.clone()));
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The folders to watch: the config folder and every folder holding a
+/// file the config reads.
+pub fn folders(dir: &Path, config: &Config) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    for f in files(dir, config) {
+        if let Some(parent) = f.parent() {
+            out.push(parent.to_path_buf());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn identify(path: &Path) -> Option<FileId> {
+    let m = std::fs::metadata(path).ok()?;
+    if !m.is_file() {
+        return None;
+    }
+    let hash = if m.len() <= HASHED_UP_TO {
+        let bytes = std::fs::read(path).ok()?;
+        let mut h = std::hash::DefaultHasher::new();
+        bytes.hash(&mut h);
+        Some(h.finish())
+    } else {
+        None
+    };
+    Some(FileId {
+        len: m.len(),
+        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        ino: m.ino(),
+        dev: m.dev(),
+        hash,
+    })
+}

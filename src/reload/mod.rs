@@ -1,0 +1,248 @@
+//! Reloading the config folder while serving.
+//!
+//! Owns what triggers a reload (a `notify` watch of the folder, debounced;
+//! `SIGHUP` through [`Reloader::reload`] with `force`), building the next
+//! snapshot off the request path (the caller runs [`Reloader::reload`] on a
+//! blocking thread), and the record of the last good and last failed
+//! reloads (for the admin status and the `reload` metrics).
+//!
+//! The folder is watched, not single files, so that every way of replacing
+//! a file is seen: an in-place write, a write to a temporary file renamed
+//! over the old one, an editor's swap files, a Kubernetes ConfigMap's
+//! `..data` symlink swap, files deleted and created again. Events come in
+//! bursts; a reload starts once the folder has been quiet for [`QUIET`]
+//! (or [`MAX_DELAY`] after the first event of a burst, whichever is first).
+//! Before loading, the files' identities (content for small files; size,
+//! modification time and inode for big ones; following symlinks) are
+//! compared with those serving and those last refused: a burst that
+//! changed nothing (a swap file come and gone, a file written back as it
+//! was) reloads nothing.
+//!
+//! A reload refused (a syntax error, a file caught half-written) leaves the
+//! running snapshot serving; the next event, or the next good write, tries
+//! again without operator action.
+
+mod fingerprint;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, watch};
+
+pub use fingerprint::Fingerprint;
+
+use crate::metrics::Metrics;
+use crate::snapshot::SharedSnapshot;
+
+/// Quiet time after the last event of a burst before reloading.
+pub const QUIET: Duration = Duration::from_millis(30);
+/// The longest a burst of events delays a reload. Long: a writer still
+/// writing a big table in place keeps the folder busy, and loading before
+/// it is done would read half a table (rename a finished file into place
+/// to be safe with any writer).
+pub const MAX_DELAY: Duration = Duration::from_secs(5);
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new snapshot of this generation serves.
+    Reloaded(u64),
+    /// The files are as last loaded: nothing to do.
+    Unchanged,
+    /// Refused; the previous snapshot keeps serving.
+    Refused,
+    /// A file is missing (mid-replacement): not tried yet.
+    Incomplete,
+}
+
+/// The last good and last failed reload, for operators.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    /// When, and the generation it installed.
+    pub last_good: Option<(SystemTime, u64)>,
+    /// When, and every problem (one per line, with file:line).
+    pub last_failed: Option<(SystemTime, String)>,
+}
+
+#[derive(Default)]
+struct Seen {
+    serving: Option<Fingerprint>,
+    refused: Option<Fingerprint>,
+}
+
+/// Reloads one config folder into a [`SharedSnapshot`].
+pub struct Reloader {
+    shared: Arc<SharedSnapshot>,
+    dir: PathBuf,
+    metrics: Arc<Metrics>,
+    /// One reload at a time; holds the fingerprints of the files serving
+    /// and of the last refused ones.
+    last: Mutex<Seen>,
+    status: Mutex<Status>,
+}
+
+impl Reloader {
+    /// A reloader of `dir`, whose current content `shared` already serves.
+    pub fn new(shared: Arc<SharedSnapshot>, dir: &Path, metrics: Arc<Metrics>) -> Reloader {
+        let snap = shared.load_full();
+        let last = Fingerprint::of(dir, &snap.config);
+        metrics.reload.generation.set(snap.generation as f64);
+        Reloader {
+            shared,
+            dir: dir.to_path_buf(),
+            metrics,
+            last: Mutex::new(Seen {
+                serving: Some(last),
+                refused: None,
+            }),
+            status: Mutex::new(Status {
+                last_good: Some((SystemTime::now(), snap.generation)),
+                last_failed: None,
+            }),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn status(&self) -> Status {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Loads the folder again and installs it, unless its files are as
+    /// last loaded or one is missing (being replaced) and `force` is false.
+    /// Blocking: parsing a million-line table takes a while; call from a
+    /// blocking thread.
+    pub fn reload(&self, force: bool) -> Outcome {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.shared.load_full();
+        let now = Fingerprint::of(&self.dir, &current.config);
+        let seen = Some(&now);
+        if !force && (last.serving.as_ref() == seen || last.refused.as_ref() == seen) {
+            self.metrics.reload.unchanged.increment(1);
+            tracing::debug!("config files unchanged; nothing to reload");
+            return Outcome::Unchanged;
+        }
+        if !force && now.incomplete() {
+            // Deleted and not yet created again: the creation is another
+            // event, and the reload happens then.
+            tracing::debug!("a config file is missing; waiting for it");
+            return Outcome::Incomplete;
+        }
+        let started = std::time::Instant::now();
+        match crate::server::reload(&self.shared, &self.dir) {
+            Ok(generation) => {
+                // The files as loaded (the new config may name others).
+                last.serving = Some(Fingerprint::of(&self.dir, &self.shared.load_full().config));
+                last.refused = None;
+                self.metrics.reload.ok.increment(1);
+                self.metrics.reload.generation.set(generation as f64);
+                self.metrics
+                    .reload
+                    .duration
+                    .record(started.elapsed().as_secs_f64());
+                self.lock_status().last_good = Some((SystemTime::now(), generation));
+                Outcome::Reloaded(generation)
+            }
+            Err(e) => {
+                // Remember what was refused: the same files are not tried
+                // again until they change.
+                last.refused = Some(now);
+                self.metrics.reload.error.increment(1);
+                self.lock_status().last_failed = Some((SystemTime::now(), e.to_string()));
+                Outcome::Refused
+            }
+        }
+    }
+
+    fn lock_status(&self) -> std::sync::MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Why the folder cannot be watched.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("cannot watch {path}: {source}")]
+    Watch {
+        path: PathBuf,
+        #[source]
+        source: notify::Error,
+    },
+}
+
+/// Watches the folder (and the folders of files it names elsewhere) and
+/// reloads after each burst of changes, until `shutdown`. A reload runs on
+/// a blocking thread; events keep being collected meanwhile, and whatever
+/// came in during a reload starts another once it is done.
+pub async fn watch(
+    reloader: Arc<Reloader>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), WatchError> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let handler = move |event: notify::Result<notify::Event>| {
+        // Reads change nothing (a reload's own reads must not trigger
+        // another); a writer closing the file, and everything else, may.
+        use notify::event::{AccessKind, AccessMode, EventKind};
+        if let Ok(e) = &event {
+            if matches!(e.kind, EventKind::Access(a) if a != AccessKind::Close(AccessMode::Write)) {
+                return;
+            }
+        }
+        let _ = tx.send(());
+    };
+    let mut watcher = notify::recommended_watcher(handler).map_err(|source| WatchError::Watch {
+        path: reloader.dir.clone(),
+        source,
+    })?;
+    let mut watched: Vec<PathBuf> = Vec::new();
+    rewatch(&mut watcher, &mut watched, &reloader);
+    if watched.is_empty() {
+        return Err(WatchError::Watch {
+            path: reloader.dir.clone(),
+            source: notify::Error::generic("no folder could be watched"),
+        });
+    }
+    tracing::info!(folders = watched.len(), "watching the config folder");
+    loop {
+        // Wait for the first event of a burst.
+        tokio::select! {
+            got = rx.recv() => if got.is_none() { return Ok(()) },
+            _ = shutdown.changed() => return Ok(()),
+        }
+        let first = tokio::time::Instant::now();
+        loop {
+            let deadline = (tokio::time::Instant::now() + QUIET).min(first + MAX_DELAY);
+            tokio::select! {
+                got = rx.recv() => if got.is_none() { return Ok(()) },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        let r = reloader.clone();
+        let outcome = tokio::task::spawn_blocking(move || r.reload(false)).await;
+        if matches!(outcome, Ok(Outcome::Reloaded(_))) {
+            // A new config may name files in other folders.
+            rewatch(&mut watcher, &mut watched, &reloader);
+        }
+    }
+}
+
+/// Adds the folders the current config reads from to the watch.
+fn rewatch(watcher: &mut notify::RecommendedWatcher, watched: &mut Vec<PathBuf>, r: &Reloader) {
+    use notify::Watcher;
+    let snap = r.shared.load_full();
+    for dir in fingerprint::folders(&r.dir, &snap.config) {
+        if watched.contains(&dir) {
+            continue;
+        }
+        match watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+            Ok(()) => watched.push(dir),
+            Err(e) => tracing::warn!(folder = %dir.display(), error = %e, "cannot watch"),
+        }
+    }
+}
