@@ -12,6 +12,8 @@
 use std::io::BufRead;
 use std::path::Path;
 
+use super::stamp::FileStamp;
+
 use super::{Config, ConfigError, Problem, Problems, is_valid_name};
 use crate::config::TierId;
 use crate::routing::host::HostError;
@@ -19,18 +21,31 @@ use crate::routing::tenants::{AddError, Built, TenantTable, TenantTableBuilder};
 
 /// Reads the tenant table named by `config`.
 pub fn load(config: &Config) -> Result<TenantTable, ConfigError> {
+    load_stamped(config).map(|(table, _)| table)
+}
+
+/// [`load`], and the stamp of the file read when it did not change while
+/// being read (so that a later reload can tell the table is still good).
+pub fn load_stamped(config: &Config) -> Result<(TenantTable, Option<FileStamp>), ConfigError> {
     let path = &config.tenants_file;
     let file = std::fs::File::open(path).map_err(|source| ConfigError::Read {
         path: path.clone(),
         source,
     })?;
+    let before = file.metadata().ok();
     // The file size tells roughly how many lines to expect (~40 bytes each).
-    let hint = file
-        .metadata()
-        .map(|m| (m.len() / 40) as usize)
-        .unwrap_or(0);
-    let reader = std::io::BufReader::with_capacity(1 << 20, file);
-    parse(path, reader, config, hint)
+    let hint = before.as_ref().map_or(0, |m| (m.len() / 40) as usize);
+    let before = before.as_ref().and_then(FileStamp::from_metadata);
+    let reader = std::io::BufReader::with_capacity(1 << 20, &file);
+    let table = parse(path, reader, config, hint)?;
+    let after = file.metadata().ok();
+    let after = after.as_ref().and_then(FileStamp::from_metadata);
+    // Still the file at that path, not written meanwhile, and not written
+    // so recently that a write within the same timestamp tick could follow
+    // unseen (git's "racily clean" rule).
+    let stamp =
+        before.filter(|b| after == Some(*b) && FileStamp::of(path) == Some(*b) && !b.is_recent());
+    Ok((table, stamp))
 }
 
 /// Parses a tenant table from `reader`; `file` names it in problems.

@@ -5,9 +5,9 @@
 //! shows). Comparing two fingerprints says whether anything changed.
 
 use std::hash::{Hash, Hasher};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::config::stamp::FileStamp;
 use crate::config::{Config, MAIN_FILE};
 
 /// Files at most this big are hashed whole.
@@ -18,21 +18,15 @@ const HASHED_UP_TO: u64 = 1 << 20;
 /// the same), the others by size, modification time and inode.
 #[derive(Debug, Clone, Eq)]
 struct FileId {
-    len: u64,
-    mtime_ns: i128,
-    ino: u64,
-    dev: u64,
+    stamp: FileStamp,
     hash: Option<u64>,
 }
 
 impl PartialEq for FileId {
     fn eq(&self, other: &FileId) -> bool {
         match (self.hash, other.hash) {
-            (Some(a), Some(b)) => a == b && self.len == other.len,
-            _ => {
-                (self.len, self.mtime_ns, self.ino, self.dev)
-                    == (other.len, other.mtime_ns, other.ino, other.dev)
-            }
+            (Some(a), Some(b)) => a == b && self.stamp.len == other.stamp.len,
+            _ => self.stamp == other.stamp,
         }
     }
 }
@@ -91,11 +85,8 @@ pub fn folders(dir: &Path, config: &Config) -> Vec<PathBuf> {
 }
 
 fn identify(path: &Path) -> Option<FileId> {
-    let m = std::fs::metadata(path).ok()?;
-    if !m.is_file() {
-        return None;
-    }
-    let hash = if m.len() <= HASHED_UP_TO {
+    let stamp = FileStamp::of(path)?;
+    let hash = if stamp.len <= HASHED_UP_TO {
         let bytes = std::fs::read(path).ok()?;
         let mut h = std::hash::DefaultHasher::new();
         bytes.hash(&mut h);
@@ -103,11 +94,5 @@ fn identify(path: &Path) -> Option<FileId> {
     } else {
         None
     };
-    Some(FileId {
-        len: m.len(),
-        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-        ino: m.ino(),
-        dev: m.dev(),
-        hash,
-    })
+    Some(FileId { stamp, hash })
 }

@@ -161,10 +161,15 @@ impl Server {
 }
 
 /// Builds a snapshot from `dir` and swaps it in; the old one keeps serving
-/// when anything is wrong.
+/// when anything is wrong. The tenant table is parsed again only when its
+/// file changed ([`Snapshot::load_after`]).
 pub fn reload(shared: &SharedSnapshot, dir: &Path) -> Result<u64, ConfigError> {
     let started = std::time::Instant::now();
-    match Snapshot::load(dir) {
+    let current = shared.load_full();
+    let next = Snapshot::load_after(dir, &current);
+    // The previous snapshot is freed as soon as no request holds it.
+    drop(current);
+    match next {
         Ok(next) => {
             for w in &next.warnings {
                 tracing::warn!("{w}");

@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::HeaderValue;
 
+use crate::config::stamp::FileStamp;
 use crate::config::{self, Config, ConfigError, Problem, Problems, ServerIdx};
 use crate::health::{LiveSet, Registry};
 use crate::placement::Placement;
@@ -58,6 +59,9 @@ pub struct Snapshot {
     /// Things worth a look that do not stop the load (a filer in the state
     /// file that has no host).
     pub warnings: Vec<Problem>,
+    /// The tenant file as read, when it did not change while being read:
+    /// a reload that finds it unchanged keeps the table (and placement).
+    pub tenants_stamp: Option<FileStamp>,
 }
 
 impl Snapshot {
@@ -67,10 +71,44 @@ impl Snapshot {
         Self::from_config(config)
     }
 
+    /// Loads `dir` again after `prev`: the tenant table (and the placement
+    /// built on it) is kept when its file is the one `prev` read and the
+    /// config would read it the same way, so that a change of the state
+    /// file or of a setting costs no re-parse of a million-line table.
+    pub fn load_after(dir: &Path, prev: &Snapshot) -> Result<Snapshot, ConfigError> {
+        let config = Config::load(dir)?;
+        let same_table = prev.tenants_stamp.is_some()
+            && prev.config.tenants_file == config.tenants_file
+            && tier_names(&prev.config) == tier_names(&config)
+            && FileStamp::of(&config.tenants_file) == prev.tenants_stamp;
+        if !same_table {
+            return Self::from_config(config);
+        }
+        let same_placement = prev.config.pools == config.pools
+            && prev.config.tiers == config.tiers
+            && prev.config.placement == config.placement;
+        let kept = Kept {
+            tenants: prev.tenants.clone(),
+            stamp: prev.tenants_stamp,
+            placement: same_placement.then(|| prev.placement.clone()),
+        };
+        Self::build(config, Some(kept))
+    }
+
     /// Loads the files named by an already validated `config`.
     pub fn from_config(config: Config) -> Result<Snapshot, ConfigError> {
+        Self::build(config, None)
+    }
+
+    fn build(config: Config, kept: Option<Kept>) -> Result<Snapshot, ConfigError> {
         // Read both files before failing, to report all problems at once.
-        let tenants = config::tenants::load(&config);
+        let (tenants, stamp, placement) = match kept {
+            Some(k) => (Ok(k.tenants), k.stamp, k.placement),
+            None => match config::tenants::load_stamped(&config) {
+                Ok((t, stamp)) => (Ok(Arc::new(t)), stamp, None),
+                Err(e) => (Err(e), None, None),
+            },
+        };
         let migration = config::migration::load(&config.migration_file);
         let mut problems = Problems::default();
         let mut fail = |e: ConfigError| match e {
@@ -130,15 +168,17 @@ impl Snapshot {
         };
         let hop_value = HeaderValue::from_str(&config.proxy.name)
             .unwrap_or_else(|_| HeaderValue::from_static("predictor"));
+        let placement = placement.unwrap_or_else(|| Arc::new(Placement::new(&config, &tenants)));
         Ok(Snapshot {
             generation: 0,
             via: ViaValues::new(&config.proxy.name),
             hop_value,
             legacy_down_page,
-            placement: Arc::new(Placement::new(&config, &tenants)),
+            placement,
             live: LiveSet::fresh(&config),
             config: Arc::new(config),
-            tenants: Arc::new(tenants),
+            tenants,
+            tenants_stamp: stamp,
             migration: Arc::new(states),
             maintenance_page,
             retry_after,
@@ -163,6 +203,18 @@ impl Snapshot {
     ) -> usize {
         self.placement.servers(tenant, pool, point, out)
     }
+}
+
+/// What a reload keeps of the previous snapshot.
+struct Kept {
+    tenants: Arc<TenantTable>,
+    stamp: Option<FileStamp>,
+    placement: Option<Arc<Placement>>,
+}
+
+/// The tier names in order: what a tenant table's tier ids mean.
+fn tier_names(c: &Config) -> Vec<&str> {
+    c.tiers.iter().map(|t| t.name.as_str()).collect()
 }
 
 /// The snapshot every worker reads; replaced whole by a reload.
@@ -203,5 +255,81 @@ impl SharedSnapshot {
         next.live = self.registry.bind(&next.config);
         self.current.store(Arc::new(next));
         generation
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn folder(tenants: &str, migration: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let w = |n: &str, t: &str| std::fs::write(dir.path().join(n), t).unwrap();
+        w(
+            "predictor.toml",
+            "tenants = \"tenants.tsv\"\nmigration = \"migration.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\n\
+             [tiers.web]\npool = \"p\"\n[pools.p]\nservers = [{ id = \"a\", address = \"127.0.0.1:9\" }]\n",
+        );
+        w("tenants.tsv", tenants);
+        w("migration.toml", migration);
+        dir
+    }
+
+    /// Sets a file's modification time a minute back.
+    fn age(path: &std::path::Path) {
+        let f = std::fs::File::options().write(true).open(path).unwrap();
+        let t = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        f.set_modified(t).unwrap();
+    }
+
+    #[test]
+    fn a_reload_keeps_the_table_while_its_file_is_unchanged() {
+        let dir = folder("a.example\tt1\tweb\tf1\n", "default = \"migrated\"\n");
+        // Just written: too recent to be trusted by its stamp.
+        let fresh = Snapshot::load(dir.path()).unwrap();
+        assert!(fresh.tenants_stamp.is_none());
+        age(&dir.path().join("tenants.tsv"));
+        let first = Snapshot::load(dir.path()).unwrap();
+        assert!(first.tenants_stamp.is_some());
+        // The state file changes: the table and placement are kept.
+        std::fs::write(
+            dir.path().join("migration.toml"),
+            "default = \"migrated\"\n[filers]\nf1 = \"maintenance\"\n",
+        )
+        .unwrap();
+        let second = Snapshot::load_after(dir.path(), &first).unwrap();
+        assert!(Arc::ptr_eq(&first.tenants, &second.tenants));
+        assert!(Arc::ptr_eq(&first.placement, &second.placement));
+        let host = crate::routing::host::normalize(b"a.example").unwrap();
+        assert_eq!(
+            second.route(&host).action,
+            crate::routing::Action::Maintenance
+        );
+        // The table changes: read again.
+        std::fs::write(
+            dir.path().join("tenants.tsv"),
+            "a.example\tt1\tweb\tf1\nb.example\tt2\tweb\tf1\n",
+        )
+        .unwrap();
+        let third = Snapshot::load_after(dir.path(), &second).unwrap();
+        assert!(!Arc::ptr_eq(&second.tenants, &third.tenants));
+        assert_eq!(third.tenants.tenant_count(), 2);
+        age(&dir.path().join("tenants.tsv"));
+        let third = Snapshot::load_after(dir.path(), &third).unwrap();
+        // A pool change keeps the table, not the placement.
+        let toml = std::fs::read_to_string(dir.path().join("predictor.toml")).unwrap();
+        std::fs::write(
+            dir.path().join("predictor.toml"),
+            toml.replace(
+                "127.0.0.1:9\" }",
+                "127.0.0.1:9\" }, { id = \"b\", address = \"127.0.0.1:10\" }",
+            ),
+        )
+        .unwrap();
+        let fourth = Snapshot::load_after(dir.path(), &third).unwrap();
+        assert!(Arc::ptr_eq(&third.tenants, &fourth.tenants));
+        assert!(!Arc::ptr_eq(&third.placement, &fourth.placement));
     }
 }
