@@ -220,3 +220,195 @@ async fn bad_versions_are_refused_and_the_next_good_one_applies() {
     }
     assert_eq!(w.reloads("ok"), 1.0);
 }
+
+/// One good version of the folder in the load test.
+#[derive(Clone, Copy)]
+struct Version {
+    /// Pool of the even tenants ("a" or "b"; odd ones stay on "a").
+    even_pool: &'static str,
+    /// Whether filer f1 is in maintenance.
+    f1_maintenance: bool,
+}
+
+const HOSTS: usize = 100;
+
+impl Version {
+    fn tenants(self) -> String {
+        (0..HOSTS)
+            .map(|i| {
+                let pool = if i % 2 == 0 { self.even_pool } else { "a" };
+                format!("h{i}.example\tt{i}\t{pool}\tf{}\n", i % 5)
+            })
+            .collect()
+    }
+
+    fn migration(self) -> String {
+        let f1 = if self.f1_maintenance {
+            "maintenance"
+        } else {
+            "migrated"
+        };
+        format!("default = \"migrated\"\n[filers]\nf1 = \"{f1}\"\n")
+    }
+
+    /// What host `i` answers under this version.
+    fn expect(self, i: usize) -> &'static str {
+        if self.f1_maintenance && i % 5 == 1 {
+            "maintenance"
+        } else if i % 2 == 0 {
+            self.even_pool
+        } else {
+            "a"
+        }
+    }
+}
+
+/// Under keep-alive load over many hosts, the folder is rewritten 50 times
+/// (good versions moving tenants between pools and a filer in and out of
+/// maintenance, bad versions mixed in): no request fails, and every answer
+/// is the routing of a snapshot that was serving while it was in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrites_under_load_fail_no_request_and_never_mix_snapshots() {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let first = Version {
+        even_pool: "a",
+        f1_maintenance: false,
+    };
+    let f = Folder::new(&toml(&a, &b), &first.tenants(), &first.migration());
+    let w = Arc::new(Watched::start(f.path()).await);
+    // The version of each generation (generation 1 is the first).
+    let versions = Arc::new(Mutex::new(vec![first, first]));
+    let done = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            let (w, versions, done, answered) =
+                (w.clone(), versions.clone(), done.clone(), answered.clone());
+            tokio::spawn(async move {
+                let mut sender = crate::support::h1(w.proxy.addr).await;
+                let mut i = c;
+                // Bounded: at most 20,000 requests per client, 20 s.
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+                for _ in 0..20_000 {
+                    if done.load(Ordering::SeqCst) || tokio::time::Instant::now() > deadline {
+                        break;
+                    }
+                    i = (i + 7) % HOSTS;
+                    let g0 = w.generation();
+                    let req = http::Request::get("/")
+                        .header("host", format!("h{i}.example"))
+                        .body(Full::new(Bytes::new()))
+                        .unwrap();
+                    sender.ready().await.expect("the connection stays open");
+                    let resp = sender.send_request(req).await.expect("an answer");
+                    let a = crate::support::read(resp).await;
+                    let g1 = w.generation();
+                    let got = match (a.status.as_u16(), a.body.as_str()) {
+                        (200, "a") => "a",
+                        (200, "b") => "b",
+                        (503, body) if body.contains("being moved") => "maintenance",
+                        (status, body) => panic!("request {i} failed: {status} {body:?}"),
+                    };
+                    let v = versions.lock().unwrap();
+                    let possible: Vec<&str> = (g0..=g1)
+                        .filter_map(|g| v.get(g as usize))
+                        .map(|v| v.expect(i))
+                        .collect();
+                    assert!(
+                        possible.contains(&got),
+                        "h{i} answered {got}, generations {g0}..={g1} say {possible:?}"
+                    );
+                    answered.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+
+    // 50 rewrites: good versions (one file each) and bad ones, mixed.
+    let mut current = first;
+    let mut rewrites = 0;
+    let mut k = 0;
+    while rewrites < 50 {
+        k += 1;
+        if k % 4 == 0 {
+            // Bad: refused, then the good file back (unchanged: no reload).
+            let errors = w.reloads("error");
+            let (file, bad, good) = if k % 8 == 0 {
+                (
+                    "tenants.tsv",
+                    "h1.example\tt1\tnope\tf1\n".to_string(),
+                    current.tenants(),
+                )
+            } else {
+                (
+                    "migration.toml",
+                    "default = \"migrated\n".to_string(),
+                    current.migration(),
+                )
+            };
+            f.write(file, &bad);
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while w.reloads("error") <= errors {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "bad version not refused"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            f.write(file, &good);
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            rewrites += 2;
+            continue;
+        }
+        let next = if k % 2 == 0 {
+            Version {
+                even_pool: if current.even_pool == "a" { "b" } else { "a" },
+                ..current
+            }
+        } else {
+            Version {
+                f1_maintenance: !current.f1_maintenance,
+                ..current
+            }
+        };
+        let generation = w.generation();
+        // Known before it can serve, so that answers can be checked.
+        versions.lock().unwrap().push(next);
+        if k % 2 == 0 {
+            // The table by rename, the state file in place.
+            let tmp = f.path().join(".tenants.tsv.new");
+            std::fs::write(&tmp, next.tenants()).unwrap();
+            std::fs::rename(&tmp, f.path().join("tenants.tsv")).unwrap();
+        } else {
+            f.write("migration.toml", &next.migration());
+        }
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while w.generation() == generation {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "version {k} not applied: ok {} error {} unchanged {} {:?}",
+                w.reloads("ok"),
+                w.reloads("error"),
+                w.reloads("unchanged"),
+                w.reloader.status()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(w.generation(), generation + 1, "one reload per version");
+        current = next;
+        rewrites += 1;
+    }
+    done.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.await.expect("a client failed");
+    }
+    let n = answered.load(Ordering::SeqCst);
+    assert!(n > 500, "only {n} requests during the rewrites");
+    assert_eq!(w.reloads("ok") as u64 + 1, w.generation());
+}

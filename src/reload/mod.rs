@@ -36,7 +36,7 @@ use crate::metrics::Metrics;
 use crate::snapshot::SharedSnapshot;
 
 /// Quiet time after the last event of a burst before reloading.
-pub const QUIET: Duration = Duration::from_millis(30);
+pub const QUIET: Duration = Duration::from_millis(50);
 /// The longest a burst of events delays a reload. Long: a writer still
 /// writing a big table in place keeps the folder busy, and loading before
 /// it is done would read half a table (rename a finished file into place
@@ -137,8 +137,13 @@ impl Reloader {
         let started = std::time::Instant::now();
         match crate::server::reload(&self.shared, &self.dir) {
             Ok(generation) => {
-                // The files as loaded (the new config may name others).
-                last.serving = Some(Fingerprint::of(&self.dir, &self.shared.load_full().config));
+                // The files as they were before loading: a write landing
+                // during the load differs from them, and reloads again (a
+                // fingerprint taken after the swap could already include
+                // it, and hide it). A new config naming other files also
+                // differs at the next event: one reload too many, never
+                // one too few.
+                last.serving = Some(now);
                 last.refused = None;
                 self.metrics.reload.ok.increment(1);
                 self.metrics.reload.generation.set(generation as f64);
