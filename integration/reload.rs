@@ -412,3 +412,49 @@ async fn rewrites_under_load_fail_no_request_and_never_mix_snapshots() {
     assert!(n > 500, "only {n} requests during the rewrites");
     assert_eq!(w.reloads("ok") as u64 + 1, w.generation());
 }
+
+/// The admin status tells when the config was last loaded, and what was
+/// wrong with the last version refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_status_shows_the_last_good_and_failed_reload() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let text = toml(&a, &b) + "[admin]\naddress = \"127.0.0.1:0\"\n";
+    let f = Folder::new(&text, &tenants("a"), MIGRATED);
+    let w = Watched::start(f.path()).await;
+    let admin = w.proxy.server().admin_addr().unwrap();
+    let status = || async {
+        let body = get(admin, "admin", "/status").await.body;
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    let s = status().await;
+    assert_eq!(s["generation"], 1);
+    assert_eq!(s["reload"]["last_good"]["generation"], 1);
+    assert!(s["reload"]["last_failed"].is_null());
+    assert_eq!(s["tenants"]["total"], 1);
+    assert_eq!(s["tenants"]["migrated"], 1);
+    assert_eq!(s["pools"][0]["servers"][0]["state"], "up");
+
+    f.write("tenants.tsv", "s.example\tt1\tnope\tf1\n");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while w.reloads("error") < 1.0 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let s = status().await;
+    let problem = s["reload"]["last_failed"]["problems"][0].as_str().unwrap();
+    assert!(problem.contains("tenants.tsv:1"), "{problem}");
+    assert!(s["reload"]["last_failed"]["at"].as_f64().unwrap() > 1.7e9);
+    assert_eq!(s["generation"], 1);
+
+    f.write("tenants.tsv", &tenants("b"));
+    while w.who().await != "b" {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let s = status().await;
+    assert_eq!(s["reload"]["last_good"]["generation"], 2);
+    assert!(
+        !s["reload"]["last_failed"].is_null(),
+        "kept until the next failure"
+    );
+}

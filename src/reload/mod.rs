@@ -79,7 +79,6 @@ pub struct Reloader {
     /// One reload at a time; holds the fingerprints of the files serving
     /// and of the last refused ones.
     last: Mutex<Seen>,
-    status: Mutex<Status>,
 }
 
 impl Reloader {
@@ -96,10 +95,6 @@ impl Reloader {
                 serving: Some(last),
                 refused: None,
             }),
-            status: Mutex::new(Status {
-                last_good: Some((SystemTime::now(), snap.generation)),
-                last_failed: None,
-            }),
         }
     }
 
@@ -107,11 +102,10 @@ impl Reloader {
         &self.dir
     }
 
+    /// The last good and last failed reload (kept by the snapshot holder,
+    /// for the admin status).
     pub fn status(&self) -> Status {
-        self.status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.shared.reload_status()
     }
 
     /// Loads the folder again and installs it, unless its files are as
@@ -151,22 +145,16 @@ impl Reloader {
                     .reload
                     .duration
                     .record(started.elapsed().as_secs_f64());
-                self.lock_status().last_good = Some((SystemTime::now(), generation));
                 Outcome::Reloaded(generation)
             }
-            Err(e) => {
+            Err(_) => {
                 // Remember what was refused: the same files are not tried
                 // again until they change.
                 last.refused = Some(now);
                 self.metrics.reload.error.increment(1);
-                self.lock_status().last_failed = Some((SystemTime::now(), e.to_string()));
                 Outcome::Refused
             }
         }
-    }
-
-    fn lock_status(&self) -> std::sync::MutexGuard<'_, Status> {
-        self.status.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

@@ -45,6 +45,7 @@ impl Control {
                     listener,
                     self.metrics.clone(),
                     self.snapshot.clone(),
+                    self.tunnel.clone(),
                 ))),
                 Some(Err(e)) => {
                     tracing::error!(error = %e, "cannot use the admin socket");

@@ -175,6 +175,7 @@ pub fn reload(shared: &SharedSnapshot, dir: &Path) -> Result<u64, ConfigError> {
                 tracing::warn!("{w}");
             }
             let generation = shared.store(next);
+            shared.record_reload(Ok(generation));
             tracing::info!(
                 generation,
                 took_ms = started.elapsed().as_millis() as u64,
@@ -187,6 +188,7 @@ pub fn reload(shared: &SharedSnapshot, dir: &Path) -> Result<u64, ConfigError> {
                 problems = e.count(),
                 "reload refused, the previous config keeps serving"
             );
+            shared.record_reload(Err(e.to_string()));
             // One line per problem, each with its file:line, so a log
             // search for the file finds them.
             for problem in e.to_string().lines() {

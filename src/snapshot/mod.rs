@@ -62,6 +62,8 @@ pub struct Snapshot {
     /// The tenant file as read, when it did not change while being read:
     /// a reload that finds it unchanged keeps the table (and placement).
     pub tenants_stamp: Option<FileStamp>,
+    /// Counts for operators, computed on first ask (walks every tenant).
+    summary: std::sync::OnceLock<Summary>,
 }
 
 impl Snapshot {
@@ -179,11 +181,17 @@ impl Snapshot {
             config: Arc::new(config),
             tenants,
             tenants_stamp: stamp,
+            summary: std::sync::OnceLock::new(),
             migration: Arc::new(states),
             maintenance_page,
             retry_after,
             warnings,
         })
+    }
+
+    /// Tenants and hosts by state, and the other counts (computed once).
+    pub fn summary(&self) -> Summary {
+        *self.summary.get_or_init(|| Summary::of(self))
     }
 
     /// Where a request for `host` goes.
@@ -223,6 +231,8 @@ pub struct SharedSnapshot {
     generation: AtomicU64,
     /// Servers' live state by identity, bound into every snapshot stored.
     registry: Registry,
+    /// The last good and last failed reload (written by reloads only).
+    reloads: std::sync::Mutex<crate::reload::Status>,
 }
 
 impl SharedSnapshot {
@@ -234,6 +244,28 @@ impl SharedSnapshot {
             current: ArcSwap::from_pointee(first),
             generation: AtomicU64::new(1),
             registry,
+            reloads: std::sync::Mutex::new(crate::reload::Status {
+                last_good: Some((std::time::SystemTime::now(), 1)),
+                last_failed: None,
+            }),
+        }
+    }
+
+    /// The last good and last failed reload.
+    pub fn reload_status(&self) -> crate::reload::Status {
+        self.reloads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records a reload's result (`Ok(generation)` or the problems).
+    pub fn record_reload(&self, result: Result<u64, String>) {
+        let mut s = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::SystemTime::now();
+        match result {
+            Ok(generation) => s.last_good = Some((now, generation)),
+            Err(problems) => s.last_failed = Some((now, problems)),
         }
     }
 

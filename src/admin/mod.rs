@@ -1,5 +1,7 @@
 //! The admin listener: what operators and Prometheus ask a running
-//! predictor. `GET /metrics` (Prometheus text format), `GET /healthz`, and
+//! predictor. `GET /metrics` (Prometheus text format), `GET /healthz`,
+//! `GET /status` (JSON: generation, last good and failed reload, tenants by
+//! state, servers' health and load, the legacy tunnel), and
 //! `GET /route?host=H` (where a host goes, with the live load and health of
 //! its servers: what `predictor route` shows from a running instance).
 //!
@@ -18,11 +20,19 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+mod status;
+
+use crate::legacy::Tunnel;
 use crate::metrics::Metrics;
 use crate::snapshot::SharedSnapshot;
 
 /// Serves admin requests on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, snapshot: Arc<SharedSnapshot>) {
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    snapshot: Arc<SharedSnapshot>,
+    tunnel: Arc<Tunnel>,
+) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -32,11 +42,12 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, snapshot: Arc<S
                 continue;
             }
         };
-        let (metrics, snapshot) = (metrics.clone(), snapshot.clone());
+        let (metrics, snapshot, tunnel) = (metrics.clone(), snapshot.clone(), tunnel.clone());
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let (metrics, snapshot) = (metrics.clone(), snapshot.clone());
-                async move { Ok::<_, Infallible>(answer(&req, &metrics, &snapshot)) }
+                let (metrics, snapshot, tunnel) =
+                    (metrics.clone(), snapshot.clone(), tunnel.clone());
+                async move { Ok::<_, Infallible>(answer(&req, &metrics, &snapshot, &tunnel)) }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
@@ -52,6 +63,7 @@ fn answer(
     req: &Request<Incoming>,
     metrics: &Metrics,
     snapshot: &SharedSnapshot,
+    tunnel: &Tunnel,
 ) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
@@ -64,6 +76,14 @@ fn answer(
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
+        "/status" => {
+            let mut r = text(StatusCode::OK, status::render(snapshot, tunnel));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
             );
             r
         }
@@ -83,7 +103,7 @@ fn answer(
         ),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /metrics, /healthz or /route?host=HOST\n".into(),
+            "not found: try /metrics, /healthz, /status or /route?host=HOST\n".into(),
         ),
     }
 }

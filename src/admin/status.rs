@@ -1,0 +1,159 @@
+//! `GET /status`: the state of a running instance as JSON, for operators
+//! and their tools: version, config generation, the last good and last
+//! failed reload, tenants and hosts by migration state, each pool's
+//! servers with their health and load, the legacy tunnel.
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::health;
+use crate::legacy::Tunnel;
+use crate::placement::choose::Admission;
+use crate::routing::migration::MigrationState;
+use crate::snapshot::SharedSnapshot;
+
+#[derive(Serialize)]
+struct Status {
+    version: &'static str,
+    generation: u64,
+    reload: Reload,
+    tenants: ByState,
+    hosts: ByState,
+    pools: Vec<Pool>,
+    legacy: Option<Legacy>,
+}
+
+#[derive(Serialize)]
+struct Reload {
+    last_good: Option<Good>,
+    last_failed: Option<Failed>,
+}
+
+#[derive(Serialize)]
+struct Good {
+    /// Seconds since the Unix epoch.
+    at: f64,
+    generation: u64,
+}
+
+#[derive(Serialize)]
+struct Failed {
+    at: f64,
+    /// One problem per entry, each with its file:line.
+    problems: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct ByState {
+    total: usize,
+    legacy: usize,
+    maintenance: usize,
+    migrated: usize,
+}
+
+#[derive(Serialize)]
+struct Pool {
+    name: String,
+    in_flight: u32,
+    servers: Vec<Server>,
+}
+
+#[derive(Serialize)]
+struct Server {
+    id: String,
+    address: String,
+    /// `up`, `draining` or `down`.
+    state: &'static str,
+    check_down: bool,
+    agent: String,
+    agent_down: bool,
+    ejected_for_ms: u64,
+    ejections: u32,
+    in_flight: u32,
+    latency_ms: f64,
+    weight_ratio: f64,
+}
+
+#[derive(Serialize)]
+struct Legacy {
+    address: String,
+    up: bool,
+}
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The status document.
+pub fn render(shared: &SharedSnapshot, tunnel: &Tunnel) -> String {
+    let snap = shared.load_full();
+    let summary = snap.summary();
+    let reloads = shared.reload_status();
+    let by_state = |total: usize, of: &dyn Fn(MigrationState) -> usize| ByState {
+        total,
+        legacy: of(MigrationState::Legacy),
+        maintenance: of(MigrationState::Maintenance),
+        migrated: of(MigrationState::Migrated),
+    };
+    let now = health::now_ms();
+    let pools = snap
+        .config
+        .pools
+        .iter()
+        .zip(snap.live.pools())
+        .map(|(p, live)| Pool {
+            name: p.name.clone(),
+            in_flight: live.totals().in_flight,
+            servers: p
+                .servers
+                .iter()
+                .zip(live.servers())
+                .map(|(conf, s)| {
+                    let h = s.health(now);
+                    Server {
+                        id: conf.id.clone(),
+                        address: conf.address.to_string(),
+                        state: match h.admission {
+                            Admission::Up => "up",
+                            Admission::Drain => "draining",
+                            Admission::Down => "down",
+                        },
+                        check_down: h.check_down,
+                        agent: format!("{:?}", h.agent).to_lowercase(),
+                        agent_down: h.agent_down,
+                        ejected_for_ms: h.ejected_for_ms,
+                        ejections: h.ejections,
+                        in_flight: s.in_flight(),
+                        latency_ms: f64::from(s.latency(now)) / 1000.0,
+                        weight_ratio: f64::from(s.effective_weight())
+                            / f64::from((conf.weight * health::WEIGHT_SCALE).max(1)),
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    let status = Status {
+        version: env!("CARGO_PKG_VERSION"),
+        generation: snap.generation,
+        reload: Reload {
+            last_good: reloads.last_good.map(|(at, generation)| Good {
+                at: unix(at),
+                generation,
+            }),
+            last_failed: reloads.last_failed.map(|(at, problems)| Failed {
+                at: unix(at),
+                problems: problems.lines().map(str::to_string).collect(),
+            }),
+        },
+        tenants: by_state(summary.tenants, &|s| summary.tenants_in(s)),
+        hosts: by_state(summary.hosts, &|s| summary.hosts_in(s)),
+        pools,
+        legacy: snap.config.legacy.as_ref().map(|l| Legacy {
+            address: l.address.to_string(),
+            up: tunnel.is_up(),
+        }),
+    };
+    serde_json::to_string_pretty(&status).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
