@@ -4,10 +4,12 @@
 //! A server of weight `w` in a pool of total weight `W` may hold at most
 //! `ceil(c * w / W * U)` capacity units, where `U` is the sum of the costs
 //! of the pool's sites (a tier's `cost` per site) and `c` the balance
-//! factor. Tenants are taken in a fixed pseudo-random order (a bijective mix
-//! of their ring point, ties by table index) and each gets the first server
-//! of its ring walk that still has room (Mirrokni, Thorup, Zadimoghaddam,
-//! "Consistent Hashing with Bounded Loads", 2018). The order and the rings
+//! factor (Mirrokni, Thorup, Zadimoghaddam, "Consistent Hashing with
+//! Bounded Loads", 2018). A tenant keeps its first ring server unless that
+//! server is over its cap; then the server's tenants, in a fixed
+//! pseudo-random order (a bijective mix of their ring point, ties by table
+//! index), keep it until it is full, and the others walk on, in the same
+//! order, to the first server with room. The order and the rings
 //! depend only on the config and the tenant table, so every instance
 //! computes the same homes.
 
@@ -35,6 +37,15 @@ fn mix(mut x: u32) -> u32 {
 
 /// The home server of every site (indexed like `sites`), with the load
 /// each server ends up holding (capacity units, per pool).
+///
+/// In three passes, so that the million-site common case is one pass in
+/// table order (no sort, no random access): every site's first ring
+/// server and the demand on each server; then, only on the servers asked
+/// for more than their cap, their sites in the fixed order keep the server
+/// until it is full; the rest, in the same order, walk on to the first
+/// server with room. A server's own sites are never displaced by another's
+/// overflow (unlike the one-pass greedy of the paper), which keeps more
+/// sites on their ring server; the bound is the same.
 pub fn assign(
     config: &Config,
     rings: &[Ring],
@@ -64,41 +75,77 @@ pub fn assign(
         .iter()
         .map(|p| vec![0; p.servers.len()])
         .collect();
-    // (mix, index) packed in one word: a plain integer sort.
-    let mut order: Vec<u64> = sites
-        .iter()
-        .enumerate()
-        .map(|(i, s)| u64::from(mix(s.ring_point)) << 32 | i as u64)
-        .collect();
-    order.sort_unstable();
+    let place = |s: &Site| {
+        let tier = config.tier(s.tier);
+        (usize::from(tier.pool), u64::from(tier.cost))
+    };
+
+    // 1. Every site on its first ring server.
     let mut homes = vec![0 as ServerIdx; sites.len()].into_boxed_slice();
-    let mut walk = Vec::new();
-    for key in order {
-        let i = key as u32;
-        let site = sites[i as usize];
-        let tier = config.tier(site.tier);
-        let pool = usize::from(tier.pool);
-        let (ring, cap, load) = (&rings[pool], &caps[pool], &mut loads[pool]);
-        let cost = u64::from(tier.cost);
+    for (site, home) in sites.iter().zip(homes.iter_mut()) {
+        let (pool, cost) = place(site);
         let mut first = [0; 1];
-        if ring.preference_into(site.ring_point, &mut first) == 0 {
-            continue;
+        if rings[pool].preference_into(site.ring_point, &mut first) == 1 {
+            *home = first[0];
+            loads[pool][usize::from(first[0])] += cost;
         }
-        let fits = |s: ServerIdx, load: &[u64]| load[usize::from(s)] + cost <= cap[usize::from(s)];
-        let home = if fits(first[0], load) {
-            first[0]
+    }
+    let over: Vec<Vec<bool>> = loads
+        .iter()
+        .zip(&caps)
+        .map(|(l, c)| l.iter().zip(c).map(|(l, c)| l > c).collect())
+        .collect();
+    if !over.iter().flatten().any(|&o| o) {
+        return (homes, loads);
+    }
+
+    // 2. The sites of overloaded servers, in the fixed order ((mix, index)
+    //    packed in one word: a plain integer sort), keep their server
+    //    while it has room.
+    let mut contested: Vec<u64> = sites
+        .iter()
+        .zip(homes.iter())
+        .enumerate()
+        .filter(|(_, (site, home))| over[place(site).0][usize::from(**home)])
+        .map(|(i, (site, _))| u64::from(mix(site.ring_point)) << 32 | i as u64)
+        .collect();
+    contested.sort_unstable();
+    for (pool, o) in over.iter().enumerate() {
+        for (s, &o) in o.iter().enumerate() {
+            if o {
+                loads[pool][s] = 0;
+            }
+        }
+    }
+    let mut overflow = Vec::new();
+    for key in contested {
+        let i = key as u32 as usize;
+        let (pool, cost) = place(&sites[i]);
+        let s = usize::from(homes[i]);
+        if loads[pool][s] + cost <= caps[pool][s] {
+            loads[pool][s] += cost;
         } else {
-            // Rare (the overflow of the fullest servers): walk on.
-            walk.clear();
-            walk.extend(ring.preference(site.ring_point));
-            walk.iter()
-                .copied()
-                .find(|&s| fits(s, load))
-                .or_else(|| walk.iter().copied().min_by_key(|&s| load[usize::from(s)]))
-                .unwrap_or(first[0])
-        };
+            overflow.push(i);
+        }
+    }
+
+    // 3. The overflow, in the same order, walks on to room.
+    let mut walk = Vec::new();
+    for i in overflow {
+        let site = sites[i];
+        let (pool, cost) = place(&site);
+        let (cap, load) = (&caps[pool], &mut loads[pool]);
+        let fits = |s: ServerIdx, load: &[u64]| load[usize::from(s)] + cost <= cap[usize::from(s)];
+        walk.clear();
+        walk.extend(rings[pool].preference(site.ring_point));
+        let home = walk
+            .iter()
+            .copied()
+            .find(|&s| fits(s, load))
+            .or_else(|| walk.iter().copied().min_by_key(|&s| load[usize::from(s)]))
+            .unwrap_or(homes[i]);
         load[usize::from(home)] += cost;
-        homes[i as usize] = home;
+        homes[i] = home;
     }
     (homes, loads)
 }
