@@ -2,13 +2,12 @@
 //! and how the tunnel to the legacy balancer is used and checked.
 
 use std::path::Path;
-use std::time::Duration;
 
 use http::HeaderName;
 
 use super::super::raw::{RawForward, RawLegacy, RawProbe, Spanned};
 use super::super::{Collector, Forward, Legacy, Probe, UpstreamProtocol};
-use super::values::{duration, int, socket_addr};
+use super::values::{duration, int, interval_and_timeout, socket_addr};
 
 pub(super) fn forward(c: &mut Collector<'_>, f: RawForward) -> Forward {
     let mut trusted_proxies = Vec::new();
@@ -124,24 +123,13 @@ pub(super) fn probe(c: &mut Collector<'_>, key: &str, p: RawProbe) -> Option<Pro
             }
         },
     };
-    let interval = duration(c, &format!("{key}.interval"), p.interval, 2);
-    let timeout_span = p.timeout.as_ref().map(|t| t.span());
-    let timeout = duration(c, &format!("{key}.timeout"), p.timeout, 1);
-    if timeout > interval {
-        if let Some(span) = timeout_span {
-            c.at(
-                span,
-                format!("{key}.timeout"),
-                format!("must not be longer than {key}.interval"),
-            );
-        }
-    }
+    let (interval, timeout) = interval_and_timeout(c, key, p.interval, p.timeout);
     let rise = int(c, &format!("{key}.rise"), p.rise, 2, 1, 100) as u32;
     let fall = int(c, &format!("{key}.fall"), p.fall, 3, 1, 100) as u32;
     Some(Probe {
         path: path?,
         host: host?,
-        interval: interval.max(Duration::from_millis(10)),
+        interval,
         timeout,
         rise,
         fall,

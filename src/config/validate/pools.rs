@@ -4,12 +4,10 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
-use std::time::Duration;
-
 use super::super::raw::{RawAgent, RawEject, RawServer, Spanned};
 use super::super::{Agent, Collector, Eject, EjectOn, Pool, PoolId, Server, Tier, is_valid_name};
 use super::legacy::probe;
-use super::values::{duration, int, socket_addr};
+use super::values::{duration, int, interval_and_timeout, socket_addr};
 
 const MAX_TIERS: usize = 255;
 const MAX_POOLS: usize = 255;
@@ -87,21 +85,11 @@ pub(super) fn pools_of(
 /// `[pools.NAME.agent]`.
 fn agent(c: &mut Collector<'_>, key: &str, a: RawAgent) -> Agent {
     let port = int(c, &format!("{key}.agent.port"), Some(a.port), 1, 1, 65535) as u16;
-    let interval = duration(c, &format!("{key}.agent.interval"), a.interval, 2);
-    let timeout_span = a.timeout.as_ref().map(|t| t.span());
-    let timeout = duration(c, &format!("{key}.agent.timeout"), a.timeout, 1);
-    if timeout > interval {
-        if let Some(span) = timeout_span {
-            c.at(
-                span,
-                format!("{key}.agent.timeout"),
-                format!("must not be longer than {key}.agent.interval"),
-            );
-        }
-    }
+    let (interval, timeout) =
+        interval_and_timeout(c, &format!("{key}.agent"), a.interval, a.timeout);
     Agent {
         port,
-        interval: interval.max(Duration::from_millis(10)),
+        interval,
         timeout,
     }
 }

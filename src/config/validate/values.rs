@@ -83,3 +83,27 @@ pub(crate) fn is_token(s: &str) -> bool {
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
+
+/// `KEY.interval` and `KEY.timeout` of a periodic check (defaults 2 s and
+/// 1 s); a timeout longer than the interval is refused at its line. The
+/// interval is at least 10 ms.
+pub(crate) fn interval_and_timeout(
+    c: &mut Collector<'_>,
+    key: &str,
+    interval: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+) -> (Duration, Duration) {
+    let interval = duration(c, &format!("{key}.interval"), interval, 2);
+    let timeout_span = timeout.as_ref().map(|t| t.span());
+    let timeout = duration(c, &format!("{key}.timeout"), timeout, 1);
+    if timeout > interval {
+        if let Some(span) = timeout_span {
+            c.at(
+                span,
+                format!("{key}.timeout"),
+                format!("must not be longer than {key}.interval"),
+            );
+        }
+    }
+    (interval.max(Duration::from_millis(10)), timeout)
+}
