@@ -23,10 +23,16 @@ impl FileStamp {
     /// Modified less than 2 s ago (or in the future): another write could
     /// still land within the same timestamp tick and leave the stamp as is.
     pub fn is_recent(&self) -> bool {
-        let now = std::time::SystemTime::now()
+        !self.settled_before(std::time::SystemTime::now())
+    }
+
+    /// Last modified at least 2 s before `t` (git's "racily clean" margin):
+    /// a read at `t` saw the content this stamp stands for.
+    pub fn settled_before(&self, t: std::time::SystemTime) -> bool {
+        let t = t
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);
-        now - self.mtime_ns < 2_000_000_000
+        t - self.mtime_ns >= 2_000_000_000
     }
 
     pub fn from_metadata(m: &std::fs::Metadata) -> Option<FileStamp> {

@@ -49,6 +49,14 @@ impl Fingerprint {
         )
     }
 
+    /// Whether every file was last written well before `t` (so that a
+    /// snapshot read from `t` on holds exactly these files).
+    pub fn settled_before(&self, t: std::time::SystemTime) -> bool {
+        self.0
+            .iter()
+            .all(|(_, id)| id.as_ref().is_some_and(|id| id.stamp.settled_before(t)))
+    }
+
     /// Whether a file is missing (being replaced, most likely).
     pub fn incomplete(&self) -> bool {
         self.0.iter().any(|(_, id)| id.is_none())

@@ -83,16 +83,22 @@ pub struct Reloader {
 
 impl Reloader {
     /// A reloader of `dir`, whose current content `shared` already serves.
+    ///
+    /// The files serving are known only if they were all written well
+    /// before the snapshot was read (one written since could hide behind a
+    /// fingerprint taken now); otherwise the first event reloads whatever
+    /// it finds.
     pub fn new(shared: Arc<SharedSnapshot>, dir: &Path, metrics: Arc<Metrics>) -> Reloader {
         let snap = shared.load_full();
-        let last = Fingerprint::of(dir, &snap.config);
         metrics.reload.generation.set(snap.generation as f64);
+        let now = Fingerprint::of(dir, &snap.config);
+        let serving = now.settled_before(snap.read_from).then_some(now);
         Reloader {
             shared,
             dir: dir.to_path_buf(),
             metrics,
             last: Mutex::new(Seen {
-                serving: Some(last),
+                serving,
                 refused: None,
             }),
         }
@@ -237,5 +243,77 @@ fn rewatch(watcher: &mut notify::RecommendedWatcher, watched: &mut Vec<PathBuf>,
             Ok(()) => watched.push(dir),
             Err(e) => tracing::warn!(folder = %dir.display(), error = %e, "cannot watch"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::Snapshot;
+
+    fn folder() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let w = |n: &str, t: &str| std::fs::write(dir.path().join(n), t).unwrap();
+        w(
+            "predictor.toml",
+            "tenants = \"tenants.tsv\"\nmigration = \"migration.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\n\
+             [tiers.web]\npool = \"p\"\n[pools.p]\nservers = [{ id = \"a\", address = \"127.0.0.1:9\" }]\n",
+        );
+        w("tenants.tsv", "a.example\tt1\tweb\tf1\n");
+        w("migration.toml", "default = \"migrated\"\n");
+        dir
+    }
+
+    fn age(dir: &Path) {
+        for f in ["predictor.toml", "tenants.tsv", "migration.toml"] {
+            let file = std::fs::File::options()
+                .write(true)
+                .open(dir.join(f))
+                .unwrap();
+            file.set_modified(SystemTime::now() - Duration::from_secs(60))
+                .unwrap();
+        }
+    }
+
+    fn reloader(dir: &Path) -> Reloader {
+        let shared = Arc::new(SharedSnapshot::new(Snapshot::load(dir).unwrap()));
+        Reloader::new(shared, dir, Arc::new(Metrics::new()))
+    }
+
+    #[test]
+    fn files_written_well_before_the_load_are_known_to_serve() {
+        let dir = folder();
+        age(dir.path());
+        let r = reloader(dir.path());
+        assert_eq!(r.reload(false), Outcome::Unchanged);
+        assert_eq!(
+            r.reload(true),
+            Outcome::Reloaded(2),
+            "SIGHUP always reloads"
+        );
+    }
+
+    #[test]
+    fn files_written_just_before_the_load_are_read_again() {
+        let dir = folder();
+        let r = reloader(dir.path());
+        assert_eq!(r.reload(false), Outcome::Reloaded(2));
+        // Now known: the same files again change nothing.
+        assert_eq!(r.reload(false), Outcome::Unchanged);
+    }
+
+    #[test]
+    fn a_refused_version_is_not_tried_again_and_a_missing_file_is_waited_for() {
+        let dir = folder();
+        age(dir.path());
+        let r = reloader(dir.path());
+        std::fs::write(dir.path().join("tenants.tsv"), "a.example\tt1\tnope\tf1\n").unwrap();
+        assert_eq!(r.reload(false), Outcome::Refused);
+        assert_eq!(r.reload(false), Outcome::Unchanged);
+        assert!(r.status().last_failed.is_some());
+        std::fs::remove_file(dir.path().join("tenants.tsv")).unwrap();
+        assert_eq!(r.reload(false), Outcome::Incomplete);
+        std::fs::write(dir.path().join("tenants.tsv"), "a.example\tt1\tweb\tf2\n").unwrap();
+        assert_eq!(r.reload(false), Outcome::Reloaded(2));
     }
 }

@@ -64,13 +64,19 @@ pub struct Snapshot {
     pub tenants_stamp: Option<FileStamp>,
     /// Counts for operators, computed on first ask (walks every tenant).
     summary: std::sync::OnceLock<Summary>,
+    /// When reading its files began: files last written well before are
+    /// known to be what it holds.
+    pub read_from: std::time::SystemTime,
 }
 
 impl Snapshot {
     /// Loads and validates every file of the config folder `dir`.
     pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
+        let read_from = std::time::SystemTime::now();
         let config = Config::load(dir)?;
-        Self::from_config(config)
+        let mut snap = Self::from_config(config)?;
+        snap.read_from = read_from;
+        Ok(snap)
     }
 
     /// Loads `dir` again after `prev`: the tenant table (and the placement
@@ -78,13 +84,16 @@ impl Snapshot {
     /// config would read it the same way, so that a change of the state
     /// file or of a setting costs no re-parse of a million-line table.
     pub fn load_after(dir: &Path, prev: &Snapshot) -> Result<Snapshot, ConfigError> {
+        let read_from = std::time::SystemTime::now();
         let config = Config::load(dir)?;
         let same_table = prev.tenants_stamp.is_some()
             && prev.config.tenants_file == config.tenants_file
             && tier_names(&prev.config) == tier_names(&config)
             && FileStamp::of(&config.tenants_file) == prev.tenants_stamp;
         if !same_table {
-            return Self::from_config(config);
+            let mut snap = Self::from_config(config)?;
+            snap.read_from = read_from;
+            return Ok(snap);
         }
         let same_placement = prev.config.pools == config.pools
             && prev.config.tiers == config.tiers
@@ -94,7 +103,9 @@ impl Snapshot {
             stamp: prev.tenants_stamp,
             placement: same_placement.then(|| prev.placement.clone()),
         };
-        Self::build(config, Some(kept))
+        let mut snap = Self::build(config, Some(kept))?;
+        snap.read_from = read_from;
+        Ok(snap)
     }
 
     /// Loads the files named by an already validated `config`.
@@ -103,6 +114,7 @@ impl Snapshot {
     }
 
     fn build(config: Config, kept: Option<Kept>) -> Result<Snapshot, ConfigError> {
+        let read_from = std::time::SystemTime::now();
         // Read both files before failing, to report all problems at once.
         let (tenants, stamp, placement) = match kept {
             Some(k) => (Ok(k.tenants), k.stamp, k.placement),
@@ -182,6 +194,7 @@ impl Snapshot {
             tenants,
             tenants_stamp: stamp,
             summary: std::sync::OnceLock::new(),
+            read_from,
             migration: Arc::new(states),
             maintenance_page,
             retry_after,
