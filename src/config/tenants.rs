@@ -33,8 +33,11 @@ pub fn load_stamped(config: &Config) -> Result<(TenantTable, Option<FileStamp>),
         source,
     })?;
     let before = file.metadata().ok();
-    // The file size tells roughly how many lines to expect (~40 bytes each).
-    let hint = before.as_ref().map_or(0, |m| (m.len() / 40) as usize);
+    // The file size bounds how many lines there can be. Reserving for
+    // short lines (16 bytes) costs address space, not memory: pages never
+    // written are never resident, while growing a vector past a low guess
+    // copies it and holds both copies at once (the reload's memory peak).
+    let hint = before.as_ref().map_or(0, |m| (m.len() / 16) as usize);
     let before = before.as_ref().and_then(FileStamp::from_metadata);
     let reader = std::io::BufReader::with_capacity(1 << 20, &file);
     let table = parse(path, reader, config, hint)?;
