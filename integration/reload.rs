@@ -10,7 +10,7 @@ use std::time::Duration;
 use predictor::reload::{Reloader, watch};
 
 use crate::support::backend::Backend;
-use crate::support::{Folder, Proxy, WAIT, config_toml, get, metric};
+use crate::support::{Folder, Proxy, WAIT, config_toml, eventually, get, metric};
 
 /// Two pools, one site; `tenants(pool)` puts the site on one of them.
 fn toml(a: &Backend, b: &Backend) -> String {
@@ -30,6 +30,7 @@ const MIGRATED: &str = "default = \"migrated\"\n";
 struct Watched {
     proxy: Proxy,
     reloader: Arc<Reloader>,
+    dir: std::path::PathBuf,
     _stop: tokio::sync::watch::Sender<bool>,
 }
 
@@ -45,12 +46,55 @@ impl Watched {
         ));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(watch(reloader.clone(), stopped));
-        // Let the watch start before the test changes anything.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        eventually("the watch to start", || reloader.watching()).await;
         Watched {
             proxy,
             reloader,
+            dir: dir.to_path_buf(),
             _stop: stop,
+        }
+    }
+
+    /// Reload attempts handled by the watch so far, of any result.
+    fn handled(&self) -> f64 {
+        ["ok", "error", "unchanged", "waiting"]
+            .iter()
+            .map(|r| self.reloads(r))
+            .sum()
+    }
+
+    /// Waits until the watch has handled every change made so far: a file
+    /// the config does not read is written, until one such burst ends as
+    /// "unchanged" (a burst that still held a change ends otherwise).
+    async fn settle(&self) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        for n in 0u32.. {
+            let (handled, unchanged) = (self.handled(), self.reloads("unchanged"));
+            std::fs::write(self.dir.join("barrier"), n.to_string()).unwrap();
+            while self.handled() <= handled {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the watch did not settle: {:?}",
+                    self.reloader.status()
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            if self.reloads("unchanged") > unchanged {
+                return;
+            }
+        }
+    }
+
+    /// Waits until the site is served by `name`.
+    async fn until_served_by(&self, name: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.who().await != name {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not served by {name}; status {:?}",
+                self.reloader.status()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -69,19 +113,11 @@ impl Watched {
         )
     }
 
-    /// Waits until the site is served by `name`, then long enough for any
-    /// further reload to have happened, and checks there was exactly one.
+    /// Waits until the site is served by `name` and the watch has handled
+    /// every event, and checks there was exactly one reload.
     async fn expect_one_reload_to(&self, name: &str) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while self.who().await != name {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the change was not applied; status {:?}",
-                self.reloader.status()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.until_served_by(name).await;
+        self.settle().await;
         assert_eq!(self.generation(), 2, "{:?}", self.reloader.status());
         assert_eq!(self.reloads("ok"), 1.0);
         assert_eq!(self.reloads("error"), 0.0);
@@ -115,8 +151,10 @@ async fn a_delete_and_create_reloads_once() {
     let f = Folder::new(&toml(&a, &b), &tenants("a"), MIGRATED);
     let w = Watched::start(f.path()).await;
     std::fs::remove_file(f.path().join("tenants.tsv")).unwrap();
-    // Longer than the quiet time: the watch sees the folder without it.
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    eventually("the watch to wait for the file", || {
+        w.reloads("waiting") >= 1.0
+    })
+    .await;
     assert_eq!(w.who().await, "a", "the old table keeps serving");
     f.write("tenants.tsv", &tenants("b"));
     w.expect_one_reload_to("b").await;
@@ -192,14 +230,10 @@ async fn bad_versions_are_refused_and_the_next_good_one_applies() {
     for (i, (file, text)) in bad.iter().enumerate() {
         let good = std::fs::read_to_string(f.path().join(file)).unwrap();
         f.write(file, text);
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while w.reloads("error") < (i + 1) as f64 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{file} {text:?} not refused"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually(&format!("{file} {text:?} refused"), || {
+            w.reloads("error") >= (i + 1) as f64
+        })
+        .await;
         assert_eq!(w.who().await, "a", "the old snapshot serves");
         let status = w.reloader.status();
         assert!(status.last_failed.is_some(), "{status:?}");
@@ -209,18 +243,17 @@ async fn bad_versions_are_refused_and_the_next_good_one_applies() {
     // folder was written just before the start, so what serves is not
     // known by its files); after that, a file written back as it serves
     // changes nothing.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    w.settle().await;
     assert!(w.generation() <= 2, "{}", w.generation());
     let generation = w.generation();
     let good = std::fs::read_to_string(f.path().join("migration.toml")).unwrap();
     f.write("migration.toml", "default = \"migrated\n");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while w.reloads("error") < (bad.len() + 1) as f64 {
-        assert!(tokio::time::Instant::now() < deadline, "not refused");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("the state file refused", || {
+        w.reloads("error") >= (bad.len() + 1) as f64
+    })
+    .await;
     f.write("migration.toml", &good);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    w.settle().await;
     assert_eq!(
         w.generation(),
         generation,
@@ -228,15 +261,7 @@ async fn bad_versions_are_refused_and_the_next_good_one_applies() {
     );
     // The next real change applies.
     f.write("tenants.tsv", &tenants("b"));
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while w.who().await != "b" {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{:?}",
-            w.reloader.status()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    w.until_served_by("b").await;
     assert_eq!(w.generation(), generation + 1);
 }
 
@@ -372,16 +397,9 @@ async fn rewrites_under_load_fail_no_request_and_never_mix_snapshots() {
                 )
             };
             f.write(file, &bad);
-            let deadline = tokio::time::Instant::now() + WAIT;
-            while w.reloads("error") <= errors {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "bad version not refused"
-                );
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            eventually("the bad version refused", || w.reloads("error") > errors).await;
             f.write(file, &good);
-            tokio::time::sleep(Duration::from_millis(60)).await;
+            w.settle().await;
             rewrites += 2;
             continue;
         }
@@ -454,11 +472,7 @@ async fn the_admin_status_shows_the_last_good_and_failed_reload() {
     assert_eq!(s["pools"][0]["servers"][0]["state"], "up");
 
     f.write("tenants.tsv", "s.example\tt1\tnope\tf1\n");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while w.reloads("error") < 1.0 {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("the table refused", || w.reloads("error") >= 1.0).await;
     let s = status().await;
     let problem = s["reload"]["last_failed"]["problems"][0].as_str().unwrap();
     assert!(problem.contains("tenants.tsv:1"), "{problem}");
@@ -466,10 +480,7 @@ async fn the_admin_status_shows_the_last_good_and_failed_reload() {
     assert_eq!(s["generation"], 1);
 
     f.write("tenants.tsv", &tenants("b"));
-    while w.who().await != "b" {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    w.until_served_by("b").await;
     let s = status().await;
     assert_eq!(s["reload"]["last_good"]["generation"], 2);
     assert!(

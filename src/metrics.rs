@@ -58,6 +58,8 @@ pub struct ReloadMetrics {
     pub error: Counter,
     /// Watch events after which the files were as last loaded.
     pub unchanged: Counter,
+    /// Watch events after which a file was missing (mid-replacement).
+    pub waiting: Counter,
     /// The generation of the snapshot serving.
     pub generation: Gauge,
     /// From the start of a reload to the new snapshot serving.
@@ -130,7 +132,7 @@ impl Metrics {
         let reload_result = |result: &'static str| {
             r.counter_with(
                 "predictor_reloads_total",
-                "Config reloads, by result (ok, error: refused and the old config kept, unchanged: files as last loaded).",
+                "Config reloads, by result (ok, error: refused and the old config kept, unchanged: files as last loaded, waiting: a file missing mid-replacement).",
                 vec![Label::new("result", result)],
             )
         };
@@ -138,6 +140,7 @@ impl Metrics {
             ok: reload_result("ok"),
             error: reload_result("error"),
             unchanged: reload_result("unchanged"),
+            waiting: reload_result("waiting"),
             generation: r.gauge(
                 "predictor_config_generation",
                 "Generation of the config snapshot serving (1 at start, one more per reload).",

@@ -9,7 +9,6 @@ use serde::Serialize;
 
 use crate::health;
 use crate::legacy::Tunnel;
-use crate::placement::choose::Admission;
 use crate::routing::migration::MigrationState;
 use crate::snapshot::SharedSnapshot;
 
@@ -115,11 +114,7 @@ pub fn render(shared: &SharedSnapshot, tunnel: &Tunnel) -> String {
                     Server {
                         id: conf.id.clone(),
                         address: conf.address.to_string(),
-                        state: match h.admission {
-                            Admission::Up => "up",
-                            Admission::Drain => "draining",
-                            Admission::Down => "down",
-                        },
+                        state: h.admission.as_str(),
                         check_down: h.check_down,
                         agent: format!("{:?}", h.agent).to_lowercase(),
                         agent_down: h.agent_down,
@@ -127,8 +122,7 @@ pub fn render(shared: &SharedSnapshot, tunnel: &Tunnel) -> String {
                         ejections: h.ejections,
                         in_flight: s.in_flight(),
                         latency_ms: f64::from(s.latency(now)) / 1000.0,
-                        weight_ratio: f64::from(s.effective_weight())
-                            / f64::from((conf.weight * health::WEIGHT_SCALE).max(1)),
+                        weight_ratio: s.weight_ratio(),
                     }
                 })
                 .collect(),

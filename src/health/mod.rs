@@ -133,10 +133,7 @@ pub fn exposition(snap: &crate::snapshot::Snapshot) -> String {
                     1 => f64::from(u8::from(h.admission == Admission::Drain)),
                     2 => f64::from(s.in_flight()),
                     3 => f64::from(s.latency(now)) / 1e6,
-                    4 => {
-                        f64::from(s.effective_weight())
-                            / f64::from((conf.weight * WEIGHT_SCALE).max(1))
-                    }
+                    4 => s.weight_ratio(),
                     _ => f64::from(h.ejections),
                 };
                 let _ = writeln!(

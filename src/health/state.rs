@@ -194,6 +194,12 @@ impl ServerState {
         self.effective.load(Relaxed)
     }
 
+    /// The effective weight as a share of the configured one (what the
+    /// agent reports: 0.75 for "75%").
+    pub fn weight_ratio(&self) -> f64 {
+        f64::from(self.effective_weight()) / f64::from((self.weight * WEIGHT_SCALE).max(1))
+    }
+
     /// The Peak-EWMA latency, decaying towards 0 while no answer updates
     /// it (so a server that had one slow spell gets traffic again).
     pub fn latency(&self, now_ms: u64) -> u32 {

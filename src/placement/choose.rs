@@ -49,6 +49,17 @@ pub struct Live {
     pub latency_us: u32,
 }
 
+impl Admission {
+    /// `up`, `draining` or `down`, for operators.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Admission::Up => "up",
+            Admission::Drain => "draining",
+            Admission::Down => "down",
+        }
+    }
+}
+
 impl Live {
     pub const IDLE: Live = Live {
         admission: Admission::Up,
@@ -56,6 +67,17 @@ impl Live {
         in_flight: 0,
         latency_us: 0,
     };
+}
+
+/// Whether the server at position `i` of a preference list, with
+/// `admission`, is in the affinity set of size `k` when `members` servers
+/// before it are: the first `k` not down, a draining one only where it
+/// stands among the first `k` anyway (it takes no down server's sites).
+#[inline]
+pub fn is_member(i: usize, admission: Admission, members: usize, k: usize) -> bool {
+    let down = admission == Admission::Down;
+    let drain = admission == Admission::Drain;
+    (members < k) & !down & (!drain | (i < k))
 }
 
 /// The in-flight cap of a server of `weight` out of `total_weight`, with
@@ -136,10 +158,7 @@ pub fn order(
         let in_flight = f64::from(l.in_flight);
         let within = in_flight < cap;
         let down = l.admission == Admission::Down;
-        // A draining server stays a member where it was one, but does not
-        // become one because a server before it is down (no new sites).
-        let drain = l.admission == Admission::Drain;
-        let member = (a < k) & !down & (!drain | (i < k));
+        let member = is_member(i, l.admission, a, k);
         a += usize::from(member);
         any_within |= member & within;
         calm &= !member | (in_flight * 2.0 <= cap);

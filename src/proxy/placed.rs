@@ -97,36 +97,43 @@ impl Placed {
         targets: &[SocketAddr],
         result: &Result<Exchange, ProxyError>,
     ) -> InFlight {
-        let pool = self.in_flight.pool().clone();
-        let eject = &pool.eject;
         let at = Instant::now();
         let now = health::ms_at(at);
         let tried = &self.servers[..usize::from(self.n)];
-        match result {
-            Ok(ex) => {
-                let i = usize::from(ex.attempt).min(tried.len() - 1);
-                for &s in &tried[..i] {
-                    pool.server(s).failed(now, eject);
-                }
-                let s = pool.server(tried[i]);
-                let rtt = at.saturating_duration_since(self.sent_at);
-                s.responded(rtt.as_micros() as u32, now);
-                if eject.on.fails(ex.response.status().as_u16()) {
-                    s.failed(now, eject);
-                } else {
-                    s.succeeded(now, eject);
-                }
-                self.in_flight.move_to(tried[i]);
-            }
-            Err(e) => {
-                if let Some(addr) = e.failed_server() {
-                    // Every server up to the one that failed last.
-                    let last = targets.iter().position(|t| *t == addr);
-                    for &s in &tried[..last.map_or(0, |i| i + 1).min(tried.len())] {
+        // The server that answered, once the pool's borrow has ended.
+        let mut answered = None;
+        {
+            let pool = self.in_flight.pool();
+            let eject = &pool.eject;
+            match result {
+                Ok(ex) => {
+                    let i = usize::from(ex.attempt).min(tried.len() - 1);
+                    for &s in &tried[..i] {
                         pool.server(s).failed(now, eject);
+                    }
+                    let s = pool.server(tried[i]);
+                    let rtt = at.saturating_duration_since(self.sent_at);
+                    s.responded(rtt.as_micros() as u32, now);
+                    if eject.on.fails(ex.response.status().as_u16()) {
+                        s.failed(now, eject);
+                    } else {
+                        s.succeeded(now, eject);
+                    }
+                    answered = Some(tried[i]);
+                }
+                Err(e) => {
+                    if let Some(addr) = e.failed_server() {
+                        // Every server up to the one that failed last.
+                        let last = targets.iter().position(|t| *t == addr);
+                        for &s in &tried[..last.map_or(0, |i| i + 1).min(tried.len())] {
+                            pool.server(s).failed(now, eject);
+                        }
                     }
                 }
             }
+        }
+        if let Some(s) = answered {
+            self.in_flight.move_to(s);
         }
         self.in_flight
     }

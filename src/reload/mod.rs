@@ -79,6 +79,8 @@ pub struct Reloader {
     /// One reload at a time; holds the fingerprints of the files serving
     /// and of the last refused ones.
     last: Mutex<Seen>,
+    /// Set once the folder watch is installed.
+    watching: std::sync::atomic::AtomicBool,
 }
 
 impl Reloader {
@@ -101,7 +103,14 @@ impl Reloader {
                 serving,
                 refused: None,
             }),
+            watching: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Whether [`watch`] has installed its watch (changes from then on
+    /// are seen).
+    pub fn watching(&self) -> bool {
+        self.watching.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn dir(&self) -> &Path {
@@ -131,6 +140,7 @@ impl Reloader {
         if !force && now.incomplete() {
             // Deleted and not yet created again: the creation is another
             // event, and the reload happens then.
+            self.metrics.reload.waiting.increment(1);
             tracing::debug!("a config file is missing; waiting for it");
             return Outcome::Incomplete;
         }
@@ -207,6 +217,9 @@ pub async fn watch(
             source: notify::Error::generic("no folder could be watched"),
         });
     }
+    reloader
+        .watching
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     tracing::info!(folders = watched.len(), "watching the config folder");
     loop {
         // Wait for the first event of a burst.

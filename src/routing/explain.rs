@@ -8,8 +8,8 @@ use super::host::{HostError, normalize};
 use super::migration::{MigrationState, StateSource};
 use super::tenants::MatchKind;
 use super::{Action, RouteKind};
-use crate::health::{self, WEIGHT_SCALE};
-use crate::placement::choose::Admission;
+use crate::health;
+use crate::placement::choose::{self, Admission};
 use crate::snapshot::Snapshot;
 
 /// A routing decision with everything that led to it.
@@ -129,11 +129,7 @@ pub fn explain(snap: &Snapshot, input: &str) -> Explanation {
                     let conf = &p.servers[usize::from(s)];
                     let state = live.server(s);
                     let h = state.health(now);
-                    // The rule of placement::choose: the first k not down,
-                    // a draining one only where it stands among the first k.
-                    let member = members < k
-                        && h.admission != Admission::Down
-                        && (h.admission != Admission::Drain || i < k);
+                    let member = choose::is_member(i, h.admission, members, k);
                     members += usize::from(member);
                     let mut why = Vec::new();
                     if h.check_down {
@@ -160,8 +156,7 @@ pub fn explain(snap: &Snapshot, input: &str) -> Explanation {
                         why: why.join(", "),
                         in_flight: state.in_flight(),
                         latency_us: state.latency(now),
-                        weight_percent: state.effective_weight() * 100
-                            / (conf.weight * WEIGHT_SCALE).max(1),
+                        weight_percent: (state.weight_ratio() * 100.0).round() as u32,
                     }
                 })
                 .collect();
@@ -231,11 +226,7 @@ impl fmt::Display for Explanation {
                 "servers:   (preference order: home first, then the ring; * = affinity set)"
             )?;
             for (i, s) in self.servers.iter().enumerate() {
-                let state = match s.admission {
-                    Admission::Up => "up",
-                    Admission::Drain => "draining",
-                    Admission::Down => "down",
-                };
+                let state = s.admission.as_str();
                 let mark = if s.member { '*' } else { ' ' };
                 if self.generation == 0 {
                     // From a config folder: no live state to show.
