@@ -22,6 +22,7 @@ pub mod config;
 pub mod demo;
 pub mod health;
 pub mod legacy;
+pub mod mem;
 pub mod metrics;
 pub mod placement;
 pub mod proxy;

@@ -59,6 +59,26 @@ impl Problems {
         self.omitted += other.omitted;
     }
 
+    /// Counts `n` problems found but not kept in detail.
+    pub fn omit(&mut self, n: usize) {
+        self.omitted += n;
+    }
+
+    /// Both lists in file and line order, the first [`MAX_REPORTED`] kept
+    /// (each list holding the first problems of its own kind, the first
+    /// of both are among them).
+    pub fn merge(mut self, other: Problems) -> Problems {
+        let omitted = self.omitted + other.omitted;
+        self.list.extend(other.list);
+        self.sort();
+        let extra = self.list.len().saturating_sub(MAX_REPORTED);
+        self.list.truncate(MAX_REPORTED);
+        Problems {
+            list: self.list,
+            omitted: omitted + extra,
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.list.is_empty() && self.omitted == 0
     }

@@ -46,15 +46,22 @@ fn mix(mut x: u32) -> u32 {
 /// server with room. A server's own sites are never displaced by another's
 /// overflow (unlike the one-pass greedy of the paper), which keeps more
 /// sites on their ring server; the bound is the same.
-pub fn assign(
+///
+/// `sites` is anything that reads as a [`Site`] (the tenant table's own
+/// records, so that a reload copies nothing).
+pub fn assign<S: Copy>(
     config: &Config,
     rings: &[Ring],
-    sites: &[Site],
-) -> (Box<[ServerIdx]>, Vec<Vec<u64>>) {
+    sites: &[S],
+) -> (Box<[ServerIdx]>, Vec<Vec<u64>>)
+where
+    Site: From<S>,
+{
     let c = config.placement.balance_factor;
     // Capacity units per pool, then per server.
     let mut units = vec![0u64; config.pools.len()];
-    for s in sites {
+    for &s in sites {
+        let s = Site::from(s);
         let tier = config.tier(s.tier);
         units[usize::from(tier.pool)] += u64::from(tier.cost);
     }
@@ -75,17 +82,18 @@ pub fn assign(
         .iter()
         .map(|p| vec![0; p.servers.len()])
         .collect();
-    let place = |s: &Site| {
-        let tier = config.tier(s.tier);
+    let place = |s: &S| {
+        let tier = config.tier(Site::from(*s).tier);
         (usize::from(tier.pool), u64::from(tier.cost))
     };
 
     // 1. Every site on its first ring server.
     let mut homes = vec![0 as ServerIdx; sites.len()].into_boxed_slice();
     for (site, home) in sites.iter().zip(homes.iter_mut()) {
+        let ring_point = Site::from(*site).ring_point;
         let (pool, cost) = place(site);
         let mut first = [0; 1];
-        if rings[pool].preference_into(site.ring_point, &mut first) == 1 {
+        if rings[pool].preference_into(ring_point, &mut first) == 1 {
             *home = first[0];
             loads[pool][usize::from(first[0])] += cost;
         }
@@ -107,7 +115,7 @@ pub fn assign(
         .zip(homes.iter())
         .enumerate()
         .filter(|(_, (site, home))| over[place(site).0][usize::from(**home)])
-        .map(|(i, (site, _))| u64::from(mix(site.ring_point)) << 32 | i as u64)
+        .map(|(i, (&site, _))| u64::from(mix(Site::from(site).ring_point)) << 32 | i as u64)
         .collect();
     contested.sort_unstable();
     for (pool, o) in over.iter().enumerate() {
@@ -132,8 +140,8 @@ pub fn assign(
     // 3. The overflow, in the same order, walks on to room.
     let mut walk = Vec::new();
     for i in overflow {
-        let site = sites[i];
-        let (pool, cost) = place(&site);
+        let (pool, cost) = place(&sites[i]);
+        let site = Site::from(sites[i]);
         let (cap, load) = (&caps[pool], &mut loads[pool]);
         let fits = |s: ServerIdx, load: &[u64]| load[usize::from(s)] + cost <= cap[usize::from(s)];
         walk.clear();

@@ -30,7 +30,7 @@ use hashring::DefaultHashBuilder;
 pub use ring::Ring;
 
 use crate::config::{Config, PoolId, ServerIdx};
-use crate::routing::tenants::{TenantIdx, TenantTable};
+use crate::routing::tenants::{TenantIdx, TenantRecord, TenantTable};
 
 /// Ring points per unit of server weight.
 pub const VNODES_PER_WEIGHT: u32 = 100;
@@ -66,6 +66,15 @@ pub fn home_first(out: &mut [ServerIdx], home: ServerIdx) {
     }
 }
 
+impl From<TenantRecord> for bounded::Site {
+    fn from(r: TenantRecord) -> Self {
+        bounded::Site {
+            ring_point: r.ring_point,
+            tier: r.tier,
+        }
+    }
+}
+
 /// The rings of every pool of a config, and every tenant's home server.
 #[derive(Debug, Clone)]
 pub struct Placement {
@@ -78,14 +87,7 @@ pub struct Placement {
 impl Placement {
     pub fn new(config: &Config, tenants: &TenantTable) -> Placement {
         let rings: Box<[Ring]> = config.pools.iter().map(Ring::build).collect();
-        let sites: Vec<bounded::Site> = tenants
-            .tenants()
-            .map(|(_, r)| bounded::Site {
-                ring_point: r.ring_point,
-                tier: r.tier,
-            })
-            .collect();
-        let (homes, _) = bounded::assign(config, &rings, &sites);
+        let (homes, _) = bounded::assign(config, &rings, tenants.records());
         Placement { rings, homes }
     }
 

@@ -53,272 +53,229 @@ pub struct HostIndex {
     len: usize,
 }
 
-/// A key pushed twice.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Duplicate {
-    pub key: Vec<u8>,
-    /// Tag (for instance the line) of the first occurrence.
-    pub first: u32,
-    pub first_value: u32,
-    /// Tag of the later occurrence, which is left out of the index.
-    pub again: u32,
-    pub again_value: u32,
+/// What [`HostIndexBuilder::insert`] did with a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Insert {
+    Added,
+    /// The key was already there with this value; the index keeps it.
+    Duplicate {
+        first_value: u32,
+    },
+    /// Empty, longer than [`MAX_KEY_LEN`], or past 4 GiB of long keys.
+    Refused,
 }
 
-/// Collects keys for a [`HostIndex`].
-#[derive(Default)]
+/// Builds a [`HostIndex`] in place, one key at a time.
+///
+/// The slots are allocated once, for the number of entries announced (the
+/// caller counts lines first), and each key goes straight to its final
+/// place: no list of pending entries, no second copy of the keys, so a
+/// reload holds little beyond the finished index. Insertion keeps entries
+/// in order of their home slot (Robin Hood order): a new key goes after
+/// every entry whose home is at or before its own, and the entries behind
+/// it in the cluster move up by one. Equal keys share a home, so a
+/// duplicate is met on the way. More entries than announced, or a
+/// displacement past 255, grow the table and place every key again.
 pub struct HostIndexBuilder {
-    keys: Vec<u8>,
-    pending: Vec<Pending>,
+    slots: Vec<Slot>,
+    homes: usize,
+    long_keys: Vec<u8>,
+    hasher: foldhash::quality::RandomState,
+    len: usize,
 }
 
-#[derive(Clone, Copy)]
-struct Pending {
-    hash: u64,
-    offset: u32,
-    len: u8,
-    value: u32,
-    tag: u32,
+impl Default for HostIndexBuilder {
+    fn default() -> Self {
+        Self::with_capacity(0)
+    }
+}
+
+/// Slots past the last home (for entries displaced from the last homes).
+fn slot_count(homes: usize) -> usize {
+    homes + homes.min(usize::from(u8::MAX))
 }
 
 impl HostIndexBuilder {
-    pub fn with_capacity(entries: usize, key_bytes: usize) -> Self {
+    /// A builder with room for `entries` keys.
+    pub fn with_capacity(entries: usize) -> Self {
+        Self::with_homes(
+            (entries * LOAD_DEN / LOAD_NUM).max(8),
+            foldhash::quality::RandomState::default(),
+        )
+    }
+
+    fn with_homes(homes: usize, hasher: foldhash::quality::RandomState) -> Self {
         HostIndexBuilder {
-            keys: Vec::with_capacity(key_bytes),
-            pending: Vec::with_capacity(entries),
+            slots: crate::mem::huge_vec(slot_count(homes), Slot::default()),
+            homes,
+            long_keys: Vec::new(),
+            hasher,
+            len: 0,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.pending.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.len == 0
     }
 
-    /// Adds `key -> value`; `tag` (a line number) is reported if the key
-    /// turns out to be a duplicate. Keys longer than [`MAX_KEY_LEN`] or
-    /// beyond 4 GiB of keys in total are refused with `false`.
-    pub fn push(&mut self, key: &[u8], value: u32, tag: u32) -> bool {
-        let Ok(offset) = u32::try_from(self.keys.len()) else {
-            return false;
-        };
+    /// Adds `key -> value` unless the key is already there.
+    pub fn insert(&mut self, key: &[u8], value: u32) -> Insert {
+        let h = self.hash(key);
+        self.insert_hashed(key, h, value)
+    }
+
+    /// The hash of `key` in this index.
+    pub fn hash(&self, key: &[u8]) -> u64 {
+        hash(&self.hasher, key)
+    }
+
+    /// Brings the home slot of a key of hash `h` into cache (before
+    /// [`HostIndexBuilder::insert_hashed`], a few keys ahead).
+    #[inline]
+    pub fn prefetch(&self, h: u64) {
+        crate::mem::prefetch(&self.slots, home_of(h, self.homes));
+    }
+
+    /// [`HostIndexBuilder::insert`] with the key's hash already computed.
+    pub fn insert_hashed(&mut self, key: &[u8], h: u64, value: u32) -> Insert {
         if key.is_empty() || key.len() > MAX_KEY_LEN {
-            return false;
+            return Insert::Refused;
         }
-        self.keys.extend_from_slice(key);
-        self.pending.push(Pending {
-            hash: 0,
-            offset,
-            len: key.len() as u8,
-            value,
-            tag,
-        });
-        true
-    }
-
-    /// Adds a key that `write` appends to the builder's key arena (so a
-    /// normaliser can write its output in place). A `write` error is
-    /// returned and nothing is added; an empty or oversized key is refused
-    /// with `Ok(false)`.
-    pub fn push_with<E>(
-        &mut self,
-        value: u32,
-        tag: u32,
-        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
-    ) -> Result<bool, E> {
-        let start = self.keys.len();
-        let Ok(offset) = u32::try_from(start) else {
-            return Ok(false);
+        let pos = match self.find(key, h) {
+            Ok(first_value) => return Insert::Duplicate { first_value },
+            Err(pos) => pos,
         };
-        if let Err(e) = write(&mut self.keys) {
-            self.keys.truncate(start);
-            return Err(e);
-        }
-        let len = self.keys.len() - start;
-        if len == 0 || len > MAX_KEY_LEN {
-            self.keys.truncate(start);
-            return Ok(false);
-        }
-        self.pending.push(Pending {
-            hash: 0,
-            offset,
-            len: len as u8,
-            value,
-            tag,
-        });
-        Ok(true)
-    }
-
-    /// Rewrites every value pushed so far.
-    pub fn map_values(&mut self, f: impl Fn(u32) -> u32) {
-        for p in &mut self.pending {
-            p.value = f(p.value);
-        }
-    }
-
-    /// Builds the index. Duplicated keys keep their first value and are
-    /// returned, in the order of their later occurrence.
-    pub fn build(self) -> (HostIndex, Vec<Duplicate>) {
-        let HostIndexBuilder { keys, mut pending } = self;
-        let hasher = foldhash::quality::RandomState::default();
-        for p in &mut pending {
-            p.hash = hash(&hasher, key_of(&keys, p));
-        }
-        let mut homes = (pending.len() * LOAD_DEN / LOAD_NUM).max(1);
-        let mut duplicates = Vec::new();
-        let mut slots = loop {
-            let Some(slots) = place(&pending, homes, &keys) else {
-                // A displacement above 255: only with a pathological hash
-                // distribution; spread the homes wider and place again.
-                homes = homes * 5 / 4 + 1;
-                continue;
-            };
-            let found = duplicates_in(&slots, &keys);
-            if found.is_empty() {
-                break slots;
-            }
-            // A bad table (the config layer refuses it): report, drop the
-            // later occurrences, place again.
-            duplicates = describe_duplicates(&mut pending, &keys, &found);
-        };
-        let long_bytes: usize = slots
-            .iter()
-            .filter(|s| usize::from(s.len) > INLINE)
-            .map(|s| usize::from(s.len))
-            .sum();
-        let mut long_keys = Vec::with_capacity(long_bytes);
-        for slot in slots.iter_mut().filter(|s| usize::from(s.len) > INLINE) {
-            let offset = u32::from_le_bytes([slot.key[0], slot.key[1], slot.key[2], slot.key[3]]);
-            let src = &keys[offset as usize..offset as usize + usize::from(slot.len)];
-            slot.key[..4].copy_from_slice(&(long_keys.len() as u32).to_le_bytes());
-            slot.key[4..].copy_from_slice(&src[..INLINE - 4]);
-            long_keys.extend_from_slice(src);
-        }
-        let len = slots.iter().filter(|s| s.len != 0).count();
-        let index = HostIndex {
-            len,
-            slots: slots.into_boxed_slice(),
-            homes,
-            long_keys: long_keys.into_boxed_slice(),
-            hasher,
-        };
-        (index, duplicates)
-    }
-}
-
-/// Lays entries out by counting sort on their home slot: count per home,
-/// then each home's first position is the larger of the home itself and
-/// the end of the previous home's entries (linear probing, entries in home
-/// order), then scatter in push order. Entries with `len == 0` are left
-/// out. Long keys get their offset in `keys` for now.
-fn place(pending: &[Pending], homes: usize, keys: &[u8]) -> Option<Vec<Slot>> {
-    let mut next = vec![0u32; homes];
-    for p in pending.iter().filter(|p| p.len != 0) {
-        next[home_of(p.hash, homes)] += 1;
-    }
-    let mut end = 0usize;
-    for (home, slot) in next.iter_mut().enumerate() {
-        let count = *slot as usize;
-        let start = end.max(home);
-        if count > 0 && start + count - 1 - home > usize::from(u8::MAX) {
-            return None;
-        }
-        *slot = u32::try_from(start).ok()?;
-        end = start + count;
-    }
-    let mut slots = vec![Slot::default(); end.max(homes)];
-    for p in pending.iter().filter(|p| p.len != 0) {
-        let home = home_of(p.hash, homes);
-        let pos = next[home] as usize;
-        next[home] += 1;
         let mut slot = Slot {
-            tag: p.hash as u16,
-            len: p.len,
-            disp: (pos - home) as u8,
-            value: p.value,
+            tag: h as u16,
+            len: key.len() as u8,
+            disp: 0,
+            value,
             key: [0; INLINE],
         };
-        if usize::from(p.len) <= INLINE {
-            slot.key[..usize::from(p.len)].copy_from_slice(key_of(keys, p));
+        if key.len() <= INLINE {
+            slot.key[..key.len()].copy_from_slice(key);
         } else {
-            slot.key[..4].copy_from_slice(&p.offset.to_le_bytes());
+            let Ok(offset) = u32::try_from(self.long_keys.len()) else {
+                return Insert::Refused;
+            };
+            slot.key[..4].copy_from_slice(&offset.to_le_bytes());
+            slot.key[4..].copy_from_slice(&key[..INLINE - 4]);
+            self.long_keys.extend_from_slice(key);
         }
-        slots[pos] = slot;
+        if self.len + 1 > self.homes * LOAD_NUM / LOAD_DEN || !self.place_at(slot, h, pos) {
+            self.grow(self.homes * 2);
+            self.place(slot, h);
+        }
+        self.len += 1;
+        Insert::Added
     }
-    Some(slots)
-}
 
-/// Positions of slots holding a key already held by an earlier slot of the
-/// same home (equal keys share a home; within a home, push order).
-fn duplicates_in(slots: &[Slot], keys: &[u8]) -> Vec<usize> {
-    fn full<'a>(s: &'a Slot, keys: &'a [u8]) -> &'a [u8] {
+    /// `Ok(value)` if `key` is present, else the position it goes to.
+    fn find(&self, key: &[u8], h: u64) -> Result<u32, usize> {
+        let home = home_of(h, self.homes);
+        for (i, s) in self.slots.iter().enumerate().skip(home) {
+            let at = i - usize::from(s.disp);
+            if s.len == 0 || at > home {
+                return Err(i);
+            }
+            if at == home
+                && s.tag == h as u16
+                && usize::from(s.len) == key.len()
+                && self.key_of(s) == key
+            {
+                return Ok(s.value);
+            }
+        }
+        Err(self.slots.len())
+    }
+
+    fn key_of<'a>(&'a self, s: &'a Slot) -> &'a [u8] {
         if usize::from(s.len) <= INLINE {
             &s.key[..usize::from(s.len)]
         } else {
             let off = u32::from_le_bytes([s.key[0], s.key[1], s.key[2], s.key[3]]) as usize;
-            &keys[off..off + usize::from(s.len)]
+            &self.long_keys[off..off + usize::from(s.len)]
         }
     }
-    let mut found = Vec::new();
-    let mut group = 0;
-    for i in 1..slots.len() {
-        let home = |j: usize| j - usize::from(slots[j].disp);
-        if slots[i].len == 0 || slots[i - 1].len == 0 || home(i) != home(i - 1) {
-            group = i;
-            continue;
-        }
-        let s = &slots[i];
-        if slots[group..i]
-            .iter()
-            .any(|t| t.tag == s.tag && t.len == s.len && full(t, keys) == full(s, keys))
-        {
-            found.push(i);
-        }
-    }
-    found
-}
 
-/// Names the duplicates found at `positions` with their tags and values,
-/// and takes the later occurrences out of `pending` (`len = 0`).
-fn describe_duplicates(
-    pending: &mut [Pending],
-    keys: &[u8],
-    positions: &[usize],
-) -> Vec<Duplicate> {
-    let mut by_hash: std::collections::HashMap<u64, Vec<usize>> = Default::default();
-    for (i, p) in pending.iter().enumerate().filter(|(_, p)| p.len != 0) {
-        by_hash.entry(p.hash).or_default().push(i);
+    /// Puts a new (absent) entry at `pos`, the entries from there to the
+    /// next empty slot moving up by one; `false` if a displacement would
+    /// pass 255 or the cluster runs off the end (nothing is changed then).
+    fn place_at(&mut self, mut slot: Slot, h: u64, pos: usize) -> bool {
+        let Ok(disp) = u8::try_from(pos - home_of(h, self.homes)) else {
+            return false;
+        };
+        let Some(end) = self
+            .slots
+            .get(pos..)
+            .and_then(|rest| rest.iter().position(|s| s.len == 0))
+            .map(|n| pos + n)
+        else {
+            return false;
+        };
+        if self.slots[pos..end].iter().any(|s| s.disp == u8::MAX) {
+            return false;
+        }
+        self.slots.copy_within(pos..end, pos + 1);
+        for s in &mut self.slots[pos + 1..=end] {
+            s.disp += 1;
+        }
+        slot.disp = disp;
+        self.slots[pos] = slot;
+        true
     }
-    let mut out = Vec::new();
-    for same_hash in by_hash.values().filter(|v| v.len() > 1) {
-        // Push order: the first of each key is kept.
-        for (n, &a) in same_hash.iter().enumerate() {
-            if pending[a].len == 0 {
-                continue;
+
+    /// Places an entry known to be absent, growing until it fits.
+    fn place(&mut self, slot: Slot, h: u64) {
+        loop {
+            let pos = match self.find(self.key_of(&slot), h) {
+                Err(pos) => pos,
+                Ok(_) => return,
+            };
+            if self.place_at(slot, h, pos) {
+                return;
             }
-            for &b in &same_hash[n + 1..] {
-                if pending[b].len != 0 && key_of(keys, &pending[a]) == key_of(keys, &pending[b]) {
-                    out.push(Duplicate {
-                        key: key_of(keys, &pending[b]).to_vec(),
-                        first: pending[a].tag,
-                        first_value: pending[a].value,
-                        again: pending[b].tag,
-                        again_value: pending[b].value,
-                    });
-                    pending[b].len = 0;
+            // Only with a pathological hash distribution.
+            self.grow(self.homes * 5 / 4 + 1);
+        }
+    }
+
+    /// Places every entry again over at least `homes` homes.
+    fn grow(&mut self, mut homes: usize) {
+        'again: loop {
+            let mut bigger = Self::with_homes(homes, self.hasher.clone());
+            bigger.long_keys = std::mem::take(&mut self.long_keys);
+            for slot in self.slots.iter().filter(|s| s.len != 0) {
+                let h = hash(&bigger.hasher, bigger.key_of(slot));
+                let Err(pos) = bigger.find(bigger.key_of(slot), h) else {
+                    continue;
+                };
+                if !bigger.place_at(*slot, h, pos) {
+                    self.long_keys = std::mem::take(&mut bigger.long_keys);
+                    homes = homes * 5 / 4 + 1;
+                    continue 'again;
                 }
             }
+            bigger.len = self.len;
+            *self = bigger;
+            return;
         }
     }
-    debug_assert!(out.len() >= positions.len());
-    out.sort_by_key(|d| d.again);
-    out
-}
 
-fn key_of<'k>(keys: &'k [u8], p: &Pending) -> &'k [u8] {
-    &keys[p.offset as usize..p.offset as usize + usize::from(p.len)]
+    /// The finished index.
+    pub fn build(self) -> HostIndex {
+        HostIndex {
+            len: self.len,
+            slots: self.slots.into_boxed_slice(),
+            homes: self.homes,
+            long_keys: self.long_keys.into_boxed_slice(),
+            hasher: self.hasher,
+        }
+    }
 }
 
 fn hash(hasher: &foldhash::quality::RandomState, key: &[u8]) -> u64 {
@@ -336,7 +293,7 @@ fn home_of(hash: u64, homes: usize) -> usize {
 impl HostIndex {
     /// An index with no keys.
     pub fn empty() -> Self {
-        HostIndexBuilder::default().build().0
+        HostIndexBuilder::default().build()
     }
 
     pub fn len(&self) -> usize {
@@ -386,13 +343,6 @@ impl HostIndex {
         &self.long_keys[off..off + usize::from(slot.len)]
     }
 
-    /// Rewrites every stored value (used to renumber after a build).
-    pub fn map_values(&mut self, f: impl Fn(u32) -> u32) {
-        for slot in self.slots.iter_mut().filter(|s| s.len != 0) {
-            slot.value = f(slot.value);
-        }
-    }
-
     /// Every key and value, in slot order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], u32)> + '_ {
         self.slots.iter().filter(|s| s.len != 0).map(move |s| {
@@ -416,12 +366,19 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn build(keys: &[&str]) -> (HostIndex, Vec<Duplicate>) {
+    /// The index of `keys` (values 0, 10, 20...), and the duplicates as
+    /// (position, the first one's value).
+    fn build(keys: &[&str]) -> (HostIndex, Vec<(usize, u32)>) {
         let mut b = HostIndexBuilder::default();
+        let mut dups = Vec::new();
         for (i, k) in keys.iter().enumerate() {
-            assert!(b.push(k.as_bytes(), i as u32 * 10, i as u32 + 1));
+            match b.insert(k.as_bytes(), i as u32 * 10) {
+                Insert::Added => {}
+                Insert::Duplicate { first_value } => dups.push((i, first_value)),
+                Insert::Refused => panic!("{k} refused"),
+            }
         }
-        b.build()
+        (b.build(), dups)
     }
 
     #[test]
@@ -457,12 +414,7 @@ mod tests {
         assert_eq!(idx.len(), 3);
         assert_eq!(idx.get(b"a"), Some(0));
         assert_eq!(idx.get(b"b"), Some(10));
-        assert_eq!(
-            dups.iter().map(|d| (d.first, d.again)).collect::<Vec<_>>(),
-            vec![(1, 3), (2, 5)]
-        );
-        assert_eq!(dups[0].key, b"a");
-        assert_eq!((dups[1].first_value, dups[1].again_value), (10, 40));
+        assert_eq!(dups, vec![(2, 0), (4, 10)]);
     }
 
     #[test]
@@ -476,8 +428,8 @@ mod tests {
     #[test]
     fn refuses_oversized_keys() {
         let mut b = HostIndexBuilder::default();
-        assert!(!b.push(&[b'a'; MAX_KEY_LEN + 1], 0, 0));
-        assert!(!b.push(b"", 0, 0));
+        assert_eq!(b.insert(&[b'a'; MAX_KEY_LEN + 1], 0), Insert::Refused);
+        assert_eq!(b.insert(b"", 0), Insert::Refused);
         assert!(b.is_empty());
     }
 
@@ -498,19 +450,75 @@ mod tests {
         assert_eq!(seen, (0..50_000).map(|i| i * 10).collect::<Vec<_>>());
     }
 
+    /// Every entry sits at its home plus its displacement, entries are in
+    /// order of their homes, and there is no gap inside a cluster.
+    fn assert_home_order(b: &HostIndexBuilder) {
+        let mut last_home = 0;
+        for (i, s) in b.slots.iter().enumerate() {
+            if s.len == 0 {
+                continue;
+            }
+            let home = i - usize::from(s.disp);
+            assert!(home >= last_home, "slot {i} out of home order");
+            assert!(home < b.homes);
+            assert!(
+                b.slots[home..i].iter().all(|t| t.len != 0),
+                "gap before slot {i}"
+            );
+            let h = hash(&b.hasher, b.key_of(s));
+            assert_eq!(home_of(h, b.homes), home);
+            last_home = home;
+        }
+    }
+
+    #[test]
+    fn grows_past_the_announced_size_and_keeps_home_order() {
+        let mut b = HostIndexBuilder::with_capacity(10);
+        let keys: Vec<String> = (0..20_000).map(|i| format!("h{i}.example")).collect();
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(b.insert(k.as_bytes(), i as u32), Insert::Added);
+        }
+        assert!(b.homes >= 20_000);
+        assert_home_order(&b);
+        assert_eq!(
+            b.insert(b"h7.example", 1),
+            Insert::Duplicate { first_value: 7 }
+        );
+        let idx = b.build();
+        assert_eq!(idx.len(), 20_000);
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(idx.get(k.as_bytes()), Some(i as u32));
+        }
+    }
+
     proptest! {
+        #[test]
+        fn insertion_keeps_home_order(keys in proptest::collection::vec("[a-z0-9.-]{1,30}", 0..400),
+                                      announced in 0usize..500) {
+            let mut b = HostIndexBuilder::with_capacity(announced);
+            for (i, k) in keys.iter().enumerate() {
+                b.insert(k.as_bytes(), i as u32);
+            }
+            assert_home_order(&b);
+        }
+
+
         #[test]
         fn behaves_like_a_map(keys in proptest::collection::vec("[a-z0-9.-]{1,40}", 0..200),
                               probes in proptest::collection::vec("[a-z0-9.-]{1,40}", 0..50)) {
             let mut b = HostIndexBuilder::default();
             let mut model = std::collections::HashMap::new();
             for (i, k) in keys.iter().enumerate() {
-                b.push(k.as_bytes(), i as u32, i as u32);
+                let first = model.get(k).copied();
+                let got = b.insert(k.as_bytes(), i as u32);
+                match first {
+                    Some(first_value) => prop_assert_eq!(got, Insert::Duplicate { first_value }),
+                    None => prop_assert_eq!(got, Insert::Added),
+                }
                 model.entry(k.clone()).or_insert(i as u32);
             }
-            let (idx, dups) = b.build();
+            let idx = b.build();
             prop_assert_eq!(idx.len(), model.len());
-            prop_assert_eq!(dups.len(), keys.len() - model.len());
             for k in keys.iter().chain(probes.iter()) {
                 prop_assert_eq!(idx.get(k.as_bytes()), model.get(k).copied());
             }

@@ -38,7 +38,6 @@ fn table() -> TenantTable {
             tenant.as_bytes(),
             tier,
             filer.as_bytes(),
-            1,
         )
         .unwrap();
     };
@@ -48,7 +47,7 @@ fn table() -> TenantTable {
     add("old.example", "t-old", 1, "f-old");
     add("tonight.example", "t-night", 0, "f-night");
     add("pinned.example", "t-pinned", 1, "f-moved");
-    b.build().table
+    b.build()
 }
 
 fn states(t: &TenantTable) -> MigrationStates {

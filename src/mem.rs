@@ -1,0 +1,90 @@
+//! Memory hints for the big immutable tables (the host index, the tenant
+//! records, the homes): the crate's only `unsafe` code, two calls that
+//! change no data.
+//!
+//! * [`prefetch`]: builders that insert a batch of keys at random places
+//!   announce the next few while working on the current one, so that their
+//!   cache misses overlap instead of queueing.
+//! * [`huge_pages`]: a table of tens of MB read at random (one host lookup
+//!   per request) misses the TLB on nearly every access with 4 KiB pages;
+//!   under a hypervisor each such miss walks two page tables. Asking the
+//!   kernel for transparent huge pages (`MADV_HUGEPAGE`, honoured when
+//!   `/sys/kernel/mm/transparent_hugepage/enabled` is `always` or
+//!   `madvise`) for these tables only keeps the rest of the process, and
+//!   the request path's allocations, on ordinary pages.
+//!
+//! Both are hints: without them everything works the same, slower.
+
+/// Asks the CPU to bring `slice[i]` into cache ahead of its use. Out of
+/// bounds it does nothing.
+#[inline(always)]
+#[allow(unsafe_code)]
+pub fn prefetch<T>(slice: &[T], i: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(item) = slice.get(i) {
+        // SAFETY: `_mm_prefetch` is unsafe only for its `sse` target
+        // feature, which every x86_64 CPU has; a prefetch never faults and
+        // never changes memory, and the address is an element's.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                (item as *const T).cast::<i8>(),
+            );
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (slice, i);
+}
+
+/// Size of a transparent huge page on the platforms we run on.
+const HUGE_PAGE: usize = 2 << 20;
+
+/// Asks for huge pages over the whole 2 MiB pages inside `v`'s allocation
+/// (its capacity, written or not). Call it before the pages are first
+/// written: the kernel then backs them with huge pages at the first fault.
+/// Allocations under 4 MiB are left alone.
+#[allow(unsafe_code)]
+pub fn huge_pages<T>(v: &Vec<T>) {
+    let bytes = v.capacity() * std::mem::size_of::<T>();
+    if bytes < 2 * HUGE_PAGE {
+        return;
+    }
+    let start = v.as_ptr() as usize;
+    let first = start.next_multiple_of(HUGE_PAGE);
+    let end = (start + bytes) / HUGE_PAGE * HUGE_PAGE;
+    if end <= first {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    // SAFETY: the range lies inside the vector's own allocation (rounded
+    // inwards to whole huge pages) and MADV_HUGEPAGE only changes how the
+    // kernel backs it, never its contents. An error (a kernel without
+    // transparent huge pages) leaves the pages as they are.
+    unsafe {
+        libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE);
+    }
+}
+
+/// A vector of `n` copies of `value`, on huge pages when the kernel gives
+/// them ([`huge_pages`]).
+pub fn huge_vec<T: Clone>(n: usize, value: T) -> Vec<T> {
+    let mut v = Vec::with_capacity(n);
+    huge_pages(&v);
+    v.resize(n, value);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_change_nothing() {
+        let v = huge_vec(3 << 20, 7u32);
+        assert_eq!(v.len(), 3 << 20);
+        assert!(v.iter().all(|&x| x == 7));
+        prefetch(&v, 5);
+        prefetch(&v, usize::MAX);
+        let small: Vec<u8> = Vec::with_capacity(10);
+        huge_pages(&small);
+    }
+}
