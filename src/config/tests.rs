@@ -245,6 +245,64 @@ fn tenant_table_problems_name_their_lines() {
     assert!(p.iter().all(|p| p.file.ends_with("tenants.tsv")));
 }
 
+/// Problems far apart in a big table (found by the two threads of a
+/// parse, in different batches): the first lines of repeats are found
+/// again, and the first problems by line are the ones kept.
+#[test]
+fn big_table_problems_keep_line_order_and_first_lines() {
+    let mut tenants = String::new();
+    for i in 0..12_000 {
+        match i {
+            // Line 9,001 repeats line 6's host (written differently).
+            9_000 => tenants.push_str("SITE5.example.\tother\tbasic\tf1\n"),
+            // Line 10,001: tenant t7 (line 8) with another filer.
+            10_000 => tenants.push_str("alias7.example\tt7\tbasic\tf2\n"),
+            // Line 11,001: t3 again, far from line 4, agreeing: fine.
+            11_000 => tenants.push_str("alias3.example\tt3\tbasic\tf1\n"),
+            _ => tenants.push_str(&format!("site{i}.example\tt{i}\tbasic\tf1\n")),
+        }
+    }
+    let dir = folder(MINIMAL, &tenants, "default = \"migrated\"\n");
+    let p = problems(Snapshot::load(dir.path()).map(|_| ()).unwrap_err());
+    let lines: Vec<(usize, &str)> = p
+        .iter()
+        .map(|p| (p.line.unwrap(), p.message.as_str()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (
+                9_001,
+                "host site5.example is claimed by tenant other here and by tenant t5 on line 6"
+            ),
+            (
+                10_001,
+                "tenant t7 is on filer f1 on line 8 but f2 here; all lines of a tenant name the same filer"
+            ),
+        ]
+    );
+
+    // Over the cap: the first problems by line, whichever thread found
+    // them (bad hosts on the host thread, bad tiers on the reading one).
+    let mut tenants = String::new();
+    for i in 0..300 {
+        if i % 2 == 0 {
+            tenants.push_str(&format!("bad host{i}.example\tt{i}\tbasic\tf1\n"));
+        } else {
+            tenants.push_str(&format!("s{i}.example\tt{i}\tgold\tf1\n"));
+        }
+    }
+    let dir = folder(MINIMAL, &tenants, "default = \"migrated\"\n");
+    match Snapshot::load(dir.path()).map(|_| ()).unwrap_err() {
+        ConfigError::Invalid(p) => {
+            assert_eq!(p.total(), 300);
+            let kept: Vec<usize> = p.iter().map(|p| p.line.unwrap()).collect();
+            assert_eq!(kept, (1..=super::MAX_REPORTED).collect::<Vec<_>>());
+        }
+        other => panic!("{other}"),
+    }
+}
+
 #[test]
 fn migration_problems_are_reported_with_tenant_problems() {
     let dir = folder(

@@ -31,15 +31,7 @@ servers = [{{ id = "b1", address = "127.0.0.1:2" }}, {{ id = "b2", address = "12
 fn table() -> TenantTable {
     let mut b = TenantTableBuilder::default();
     let mut add = |host: &str, tenant: &str, tier: u8, filer: &str| {
-        let (wild, name) = host.strip_prefix("*.").map_or((false, host), |r| (true, r));
-        b.add(
-            name.as_bytes(),
-            wild,
-            tenant.as_bytes(),
-            tier,
-            filer.as_bytes(),
-        )
-        .unwrap();
+        b.add_line(host, tenant, tier, filer).unwrap();
     };
     add("shop.example", "t-shop", 1, "f-moved");
     add("www.shop.example", "t-shop", 1, "f-moved");

@@ -120,37 +120,38 @@ pub(super) fn describe_mismatch(
     tiers: &[&str],
     firsts: &FirstLines,
 ) -> String {
-    match *e {
+    // "is tier premium on line 3 but shared here; ... the same tier"
+    let (tenant, is, first, this, noun) = match *e {
         AddError::TierMismatch {
             tenant,
             first,
             this,
-        } => {
-            let name = tenants.name(tenant);
-            format!(
-                "tenant {} is tier {} {} but {} here; all lines of a tenant name the same tier",
-                String::from_utf8_lossy(name),
-                tiers[usize::from(first)],
-                firsts.tenant(name),
-                tiers[usize::from(this)]
-            )
-        }
+        } => (
+            tenant,
+            "tier",
+            tiers[usize::from(first)],
+            tiers[usize::from(this)],
+            "tier",
+        ),
         AddError::FilerMismatch {
             tenant,
             first,
             this,
-        } => {
-            let name = tenants.name(tenant);
-            format!(
-                "tenant {} is on filer {} {} but {} here; all lines of a tenant name the same filer",
-                String::from_utf8_lossy(name),
-                tenants.filer_name(first),
-                firsts.tenant(name),
-                tenants.filer_name(this)
-            )
-        }
-        ref other => other.to_string(),
-    }
+        } => (
+            tenant,
+            "on filer",
+            tenants.filer_name(first),
+            tenants.filer_name(this),
+            "filer",
+        ),
+        ref other => return other.to_string(),
+    };
+    let name = tenants.name(tenant);
+    format!(
+        "tenant {} is {is} {first} {} but {this} here; all lines of a tenant name the same {noun}",
+        String::from_utf8_lossy(name),
+        firsts.tenant(name),
+    )
 }
 
 /// The operator's message for a host the builder refused.

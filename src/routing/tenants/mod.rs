@@ -225,6 +225,26 @@ impl TenantTableBuilder {
         self.hosts.add(host, wildcard, t)
     }
 
+    /// [`TenantTableBuilder::add`] with the host as written in a table
+    /// (`*.` for a wildcard), for tests.
+    #[cfg(test)]
+    pub(crate) fn add_line(
+        &mut self,
+        host: &str,
+        tenant: &str,
+        tier: TierId,
+        filer: &str,
+    ) -> Result<(), AddError> {
+        let (wild, name) = host.strip_prefix("*.").map_or((false, host), |r| (true, r));
+        self.add(
+            name.as_bytes(),
+            wild,
+            tenant.as_bytes(),
+            tier,
+            filer.as_bytes(),
+        )
+    }
+
     pub fn build(self) -> TenantTable {
         TenantTable::assemble(self.tenants, self.hosts)
     }

@@ -7,17 +7,7 @@ fn add(
     tier: TierId,
     filer: &str,
 ) -> Result<(), AddError> {
-    let (wild, name) = match host.strip_prefix("*.") {
-        Some(rest) => (true, rest),
-        None => (false, host),
-    };
-    b.add(
-        name.as_bytes(),
-        wild,
-        tenant.as_bytes(),
-        tier,
-        filer.as_bytes(),
-    )
+    b.add_line(host, tenant, tier, filer)
 }
 
 fn host(s: &str) -> Host {
