@@ -11,3 +11,4 @@ mod reload;
 mod routing;
 mod semantics;
 mod streaming;
+mod tls;

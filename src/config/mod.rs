@@ -49,6 +49,8 @@ pub struct Config {
     pub legacy: Option<Legacy>,
     /// The admin listener (`/metrics`, `/healthz`); none when absent.
     pub admin: Option<SocketAddr>,
+    /// Certificates of the `https` listeners; none without `[tls]`.
+    pub tls: Option<TlsSettings>,
     pub placement: PlacementSettings,
     pub tiers: Vec<Tier>,
     pub pools: Vec<Pool>,
@@ -70,6 +72,22 @@ pub enum Protocol {
     Http1,
     /// HTTP/2 with prior knowledge only.
     H2c,
+    /// TLS, then HTTP/2 or HTTP/1.1 as negotiated by ALPN.
+    Https,
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// The folder of certificate files (`*.pem`: chain and key each).
+    pub certificates: PathBuf,
+    /// The file (in that folder) served without SNI or for a name without
+    /// a certificate; `None` refuses those handshakes.
+    pub default_certificate: Option<String>,
+    /// Certificates whose parsed key is kept in memory at most.
+    pub key_cache: usize,
+    /// From the connection to the end of the TLS handshake.
+    pub handshake_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -37,6 +37,7 @@ pub struct RawConfig {
     pub maintenance: RawMaintenance,
     pub legacy: Option<Spanned<RawLegacy>>,
     pub admin: Option<RawAdmin>,
+    pub tls: Option<Spanned<RawTls>>,
     #[serde(default)]
     pub placement: RawPlacement,
     #[serde(default)]
@@ -129,6 +130,16 @@ pub struct RawProbe {
     pub timeout: Option<Spanned<String>>,
     pub rise: Option<Spanned<i64>>,
     pub fall: Option<Spanned<i64>>,
+}
+
+/// `[tls]`: certificates of the `https` listeners.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub certificates: Spanned<String>,
+    pub default_certificate: Option<Spanned<String>>,
+    pub key_cache: Option<Spanned<i64>>,
+    pub handshake_timeout: Option<Spanned<String>>,
 }
 
 /// `[admin]`: the operators' listener.

@@ -494,3 +494,57 @@ fn health_defaults() {
     assert_eq!(shared.check.as_ref().unwrap().path, "/healthz");
     assert_eq!(shared.agent.unwrap().port, 9777);
 }
+
+#[test]
+fn tls_keys_are_checked_with_their_lines() {
+    // An https listener needs [tls].
+    let text = MINIMAL.replace(
+        "address = \"127.0.0.1:0\"\n",
+        "address = \"127.0.0.1:0\"\nprotocol = \"https\"\n",
+    );
+    let dir = folder(&text, "", "default = \"migrated\"\n");
+    let p = problems(Config::load(dir.path()).unwrap_err());
+    assert_found(&p, &[(Some(6), "listen[0].protocol")]);
+
+    let text = format!(
+        "{MINIMAL}[tls]\ncertificates = \"\"\ndefault_certificate = \"a/b.pem\"\nkey_cache = 0\nhandshake_timeout = \"soon\"\n"
+    );
+    let dir = folder(&text, "", "default = \"migrated\"\n");
+    let p = problems(Config::load(dir.path()).unwrap_err());
+    assert_found(
+        &p,
+        &[
+            (Some(11), "tls.certificates"),
+            (Some(12), "tls.default_certificate"),
+            (Some(13), "tls.key_cache"),
+            (Some(14), "tls.handshake_timeout"),
+        ],
+    );
+}
+
+#[test]
+fn a_missing_certificate_folder_or_default_refuses_the_load() {
+    let text = format!("{MINIMAL}[tls]\ncertificates = \"certs\"\n");
+    let dir = folder(&text, "", "default = \"migrated\"\n");
+    let p = problems(Snapshot::load(dir.path()).map(|_| ()).unwrap_err());
+    assert_found(&p, &[(None, "tls.certificates")]);
+
+    std::fs::create_dir(dir.path().join("certs")).unwrap();
+    let text = format!("{text}default_certificate = \"default.pem\"\n");
+    std::fs::write(dir.path().join("predictor.toml"), text).unwrap();
+    let p = problems(Snapshot::load(dir.path()).map(|_| ()).unwrap_err());
+    assert_found(&p, &[(None, "tls.default_certificate")]);
+    assert!(p[0].message.contains("default.pem"), "{p:?}");
+
+    // A bad certificate file is a warning, not a refusal.
+    std::fs::write(dir.path().join("certs/default.pem"), "junk").unwrap();
+    std::fs::write(
+        dir.path().join("predictor.toml"),
+        format!("{MINIMAL}[tls]\ncertificates = \"certs\"\n"),
+    )
+    .unwrap();
+    let snap = Snapshot::load(dir.path()).unwrap();
+    assert_eq!(snap.warnings.len(), 1, "{:?}", snap.warnings);
+    assert!(snap.warnings[0].file.ends_with("certs/default.pem"));
+    assert!(snap.warnings[0].message.contains("no certificate"));
+}

@@ -52,13 +52,20 @@ pub struct ConnCtx {
 }
 
 impl ConnCtx {
-    pub fn new(worker: Rc<Worker>, conn: Arc<ConnShared>, peer: SocketAddr) -> Self {
+    /// `proto` is the scheme the client used (`http` or `https`), for
+    /// the forwarding headers.
+    pub fn new(
+        worker: Rc<Worker>,
+        conn: Arc<ConnShared>,
+        peer: SocketAddr,
+        proto: &'static str,
+    ) -> Self {
         ConnCtx {
             worker,
             conn,
             client: Client::new(peer.ip()),
             peer,
-            proto: "http",
+            proto,
         }
     }
 }

@@ -38,15 +38,19 @@ pub struct Fingerprint(Vec<(PathBuf, Option<FileId>)>);
 impl Fingerprint {
     /// The files of the folder `dir` as `config` reads them.
     pub fn of(dir: &Path, config: &Config) -> Fingerprint {
-        Fingerprint(
-            files(dir, config)
-                .into_iter()
-                .map(|p| {
-                    let id = identify(&p);
-                    (p, id)
-                })
-                .collect(),
-        )
+        let mut ids: Vec<(PathBuf, Option<FileId>)> = files(dir, config)
+            .into_iter()
+            .map(|p| {
+                let id = identify(&p, HASHED_UP_TO);
+                (p, id)
+            })
+            .collect();
+        // Certificates by stamp only: a folder may hold tens of thousands.
+        ids.extend(certificates(config).into_iter().map(|p| {
+            let id = identify(&p, 0);
+            (p, id)
+        }));
+        Fingerprint(ids)
     }
 
     /// Whether every file was last written well before `t` (so that a
@@ -80,8 +84,26 @@ fn files(dir: &Path, config: &Config) -> Vec<PathBuf> {
 
 /// The folders to watch: the config folder and every folder holding a
 /// file the config reads.
+/// The certificate files of `[tls]`, if any (the folder as listed now).
+fn certificates(config: &Config) -> Vec<PathBuf> {
+    let Some(tls) = &config.tls else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = std::fs::read_dir(&tls.certificates)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "pem"))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
 pub fn folders(dir: &Path, config: &Config) -> Vec<PathBuf> {
     let mut out = vec![dir.to_path_buf()];
+    out.extend(config.tls.as_ref().map(|t| t.certificates.clone()));
     for f in files(dir, config) {
         if let Some(parent) = f.parent() {
             out.push(parent.to_path_buf());
@@ -92,9 +114,11 @@ pub fn folders(dir: &Path, config: &Config) -> Vec<PathBuf> {
     out
 }
 
-fn identify(path: &Path) -> Option<FileId> {
+/// A file's stamp, and the hash of its content when at most `hash_up_to`
+/// bytes long.
+fn identify(path: &Path, hash_up_to: u64) -> Option<FileId> {
     let stamp = FileStamp::of(path)?;
-    let hash = if stamp.len <= HASHED_UP_TO {
+    let hash = if stamp.len <= hash_up_to && hash_up_to > 0 {
         let bytes = std::fs::read(path).ok()?;
         let mut h = std::hash::DefaultHasher::new();
         bytes.hash(&mut h);

@@ -55,6 +55,9 @@ struct Shared {
     metrics: Arc<Metrics>,
     tunnel: Arc<Tunnel>,
     limit: Arc<Semaphore>,
+    /// The `https` listeners' TLS configuration (one for all workers: the
+    /// key cache is shared).
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Server {
@@ -74,11 +77,26 @@ impl Server {
         let admin_addr = admin.as_ref().map(|a| a.local_addr()).transpose()?;
         let snapshot = Arc::new(SharedSnapshot::new(snapshot));
         let metrics = Arc::new(Metrics::new());
+        let tls = match &config.tls {
+            Some(t)
+                if config
+                    .listeners
+                    .iter()
+                    .any(|l| l.protocol == Protocol::Https) =>
+            {
+                Some(
+                    crate::tls::server_config(snapshot.clone(), t.key_cache)
+                        .map_err(std::io::Error::other)?,
+                )
+            }
+            _ => None,
+        };
         let shared = Shared {
             snapshot: snapshot.clone(),
             tunnel: Arc::new(Tunnel::new(metrics.legacy.up.clone())),
             metrics,
             limit: Arc::new(Semaphore::new(config.limits.max_connections)),
+            tls,
         };
         let (shutdown, rx) = watch::channel(false);
         let mut threads = Vec::with_capacity(workers + 1);
@@ -209,6 +227,7 @@ fn run_worker(
         metrics,
         tunnel,
         limit,
+        tls,
     } = shared;
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -229,7 +248,7 @@ fn run_worker(
             tunnel,
             metrics,
         });
-        let builders = Rc::new(Builders::new(&snapshot.load().config));
+        let builders = Rc::new(Builders::new(&snapshot.load().config, tls));
         let graceful = Rc::new(GracefulShutdown::new());
         let mut accepting = Vec::new();
         for (socket, protocol) in sockets {
@@ -267,15 +286,17 @@ fn run_worker(
     });
 }
 
-/// hyper connection builders, one per listener protocol.
+/// hyper connection builders, one per listener protocol, and the TLS
+/// acceptor of the `https` listeners.
 struct Builders {
     auto: auto::Builder<LocalExec>,
     http1: auto::Builder<LocalExec>,
     h2c: auto::Builder<LocalExec>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Builders {
-    fn new(config: &crate::config::Config) -> Self {
+    fn new(config: &crate::config::Config, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         let make = || {
             let mut b = auto::Builder::new(LocalExec);
             b.http1()
@@ -291,13 +312,14 @@ impl Builders {
             auto: make(),
             http1: make().http1_only(),
             h2c: make().http2_only(),
+            tls: tls.map(tokio_rustls::TlsAcceptor::from),
         }
     }
 
     fn for_protocol(&self, p: Protocol) -> &auto::Builder<LocalExec> {
         match p {
             Protocol::Auto => &self.auto,
-            Protocol::Http1 => &self.http1,
+            Protocol::Http1 | Protocol::Https => &self.http1,
             Protocol::H2c => &self.h2c,
         }
     }
@@ -348,21 +370,56 @@ async fn serve(
     protocol: Protocol,
     _permit: OwnedSemaphorePermit,
 ) {
-    let (idle, header) = {
+    let (idle, header, handshake) = {
         let snap = worker.snapshot.load();
         (
             snap.config.timeouts.client_idle,
             snap.config.timeouts.request_header,
+            snap.config
+                .tls
+                .as_ref()
+                .map_or(header_default(), |t| t.handshake_timeout),
         )
     };
-    let mode = match protocol {
-        Protocol::Auto => Mode::Unknown,
-        Protocol::Http1 => Mode::Http1,
-        Protocol::H2c => Mode::Http2,
-    };
     let shared = Arc::new(ConnShared::default());
+    let (mode, proto) = match protocol {
+        Protocol::Auto => (Mode::Unknown, "http"),
+        Protocol::Http1 => (Mode::Http1, "http"),
+        Protocol::H2c => (Mode::Http2, "http"),
+        Protocol::Https => {
+            let Some(acceptor) = &builders.tls else {
+                tracing::error!("an https listener without a TLS configuration");
+                return;
+            };
+            let tls = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(client = %peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let (mode, builder) = if h2 {
+                (Mode::Http2, &builders.h2c)
+            } else {
+                (Mode::Http1, &builders.http1)
+            };
+            let io = TokioIo::new(ClientIo::new(tls, shared.clone(), mode, idle, header));
+            let ctx = Rc::new(ConnCtx::new(worker, shared, peer, "https"));
+            let service = service_fn(move |req| handler::handle(ctx.clone(), req));
+            let conn = builder.serve_connection_with_upgrades(io, service);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
+            }
+            return;
+        }
+    };
     let io = TokioIo::new(ClientIo::new(stream, shared.clone(), mode, idle, header));
-    let ctx = Rc::new(ConnCtx::new(worker, shared, peer));
+    let ctx = Rc::new(ConnCtx::new(worker, shared, peer, proto));
     let service = service_fn(move |req| handler::handle(ctx.clone(), req));
     let conn = builders
         .for_protocol(protocol)
@@ -370,6 +427,12 @@ async fn serve(
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
     }
+}
+
+/// The handshake timeout when the config has no `[tls]` (never used: an
+/// https listener needs one).
+fn header_default() -> std::time::Duration {
+    std::time::Duration::from_secs(10)
 }
 
 /// Closes pooled upstream connections that sat idle too long.

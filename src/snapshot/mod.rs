@@ -25,6 +25,7 @@ use crate::routing::host::Host;
 use crate::routing::migration::{MigrationState, MigrationStates};
 use crate::routing::tenants::{TenantIdx, TenantTable};
 use crate::routing::{self, Decision};
+use crate::tls::store::CertIndex;
 
 pub use summary::Summary;
 
@@ -56,6 +57,9 @@ pub struct Snapshot {
     pub hop_value: HeaderValue,
     /// The 502 page served while the legacy balancer is down.
     pub legacy_down_page: Bytes,
+    /// The certificates of the `https` listeners, by name (empty without
+    /// `[tls]`).
+    pub certs: Arc<CertIndex>,
     /// Things worth a look that do not stop the load (a filer in the state
     /// file that has no host).
     pub warnings: Vec<Problem>,
@@ -91,7 +95,7 @@ impl Snapshot {
             && tier_names(&prev.config) == tier_names(&config)
             && FileStamp::of(&config.tenants_file) == prev.tenants_stamp;
         if !same_table {
-            let mut snap = Self::from_config(config)?;
+            let mut snap = Self::build(config, None, Some(&prev.certs))?;
             snap.read_from = read_from;
             return Ok(snap);
         }
@@ -103,17 +107,21 @@ impl Snapshot {
             stamp: prev.tenants_stamp,
             placement: same_placement.then(|| prev.placement.clone()),
         };
-        let mut snap = Self::build(config, Some(kept))?;
+        let mut snap = Self::build(config, Some(kept), Some(&prev.certs))?;
         snap.read_from = read_from;
         Ok(snap)
     }
 
     /// Loads the files named by an already validated `config`.
     pub fn from_config(config: Config) -> Result<Snapshot, ConfigError> {
-        Self::build(config, None)
+        Self::build(config, None, None)
     }
 
-    fn build(config: Config, kept: Option<Kept>) -> Result<Snapshot, ConfigError> {
+    fn build(
+        config: Config,
+        kept: Option<Kept>,
+        prev_certs: Option<&CertIndex>,
+    ) -> Result<Snapshot, ConfigError> {
         let read_from = std::time::SystemTime::now();
         // Read both files before failing, to report all problems at once.
         let (tenants, stamp, placement) = match kept {
@@ -163,8 +171,51 @@ impl Snapshot {
         let (Some(tenants), Some(migration)) = (tenants, migration) else {
             return Err(ConfigError::Invalid(problems));
         };
+        let (certs, refused) = match &config.tls {
+            Some(tls) => match CertIndex::scan(
+                &tls.certificates,
+                tls.default_certificate.as_deref(),
+                prev_certs,
+            ) {
+                Ok(found) => found,
+                Err(e) => {
+                    problems.push(Problem {
+                        file: config.file.clone(),
+                        line: None,
+                        key: Some("tls.certificates".into()),
+                        message: e.to_string(),
+                    });
+                    Default::default()
+                }
+            },
+            None => Default::default(),
+        };
+        if let Some(name) = config
+            .tls
+            .as_ref()
+            .and_then(|t| t.default_certificate.as_ref())
+        {
+            if certs.by_file(name).is_none() {
+                problems.push(Problem {
+                    file: config.file.clone(),
+                    line: None,
+                    key: Some("tls.default_certificate".into()),
+                    message: format!(
+                        "{name} is not a usable certificate of the certificate folder"
+                    ),
+                });
+            }
+        }
         problems.into_result()?;
-        let (states, warnings) = migration.resolve(&tenants);
+        let (states, mut warnings) = migration.resolve(&tenants);
+        // A certificate refused does not stop the load: its names go
+        // without (to the default certificate), the others serve.
+        warnings.extend(refused.into_iter().map(|e| Problem {
+            file: e.path().to_path_buf(),
+            line: None,
+            key: None,
+            message: format!("certificate refused: {e}"),
+        }));
         let maintenance_page = match &config.maintenance.page {
             Some(path) => Bytes::from(std::fs::read(path).map_err(|source| ConfigError::Read {
                 path: path.clone(),
@@ -188,6 +239,7 @@ impl Snapshot {
             via: ViaValues::new(&config.proxy.name),
             hop_value,
             legacy_down_page,
+            certs: Arc::new(certs),
             placement,
             live: LiveSet::fresh(&config),
             config: Arc::new(config),

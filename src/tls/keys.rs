@@ -75,44 +75,34 @@ impl KeyCache {
 }
 
 /// Picks the certificate of a handshake from the current index: the SNI
-/// name (exact, then wildcard), else the default certificate.
+/// name (exact, then wildcard), else the index's default certificate.
 pub struct Resolver {
     index: Box<dyn Fn() -> Arc<CertIndex> + Send + Sync>,
     keys: Arc<KeyCache>,
-    /// The file served without SNI or for a name without a certificate;
-    /// `None` refuses those handshakes.
-    default: Option<String>,
 }
 
 impl Resolver {
     pub fn new(
         index: impl Fn() -> Arc<CertIndex> + Send + Sync + 'static,
         keys: Arc<KeyCache>,
-        default: Option<String>,
     ) -> Self {
         Resolver {
             index: Box::new(index),
             keys,
-            default,
         }
     }
 }
 
 impl std::fmt::Debug for Resolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Resolver")
-            .field("default", &self.default)
-            .finish_non_exhaustive()
+        f.debug_struct("Resolver").finish_non_exhaustive()
     }
 }
 
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let index = (self.index)();
-        let file = hello
-            .server_name()
-            .and_then(|n| index.lookup(n))
-            .or_else(|| index.by_file(self.default.as_deref()?))?;
+        let file = index.for_handshake(hello.server_name())?;
         match self.keys.get(file) {
             Ok(k) => Some(k),
             Err(e) => {

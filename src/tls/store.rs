@@ -60,6 +60,20 @@ pub enum CertError {
     KeyMismatch { path: PathBuf },
 }
 
+impl CertError {
+    /// The file (or folder) concerned.
+    pub fn path(&self) -> &Path {
+        match self {
+            CertError::Read { path, .. }
+            | CertError::NoCertificate { path }
+            | CertError::BadCertificate { path, .. }
+            | CertError::NoNames { path }
+            | CertError::BadKey { path, .. }
+            | CertError::KeyMismatch { path } => path,
+        }
+    }
+}
+
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The certificates of a folder, by name.
@@ -70,13 +84,17 @@ pub struct CertIndex {
     exact: HashMap<String, u32>,
     /// `example.com` for `*.example.com`.
     wildcards: HashMap<String, u32>,
+    /// Served without SNI or for a name without a certificate.
+    default: Option<u32>,
 }
 
 impl CertIndex {
     /// Indexes `dir`, reusing the entries of `previous` for files whose
-    /// stamp has not changed. Returns the index and the files refused.
+    /// stamp has not changed; `default` names the file served without SNI
+    /// or for an unknown name. Returns the index and the files refused.
     pub fn scan(
         dir: &Path,
+        default: Option<&str>,
         previous: Option<&CertIndex>,
     ) -> Result<(CertIndex, Vec<CertError>), CertError> {
         let read = |source| CertError::Read {
@@ -114,6 +132,14 @@ impl CertIndex {
             };
             index.add(file);
         }
+        index.default = default.and_then(|name| {
+            let path = dir.join(name);
+            index
+                .files
+                .iter()
+                .position(|f| f.path == path)
+                .map(|i| i as u32)
+        });
         Ok((index, refused))
     }
 
@@ -150,6 +176,12 @@ impl CertIndex {
     pub fn by_file(&self, file: &str) -> Option<&Arc<CertFile>> {
         let path = self.dir.join(file);
         self.files.iter().find(|f| f.path == path)
+    }
+
+    /// The certificate for a handshake: its SNI name's, else the default.
+    pub fn for_handshake(&self, sni: Option<&str>) -> Option<&Arc<CertFile>> {
+        sni.and_then(|n| self.lookup(n))
+            .or_else(|| self.default.map(|i| &self.files[i as usize]))
     }
 
     pub fn files(&self) -> &[Arc<CertFile>] {

@@ -49,15 +49,11 @@ struct Server {
 }
 
 fn server(dir: &Path, default: Option<&str>, capacity: usize) -> (Server, Vec<CertError>) {
-    let (index, refused) = CertIndex::scan(dir, None).unwrap();
+    let (index, refused) = CertIndex::scan(dir, default, None).unwrap();
     let index = Arc::new(Mutex::new(Arc::new(index)));
     let keys = Arc::new(KeyCache::new(capacity, provider()));
     let current = index.clone();
-    let resolver = Resolver::new(
-        move || current.lock().unwrap().clone(),
-        keys.clone(),
-        default.map(str::to_string),
-    );
+    let resolver = Resolver::new(move || current.lock().unwrap().clone(), keys.clone());
     let config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -209,7 +205,7 @@ fn a_rotated_certificate_is_served_and_unchanged_files_are_reused() {
 
     let new = write_cert(d, "a.pem", &["a.example"], 2031);
     let previous = s.index.lock().unwrap().clone();
-    let (next, refused) = CertIndex::scan(d, Some(&previous)).unwrap();
+    let (next, refused) = CertIndex::scan(d, None, Some(&previous)).unwrap();
     assert!(refused.is_empty());
     assert!(Arc::ptr_eq(
         previous.lookup("b.example").unwrap(),

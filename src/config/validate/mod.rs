@@ -13,6 +13,7 @@ use super::{
 
 mod legacy;
 mod pools;
+mod tls;
 mod values;
 
 use pools::{pools_of, tiers_of};
@@ -37,6 +38,7 @@ pub(super) fn config(doc: RawDocument) -> Result<Config, ConfigError> {
         maintenance,
         legacy,
         admin,
+        tls,
         placement,
         tiers,
         pools,
@@ -61,7 +63,7 @@ pub(super) fn config(doc: RawDocument) -> Result<Config, ConfigError> {
         workers: int(&mut c, "proxy.workers", proxy.workers, 0, 0, 1024) as usize,
     };
 
-    let listeners = listeners(&mut c, listen);
+    let listeners = listeners(&mut c, listen, tls.is_some());
 
     let timeouts = Timeouts {
         connect: duration(&mut c, "timeouts.connect", timeouts.connect, 2),
@@ -148,6 +150,7 @@ pub(super) fn config(doc: RawDocument) -> Result<Config, ConfigError> {
         hot_hold: values::duration(&mut c, "placement.hot_hold", placement.hot_hold, 10),
     };
     let admin = admin.and_then(|a| socket_addr(&mut c, "admin.address", &a.address));
+    let tls = tls.and_then(|t| tls::tls(&mut c, t, &dir));
     let unknown_hosts = unknown(&mut c, unknown_hosts, legacy.is_some());
 
     let maintenance = Maintenance {
@@ -178,6 +181,7 @@ pub(super) fn config(doc: RawDocument) -> Result<Config, ConfigError> {
         maintenance,
         legacy,
         admin,
+        tls,
         placement,
         tiers,
         pools,
@@ -213,6 +217,7 @@ fn required_path(
 fn listeners(
     c: &mut Collector<'_>,
     listen: Vec<Spanned<super::raw::RawListener>>,
+    has_tls: bool,
 ) -> Vec<Listener> {
     if listen.is_empty() {
         c.file_level(
@@ -232,11 +237,21 @@ fn listeners(
             None | Some(("auto", _)) => Protocol::Auto,
             Some(("http1", _)) => Protocol::Http1,
             Some(("h2c", _)) => Protocol::H2c,
+            Some(("https", span)) => {
+                if !has_tls {
+                    c.at(
+                        span,
+                        format!("{key}.protocol"),
+                        "an https listener needs a [tls] section naming the certificate folder",
+                    );
+                }
+                Protocol::Https
+            }
             Some((_, span)) => {
                 c.at(
                     span,
                     format!("{key}.protocol"),
-                    "expected \"auto\", \"http1\" or \"h2c\"",
+                    "expected \"auto\", \"http1\", \"h2c\" or \"https\"",
                 );
                 Protocol::Auto
             }

@@ -1,0 +1,204 @@
+//! HTTPS termination: rustls on an `https` listener, the certificate of
+//! each handshake from the certificate folder by SNI (exact, wildcard,
+//! default), HTTP/2 or HTTP/1.1 by ALPN, and a certificate rotated on disk
+//! picked up by the folder watch without a restart.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Version};
+use http_body_util::Full;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use predictor::reload::{Reloader, watch};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+
+use crate::support::backend::Backend;
+use crate::support::{Answer, Folder, Proxy, WAIT, config_toml, eventually, read};
+
+/// A self-signed certificate for `names` (an IP address as an IP SAN),
+/// written with its key to `dir/certs/file`.
+fn write_cert(dir: &Path, file: &str, names: &[&str]) -> CertificateDer<'static> {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let (ips, dns): (Vec<&str>, Vec<&str>) = names
+        .iter()
+        .partition(|n| n.parse::<std::net::IpAddr>().is_ok());
+    let mut params =
+        rcgen::CertificateParams::new(dns.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    for ip in ips {
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::IpAddress(ip.parse().unwrap()));
+    }
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::create_dir_all(dir.join("certs")).unwrap();
+    std::fs::write(
+        dir.join("certs").join(file),
+        cert.pem() + &key.serialize_pem(),
+    )
+    .unwrap();
+    cert.der().clone()
+}
+
+fn folder(web: &Backend) -> Folder {
+    let toml = config_toml(&[("web", vec![("w", web.addr)])], None, "").replace(
+        "[[listen]]\naddress = \"127.0.0.1:0\"\n",
+        "[[listen]]\naddress = \"127.0.0.1:0\"\nprotocol = \"https\"\n",
+    ) + "[tls]\ncertificates = \"certs\"\ndefault_certificate = \"default.pem\"\n";
+    Folder::new(
+        &toml,
+        "s.example\tt\tweb\tf\n*.w.example\tt\tweb\tf\n",
+        "default = \"migrated\"\n",
+    )
+}
+
+/// A TLS connection to `addr` for `name`, trusting `roots`, offering
+/// `alpn`; the certificate presented and the protocol agreed.
+async fn connect(
+    addr: std::net::SocketAddr,
+    name: &str,
+    roots: &[&CertificateDer<'static>],
+    alpn: &[&[u8]],
+) -> std::io::Result<(
+    tokio_rustls::client::TlsStream<TcpStream>,
+    CertificateDer<'static>,
+)> {
+    let mut store = rustls::RootCertStore::empty();
+    for r in roots {
+        store.add((*r).clone()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(predictor::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await?;
+    let tls = tokio::time::timeout(
+        WAIT,
+        connector.connect(ServerName::try_from(name.to_string()).unwrap(), tcp),
+    )
+    .await
+    .map_err(|_| std::io::Error::other("handshake timed out"))??;
+    let cert = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+    Ok((tls, cert))
+}
+
+async fn get_h1(tls: tokio_rustls::client::TlsStream<TcpStream>, host: &str) -> Answer {
+    let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("/")
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    read(
+        tokio::time::timeout(WAIT, s.send_request(req))
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn https_serves_each_site_its_certificate_over_http1_and_http2() {
+    let web = Backend::start("web").await;
+    let f = folder(&web);
+    let site = write_cert(f.path(), "s.pem", &["s.example"]);
+    let wild = write_cert(f.path(), "w.pem", &["*.w.example"]);
+    let default = write_cert(f.path(), "default.pem", &["default.example", "127.0.0.1"]);
+    let proxy = Proxy::start(&f);
+    let all = [&site, &wild, &default];
+
+    // HTTP/1.1 by ALPN, exact name.
+    let (tls, cert) = connect(proxy.addr, "s.example", &all, &[b"http/1.1"])
+        .await
+        .unwrap();
+    assert_eq!(cert, site);
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let a = get_h1(tls, "s.example").await;
+    assert_eq!(a.status, 200, "{a:?}");
+    let seen = web.last();
+    assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
+
+    // HTTP/2 by ALPN, wildcard name.
+    let (tls, cert) = connect(proxy.addr, "shop.w.example", &all, &[b"h2", b"http/1.1"])
+        .await
+        .unwrap();
+    assert_eq!(cert, wild);
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut s, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("https://shop.w.example/x")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = tokio::time::timeout(WAIT, s.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.version(), Version::HTTP_2);
+    let a = read(resp).await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(web.last().uri, "/x");
+
+    // Without SNI (a client connecting to an IP address): the default
+    // certificate. A name without a certificate gets it too, and a client
+    // checking the name refuses it.
+    let (_, cert) = connect(proxy.addr, "127.0.0.1", &all, &[]).await.unwrap();
+    assert_eq!(cert, default);
+    assert!(
+        connect(proxy.addr, "other.example", &all, &[])
+            .await
+            .is_err()
+    );
+    // The site still answers after those failed handshakes.
+    let (tls, _) = connect(proxy.addr, "s.example", &all, &[]).await.unwrap();
+    assert_eq!(get_h1(tls, "s.example").await.status, 200);
+}
+
+#[tokio::test]
+async fn a_rotated_certificate_is_served_without_a_restart() {
+    let web = Backend::start("web").await;
+    let f = folder(&web);
+    let old = write_cert(f.path(), "s.pem", &["s.example"]);
+    write_cert(f.path(), "default.pem", &["default.example"]);
+    let snapshot = predictor::snapshot::Snapshot::load(f.path()).unwrap();
+    let proxy = Proxy::from_server(predictor::server::Server::start(snapshot).unwrap());
+    let reloader = Arc::new(Reloader::new(
+        proxy.server().snapshot().clone(),
+        f.path(),
+        proxy.server().metrics().clone(),
+    ));
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(watch(reloader.clone(), stopped));
+    eventually("the watch to start", || reloader.watching()).await;
+
+    let (_, cert) = connect(proxy.addr, "s.example", &[&old], &[])
+        .await
+        .unwrap();
+    assert_eq!(cert, old);
+    let generation = proxy.server().snapshot().load().generation;
+
+    // Renewed: a new file renamed over the old one, as certbot's deploy
+    // hooks and cert-manager do.
+    let tmp = tempfile::tempdir().unwrap();
+    let new = write_cert(tmp.path(), "s.pem", &["s.example"]);
+    std::fs::rename(tmp.path().join("certs/s.pem"), f.path().join("certs/s.pem")).unwrap();
+    eventually("the renewed certificate to load", || {
+        proxy.server().snapshot().load().generation > generation
+    })
+    .await;
+    let (tls, cert) = connect(proxy.addr, "s.example", &[&new], &[])
+        .await
+        .unwrap();
+    assert_eq!(cert, new);
+    assert_eq!(get_h1(tls, "s.example").await.status, 200);
+}
