@@ -49,7 +49,7 @@ fn folder(web: &Backend) -> Folder {
     ) + "[tls]\ncertificates = \"certs\"\ndefault_certificate = \"default.pem\"\n";
     Folder::new(
         &toml,
-        "s.example\tt\tweb\tf\n*.w.example\tt\tweb\tf\n",
+        "s.example\tt\tweb\tf\n*.w.example\tt\tweb\tf\no.example\to\tweb\tf\n",
         "default = \"migrated\"\n",
     )
 }
@@ -162,6 +162,34 @@ async fn https_serves_each_site_its_certificate_over_http1_and_http2() {
     // The site still answers after those failed handshakes.
     let (tls, _) = connect(proxy.addr, "s.example", &all, &[]).await.unwrap();
     assert_eq!(get_h1(tls, "s.example").await.status, 200);
+
+    // On a connection opened for s.example, a Host of the same tenant
+    // passes; another tenant's gets 421 and never reaches a webserver.
+    let (tls, _) = connect(proxy.addr, "s.example", &all, &[]).await.unwrap();
+    let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let before = web.seen().len();
+    for (host, status) in [
+        ("shop.w.example", 200),
+        ("o.example", 421),
+        ("s.example", 200),
+    ] {
+        let req = Request::get("/")
+            .header("host", host)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let a = read(
+            tokio::time::timeout(WAIT, s.send_request(req))
+                .await
+                .unwrap()
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(a.status, status, "{host}: {a:?}");
+    }
+    assert_eq!(web.seen().len(), before + 2);
 }
 
 #[tokio::test]

@@ -88,6 +88,21 @@ pub struct TlsSettings {
     pub key_cache: usize,
     /// From the connection to the end of the TLS handshake.
     pub handshake_timeout: Duration,
+    /// What a request whose Host differs from the TLS server name gets.
+    pub misdirected: Misdirected,
+}
+
+/// `[tls] misdirected`: when a request's Host differs from the server name
+/// its TLS connection was opened for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Misdirected {
+    /// 421 when the Host belongs to another tenant (or one is unknown and
+    /// the other not); names of one tenant share a connection.
+    Tenant,
+    /// 421 for any other name.
+    Host,
+    /// Route by the Host alone.
+    Allow,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

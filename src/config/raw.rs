@@ -140,6 +140,7 @@ pub struct RawTls {
     pub default_certificate: Option<Spanned<String>>,
     pub key_cache: Option<Spanned<i64>>,
     pub handshake_timeout: Option<Spanned<String>>,
+    pub misdirected: Option<Spanned<String>>,
 }
 
 /// `[admin]`: the operators' listener.

@@ -507,7 +507,7 @@ fn tls_keys_are_checked_with_their_lines() {
     assert_found(&p, &[(Some(6), "listen[0].protocol")]);
 
     let text = format!(
-        "{MINIMAL}[tls]\ncertificates = \"\"\ndefault_certificate = \"a/b.pem\"\nkey_cache = 0\nhandshake_timeout = \"soon\"\n"
+        "{MINIMAL}[tls]\ncertificates = \"\"\ndefault_certificate = \"a/b.pem\"\nkey_cache = 0\nhandshake_timeout = \"soon\"\nmisdirected = \"nope\"\n"
     );
     let dir = folder(&text, "", "default = \"migrated\"\n");
     let p = problems(Config::load(dir.path()).unwrap_err());
@@ -518,6 +518,7 @@ fn tls_keys_are_checked_with_their_lines() {
             (Some(12), "tls.default_certificate"),
             (Some(13), "tls.key_cache"),
             (Some(14), "tls.handshake_timeout"),
+            (Some(15), "tls.misdirected"),
         ],
     );
 }

@@ -32,6 +32,8 @@ pub enum ProxyError {
     ConflictingFraming,
     #[error("CONNECT is not supported by a reverse proxy")]
     Connect,
+    #[error("Host {host:?} belongs to another tenant than the TLS server name {sni:?}")]
+    Misdirected { sni: String, host: String },
     #[error("cannot connect to {addr}: {source}")]
     ConnectFailed {
         addr: SocketAddr,
@@ -74,7 +76,8 @@ impl ProxyError {
             | ProxyError::DuplicateHost
             | ProxyError::AuthorityMismatch { .. }
             | ProxyError::ConflictingFraming
-            | ProxyError::Connect => Side::Client,
+            | ProxyError::Connect
+            | ProxyError::Misdirected { .. } => Side::Client,
             ProxyError::ConnectFailed { .. }
             | ProxyError::ConnectTimeout { .. }
             | ProxyError::ResponseTimeout { .. }
@@ -110,6 +113,7 @@ impl ProxyError {
             | ProxyError::AuthorityMismatch { .. }
             | ProxyError::ConflictingFraming => StatusCode::BAD_REQUEST,
             ProxyError::Connect => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::ConnectFailed { .. }
             | ProxyError::ConnectTimeout { .. }
             | ProxyError::Upstream { .. }
@@ -198,6 +202,14 @@ mod tests {
             assert!(!e.retry_safe());
         }
         assert_eq!(ProxyError::Connect.status(), StatusCode::METHOD_NOT_ALLOWED);
+        let m = ProxyError::Misdirected {
+            sni: "a.example".into(),
+            host: "b.example".into(),
+        };
+        assert_eq!(
+            (m.status(), m.side(), m.retry_safe()),
+            (StatusCode::MISDIRECTED_REQUEST, Side::Client, false)
+        );
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub struct ConnCtx {
     pub client: Client,
     pub peer: SocketAddr,
     pub proto: &'static str,
+    /// The TLS server name the client asked for (normalised), on a
+    /// connection terminated here.
+    pub sni: Option<host::Host>,
 }
 
 impl ConnCtx {
@@ -66,6 +69,7 @@ impl ConnCtx {
             client: Client::new(peer.ip()),
             peer,
             proto,
+            sni: None,
         }
     }
 }
@@ -98,6 +102,38 @@ pub async fn handle(
         m.duration.record(since.elapsed().as_secs_f64());
     }
     Ok(response.map(|b| b.with_active(active)))
+}
+
+/// On a connection whose TLS was terminated for `sni`, a request for a
+/// host of another tenant (or, with `[tls] misdirected = "host"`, any
+/// other host) is refused with 421: a browser reusing a connection
+/// across names sharing a certificate must not reach a tenant the
+/// handshake did not name. The same name, or two names of one tenant,
+/// pass without a second lookup in the common case.
+fn misdirected(
+    snap: &crate::snapshot::Snapshot,
+    sni: &host::Host,
+    host: &host::Host,
+) -> Result<(), ProxyError> {
+    use crate::config::Misdirected;
+    if sni == host {
+        return Ok(());
+    }
+    let refuse = match snap.config.tls.as_ref().map(|t| t.misdirected) {
+        None | Some(Misdirected::Allow) => false,
+        Some(Misdirected::Host) => true,
+        Some(Misdirected::Tenant) => {
+            let tenant = |h: &host::Host| snap.tenants.lookup(h).map(|m| m.tenant);
+            tenant(sni) != tenant(host)
+        }
+    };
+    if refuse {
+        return Err(ProxyError::Misdirected {
+            sni: sni.as_str().to_string(),
+            host: host.as_str().to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// A request on its way to the legacy balancer.
@@ -133,6 +169,9 @@ async fn forward(
 
     // Route on one snapshot; copy out what forwarding needs, then let go.
     let snap = ctx.worker.snapshot.load();
+    if let (Some(sni), Some(h)) = (&ctx.sni, &host) {
+        misdirected(&snap, sni, h)?;
+    }
     let decision = match &host {
         Some(h) => snap.route(h),
         None => routing::route_unknown(&snap.config),

@@ -408,8 +408,15 @@ async fn serve(
             } else {
                 (Mode::Http1, &builders.http1)
             };
+            let sni = tls
+                .get_ref()
+                .1
+                .server_name()
+                .and_then(|n| crate::routing::host::normalize(n.as_bytes()).ok());
             let io = TokioIo::new(ClientIo::new(tls, shared.clone(), mode, idle, header));
-            let ctx = Rc::new(ConnCtx::new(worker, shared, peer, "https"));
+            let mut ctx = ConnCtx::new(worker, shared, peer, "https");
+            ctx.sni = sni;
+            let ctx = Rc::new(ctx);
             let service = service_fn(move |req| handler::handle(ctx.clone(), req));
             let conn = builder.serve_connection_with_upgrades(io, service);
             if let Err(e) = watcher.watch(conn).await {

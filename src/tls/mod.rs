@@ -9,11 +9,12 @@
 //! and the rustls configuration ([`server_config`]: TLS 1.3 and 1.2, ALPN
 //! `h2` and `http/1.1`, the crypto provider chosen explicitly: `ring`).
 //! The server's accept loop runs the handshake (with its timeout) and
-//! serves HTTP/2 or HTTP/1.1 as negotiated.
+//! serves HTTP/2 or HTTP/1.1 as negotiated; the handler refuses with 421 a
+//! request whose Host belongs to another tenant than the connection's SNI
+//! (`[tls] misdirected`).
 //!
 //! Not yet (issue 6 continues): SNI passthrough of legacy sites with a
-//! PROXY v2 header, the 421 for a Host naming another tenant than the SNI,
-//! TLS metrics, and parsing a first-use key off the worker thread (today a
+//! PROXY v2 header, TLS metrics, and parsing a first-use key off the worker thread (today a
 //! first handshake for a certificate parses its key inline, about a
 //! millisecond for RSA).
 

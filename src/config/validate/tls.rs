@@ -1,7 +1,7 @@
 //! `[tls]`: the certificate folder of the `https` listeners.
 
 use super::super::raw::{RawTls, Spanned};
-use super::super::{Collector, TlsSettings};
+use super::super::{Collector, Misdirected, TlsSettings};
 use super::values::{duration, int};
 
 pub(super) fn tls(
@@ -30,7 +30,25 @@ pub(super) fn tls(
         Some(f) => Some(f.into_inner()),
         None => None,
     };
+    let misdirected = match raw
+        .misdirected
+        .as_ref()
+        .map(|m| (m.get_ref().as_str(), m.span()))
+    {
+        None | Some(("tenant", _)) => Misdirected::Tenant,
+        Some(("host", _)) => Misdirected::Host,
+        Some(("allow", _)) => Misdirected::Allow,
+        Some((_, span)) => {
+            c.at(
+                span,
+                "tls.misdirected",
+                "expected \"tenant\" (421 for another tenant's host), \"host\" (421 for any other name) or \"allow\"",
+            );
+            Misdirected::Tenant
+        }
+    };
     Some(TlsSettings {
+        misdirected,
         certificates: dir.join(folder),
         default_certificate,
         key_cache: int(c, "tls.key_cache", raw.key_cache, 10_000, 1, 10_000_000) as usize,
