@@ -65,6 +65,31 @@ async fn connect(
     tokio_rustls::client::TlsStream<TcpStream>,
     CertificateDer<'static>,
 )> {
+    let tcp = TcpStream::connect(addr).await?;
+    handshake(tcp, name, roots, alpn).await
+}
+
+/// [`connect`] over a connection already open.
+async fn connect_over(
+    tcp: TcpStream,
+    name: &str,
+    roots: &[&CertificateDer<'static>],
+) -> std::io::Result<(
+    tokio_rustls::client::TlsStream<TcpStream>,
+    CertificateDer<'static>,
+)> {
+    handshake(tcp, name, roots, &[]).await
+}
+
+async fn handshake(
+    tcp: TcpStream,
+    name: &str,
+    roots: &[&CertificateDer<'static>],
+    alpn: &[&[u8]],
+) -> std::io::Result<(
+    tokio_rustls::client::TlsStream<TcpStream>,
+    CertificateDer<'static>,
+)> {
     let mut store = rustls::RootCertStore::empty();
     for r in roots {
         store.add((*r).clone()).unwrap();
@@ -76,7 +101,6 @@ async fn connect(
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(addr).await?;
     let tls = tokio::time::timeout(
         WAIT,
         connector.connect(ServerName::try_from(name.to_string()).unwrap(), tcp),
@@ -228,5 +252,139 @@ async fn a_rotated_certificate_is_served_without_a_restart() {
         .await
         .unwrap();
     assert_eq!(cert, new);
+    assert_eq!(get_h1(tls, "s.example").await.status, 200);
+}
+
+/// Passthrough: a legacy site's TLS goes undecrypted to a real HAProxy
+/// (`accept-proxy`, its own certificate); the session completes with the
+/// legacy certificate and HAProxy sees the client's address from the
+/// PROXY v2 header (the client connects from 127.0.0.2, predictor from
+/// 127.0.0.1). A migrated site on the same listener is terminated here,
+/// and so is a legacy site whose certificate is in the folder.
+#[tokio::test]
+async fn legacy_sites_pass_through_to_haproxy_with_the_client_address() {
+    use crate::support::haproxy::{Haproxy, available, free_port};
+    if !available("legacy_sites_pass_through_to_haproxy_with_the_client_address") {
+        return;
+    }
+    let web = Backend::start("web").await;
+    let legacy_cert_dir = tempfile::tempdir().unwrap();
+    let legacy_cert = write_cert(legacy_cert_dir.path(), "legacy.pem", &["old.example"]);
+    let crt = legacy_cert_dir.path().join("certs/legacy.pem");
+    let port = free_port();
+    let haproxy = Haproxy::start_on(
+        port,
+        &format!(
+            "frontend legacy_tls\n  bind 127.0.0.1:{{port}} accept-proxy ssl crt {}\n  \
+             http-request return status 200 content-type text/plain lf-string \"legacy from %[src] for %[ssl_fc_sni]\"\n",
+            crt.display()
+        ),
+    );
+    let toml = config_toml(&[("web", vec![("w", web.addr)])], None, "").replace(
+        "[[listen]]\naddress = \"127.0.0.1:0\"\n",
+        "[[listen]]\naddress = \"127.0.0.1:0\"\nprotocol = \"https\"\n",
+    ) + &format!(
+        "[legacy]\naddress = \"127.0.0.1:9\"\n\
+             [tls]\ncertificates = \"certs\"\n\
+             [tls.passthrough]\naddress = \"{}\"\n",
+        haproxy.addr
+    );
+    let f = Folder::new(
+        &toml,
+        "s.example\tt\tweb\tf-new\nold.example\to\tweb\tf-old\nkept.example\tk\tweb\tf-old\n",
+        "default = \"migrated\"\n[filers]\nf-old = \"legacy\"\n",
+    );
+    let site = write_cert(f.path(), "s.pem", &["s.example"]);
+    let kept = write_cert(f.path(), "kept.pem", &["kept.example"]);
+    let proxy = Proxy::start(&f);
+
+    // From 127.0.0.2, so that the address HAProxy reports is the client's.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let tcp = socket.connect(proxy.addr).await.unwrap();
+    let (tls, cert) = connect_over(tcp, "old.example", &[&legacy_cert])
+        .await
+        .unwrap();
+    assert_eq!(
+        cert, legacy_cert,
+        "the legacy side's certificate, end to end"
+    );
+    let a = get_h1(tls, "old.example").await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.body, "legacy from 127.0.0.2 for old.example");
+    assert!(web.seen().is_empty());
+
+    // Migrated: terminated here with the folder's certificate.
+    let (tls, cert) = connect(proxy.addr, "s.example", &[&site], &[])
+        .await
+        .unwrap();
+    assert_eq!(cert, site);
+    assert_eq!(get_h1(tls, "s.example").await.status, 200);
+    // Legacy, but with a local certificate: terminated here, then sent to
+    // the legacy balancer over HTTP (down here: 502), not passed through.
+    let (tls, cert) = connect(proxy.addr, "kept.example", &[&kept], &[])
+        .await
+        .unwrap();
+    assert_eq!(cert, kept);
+    assert_eq!(get_h1(tls, "kept.example").await.status, 502);
+}
+
+/// ClientHellos that are not: garbage, a hello cut short and left hanging,
+/// one far too large. Each is closed (the hanging one after the handshake
+/// timeout), and the listener keeps serving.
+#[tokio::test]
+async fn bad_and_slow_client_hellos_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let web = Backend::start("web").await;
+    let f = Folder::new(
+        &(config_toml(&[("web", vec![("w", web.addr)])], None, "").replace(
+            "[[listen]]\naddress = \"127.0.0.1:0\"\n",
+            "[[listen]]\naddress = \"127.0.0.1:0\"\nprotocol = \"https\"\n",
+        ) + "[tls]\ncertificates = \"certs\"\nhandshake_timeout = \"300ms\"\n"),
+        "s.example\tt\tweb\tf\n",
+        "default = \"migrated\"\n",
+    );
+    let site = write_cert(f.path(), "s.pem", &["s.example"]);
+    let proxy = Proxy::start(&f);
+
+    let closed = |mut s: TcpStream| async move {
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(WAIT, s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap_or(0);
+        // Closed, perhaps after a TLS alert (record type 21).
+        assert!(
+            n == 0 || buf[0] == 21,
+            "got {n} bytes: {:?}",
+            &buf[..n.min(16)]
+        );
+    };
+    // Not TLS at all.
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: s.example\r\n\r\n")
+        .await
+        .unwrap();
+    closed(s).await;
+    // A record header announcing a hello that never comes in full.
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(&[22, 3, 1, 0x02, 0x00, 1, 0, 1]).await.unwrap();
+    let started = std::time::Instant::now();
+    closed(s).await;
+    assert!(started.elapsed() >= std::time::Duration::from_millis(250));
+    // A hello claiming to be huge, sent in many small records.
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut junk = vec![22, 3, 1, 0x40, 0x00, 1, 0xff, 0xff, 0xff];
+    junk.resize(5 + 0x4000, 0);
+    for _ in 0..3 {
+        if s.write_all(&junk).await.is_err() {
+            break;
+        }
+    }
+    closed(s).await;
+
+    let (tls, _) = connect(proxy.addr, "s.example", &[&site], &[])
+        .await
+        .unwrap();
     assert_eq!(get_h1(tls, "s.example").await.status, 200);
 }

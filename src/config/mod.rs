@@ -90,6 +90,32 @@ pub struct TlsSettings {
     pub handshake_timeout: Duration,
     /// What a request whose Host differs from the TLS server name gets.
     pub misdirected: Misdirected,
+    /// Legacy sites' TLS passed to the legacy balancer undecrypted.
+    pub passthrough: Option<Passthrough>,
+}
+
+/// `[tls.passthrough]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passthrough {
+    /// The legacy balancer's TLS port.
+    pub address: SocketAddr,
+    /// Whether a PROXY protocol v2 header (the client's address) goes first.
+    pub proxy_protocol: bool,
+    /// A legacy site with a certificate in the folder is terminated here.
+    pub prefer_local_certificate: bool,
+    /// A ClientHello without a server name.
+    pub no_sni: NoSni,
+}
+
+/// `[tls.passthrough] no_sni`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoSni {
+    /// Terminated here with the default certificate.
+    Terminate,
+    /// Passed to the legacy balancer.
+    Legacy,
+    /// Closed.
+    Close,
 }
 
 /// `[tls] misdirected`: when a request's Host differs from the server name

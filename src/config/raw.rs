@@ -141,6 +141,17 @@ pub struct RawTls {
     pub key_cache: Option<Spanned<i64>>,
     pub handshake_timeout: Option<Spanned<String>>,
     pub misdirected: Option<Spanned<String>>,
+    pub passthrough: Option<Spanned<RawPassthrough>>,
+}
+
+/// `[tls.passthrough]`: legacy sites' TLS passed on undecrypted.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPassthrough {
+    pub address: Spanned<String>,
+    pub proxy_protocol: Option<Spanned<bool>>,
+    pub prefer_local_certificate: Option<Spanned<bool>>,
+    pub no_sni: Option<Spanned<String>>,
 }
 
 /// `[admin]`: the operators' listener.

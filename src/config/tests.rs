@@ -549,3 +549,39 @@ fn a_missing_certificate_folder_or_default_refuses_the_load() {
     assert!(snap.warnings[0].file.ends_with("certs/default.pem"));
     assert!(snap.warnings[0].message.contains("no certificate"));
 }
+
+#[test]
+fn passthrough_keys_are_checked_with_their_lines() {
+    let text = format!(
+        "{MINIMAL}[tls]\ncertificates = \"certs\"\n[tls.passthrough]\naddress = \"nowhere\"\nno_sni = \"maybe\"\nproxy_protocol = false\n"
+    );
+    let dir = folder(&text, "", "default = \"migrated\"\n");
+    let p = problems(Config::load(dir.path()).unwrap_err());
+    assert_found(
+        &p,
+        &[
+            (Some(13), "tls.passthrough.address"),
+            (Some(14), "tls.passthrough.no_sni"),
+        ],
+    );
+    let text = format!(
+        "{MINIMAL}[tls]\ncertificates = \"certs\"\n[tls.passthrough]\naddress = \"10.0.0.1:443\"\nno_sni = \"close\"\nproxy_protocol = false\n"
+    );
+    let dir = folder(&text, "", "default = \"migrated\"\n");
+    let c = Config::load(dir.path()).unwrap();
+    let p = c.tls.unwrap().passthrough.unwrap();
+    assert_eq!(
+        (
+            p.address.to_string(),
+            p.proxy_protocol,
+            p.prefer_local_certificate,
+            p.no_sni
+        ),
+        (
+            "10.0.0.1:443".to_string(),
+            false,
+            true,
+            crate::config::NoSni::Close
+        )
+    );
+}

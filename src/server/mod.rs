@@ -13,6 +13,7 @@
 //! connections finish up to `timeouts.drain`, then exit.
 
 mod control;
+mod https;
 mod listen;
 
 use std::net::SocketAddr;
@@ -387,42 +388,12 @@ async fn serve(
         Protocol::Http1 => (Mode::Http1, "http"),
         Protocol::H2c => (Mode::Http2, "http"),
         Protocol::Https => {
-            let Some(acceptor) = &builders.tls else {
-                tracing::error!("an https listener without a TLS configuration");
-                return;
+            let timeouts = https::Timeouts {
+                idle,
+                header,
+                handshake,
             };
-            let tls = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(client = %peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            let (mode, builder) = if h2 {
-                (Mode::Http2, &builders.h2c)
-            } else {
-                (Mode::Http1, &builders.http1)
-            };
-            let sni = tls
-                .get_ref()
-                .1
-                .server_name()
-                .and_then(|n| crate::routing::host::normalize(n.as_bytes()).ok());
-            let io = TokioIo::new(ClientIo::new(tls, shared.clone(), mode, idle, header));
-            let mut ctx = ConnCtx::new(worker, shared, peer, "https");
-            ctx.sni = sni;
-            let ctx = Rc::new(ctx);
-            let service = service_fn(move |req| handler::handle(ctx.clone(), req));
-            let conn = builder.serve_connection_with_upgrades(io, service);
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
-            }
-            return;
+            return https::serve(worker, &builders, watcher, stream, peer, shared, timeouts).await;
         }
     };
     let io = TokioIo::new(ClientIo::new(stream, shared.clone(), mode, idle, header));

@@ -8,16 +8,18 @@
 //! its first handshake and kept in a bounded cache shared by all workers),
 //! and the rustls configuration ([`server_config`]: TLS 1.3 and 1.2, ALPN
 //! `h2` and `http/1.1`, the crypto provider chosen explicitly: `ring`).
-//! The server's accept loop runs the handshake (with its timeout) and
-//! serves HTTP/2 or HTTP/1.1 as negotiated; the handler refuses with 421 a
-//! request whose Host belongs to another tenant than the connection's SNI
-//! (`[tls] misdirected`).
+//! [`hello`] reads a connection's ClientHello without consuming it, so
+//! that `server::https` can pass a legacy site's TLS to the legacy
+//! balancer undecrypted (PROXY v2 header first) or terminate it here (the
+//! bytes given back to the handshake); HTTP/2 or HTTP/1.1 follow by ALPN,
+//! and the handler refuses with 421 a request whose Host belongs to
+//! another tenant than the connection's SNI (`[tls] misdirected`).
 //!
-//! Not yet (issue 6 continues): SNI passthrough of legacy sites with a
-//! PROXY v2 header, TLS metrics, and parsing a first-use key off the worker thread (today a
+//! Not yet (issue 6 continues): TLS metrics, and parsing a first-use key off the worker thread (today a
 //! first handshake for a certificate parses its key inline, about a
 //! millisecond for RSA).
 
+pub mod hello;
 pub mod keys;
 pub mod store;
 #[cfg(test)]

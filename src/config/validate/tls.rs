@@ -1,8 +1,9 @@
 //! `[tls]`: the certificate folder of the `https` listeners.
 
+use super::super::raw::RawPassthrough;
 use super::super::raw::{RawTls, Spanned};
-use super::super::{Collector, Misdirected, TlsSettings};
-use super::values::{duration, int};
+use super::super::{Collector, Misdirected, NoSni, Passthrough, TlsSettings};
+use super::values::{duration, int, socket_addr};
 
 pub(super) fn tls(
     c: &mut Collector<'_>,
@@ -47,11 +48,40 @@ pub(super) fn tls(
             Misdirected::Tenant
         }
     };
+    let passthrough = raw.passthrough.and_then(|p| passthrough(c, p.into_inner()));
     Some(TlsSettings {
+        passthrough,
         misdirected,
         certificates: dir.join(folder),
         default_certificate,
         key_cache: int(c, "tls.key_cache", raw.key_cache, 10_000, 1, 10_000_000) as usize,
         handshake_timeout: duration(c, "tls.handshake_timeout", raw.handshake_timeout, 10),
+    })
+}
+
+fn passthrough(c: &mut Collector<'_>, raw: RawPassthrough) -> Option<Passthrough> {
+    let no_sni = match raw
+        .no_sni
+        .as_ref()
+        .map(|m| (m.get_ref().as_str(), m.span()))
+    {
+        None | Some(("terminate", _)) => NoSni::Terminate,
+        Some(("legacy", _)) => NoSni::Legacy,
+        Some(("close", _)) => NoSni::Close,
+        Some((_, span)) => {
+            c.at(
+                span,
+                "tls.passthrough.no_sni",
+                "expected \"terminate\" (the default certificate), \"legacy\" or \"close\"",
+            );
+            NoSni::Terminate
+        }
+    };
+    let address = socket_addr(c, "tls.passthrough.address", &raw.address)?;
+    Some(Passthrough {
+        address,
+        proxy_protocol: raw.proxy_protocol.is_none_or(|b| *b.get_ref()),
+        prefer_local_certificate: raw.prefer_local_certificate.is_none_or(|b| *b.get_ref()),
+        no_sni,
     })
 }

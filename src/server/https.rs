@@ -1,0 +1,154 @@
+//! A connection on an `https` listener: its ClientHello is read first
+//! ([`crate::tls::hello::peek`]) and decides the way ([`way`]): a legacy
+//! site without a local certificate is passed to the legacy balancer's
+//! TLS port undecrypted (with a PROXY v2 header carrying the client's
+//! address); everything else is terminated here, the bytes already read
+//! given back to the handshake, and served as HTTP/2 or HTTP/1.1 by ALPN.
+//! A ClientHello that is malformed, too large or too slow closes the
+//! connection (logged); one without SNI goes as `[tls.passthrough]
+//! no_sni` says.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::Watcher;
+use tokio::net::TcpStream;
+
+use super::Builders;
+use crate::config::NoSni;
+use crate::proxy::client_io::{ClientIo, ConnShared, Mode};
+use crate::proxy::handler::{self, ConnCtx, Worker};
+use crate::routing::{Action, host};
+use crate::snapshot::Snapshot;
+use crate::tls::hello::{self, Rewind};
+
+pub(super) struct Timeouts {
+    pub idle: Duration,
+    pub header: Duration,
+    pub handshake: Duration,
+}
+
+/// Where a TLS connection goes.
+#[derive(Debug, PartialEq, Eq)]
+enum Way {
+    Terminate,
+    Pass {
+        to: SocketAddr,
+        proxy_protocol: bool,
+    },
+    Close,
+}
+
+/// The way of a connection asking for `sni`.
+fn way(snap: &Snapshot, sni: Option<&str>) -> Way {
+    let Some(p) = snap
+        .config
+        .tls
+        .as_ref()
+        .and_then(|t| t.passthrough.as_ref())
+    else {
+        return Way::Terminate;
+    };
+    let pass = Way::Pass {
+        to: p.address,
+        proxy_protocol: p.proxy_protocol,
+    };
+    let Some(name) = sni else {
+        return match p.no_sni {
+            NoSni::Terminate => Way::Terminate,
+            NoSni::Legacy => pass,
+            NoSni::Close => Way::Close,
+        };
+    };
+    let Ok(h) = host::normalize(name.as_bytes()) else {
+        return Way::Terminate;
+    };
+    if snap.route(&h).action != Action::Legacy {
+        return Way::Terminate;
+    }
+    if p.prefer_local_certificate && snap.certs.lookup(name).is_some() {
+        return Way::Terminate;
+    }
+    pass
+}
+
+pub(super) async fn serve(
+    worker: Rc<Worker>,
+    builders: &Builders,
+    watcher: Watcher,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<ConnShared>,
+    t: Timeouts,
+) {
+    let Some(acceptor) = &builders.tls else {
+        tracing::error!("an https listener without a TLS configuration");
+        return;
+    };
+    let (read, hello) = hello::peek(&mut stream, t.handshake).await;
+    let sni = match hello {
+        Ok(sni) => sni,
+        Err(e) => {
+            tracing::debug!(client = %peer, error = %e, "TLS connection closed before its handshake");
+            return;
+        }
+    };
+    let (way, connect) = {
+        let snap = worker.snapshot.load();
+        (way(&snap, sni.as_deref()), snap.config.timeouts.connect)
+    };
+    match way {
+        Way::Terminate => {}
+        Way::Close => {
+            tracing::debug!(client = %peer, "TLS connection without SNI closed");
+            return;
+        }
+        Way::Pass { to, proxy_protocol } => {
+            match hello::passthrough(stream, &read, to, proxy_protocol, connect).await {
+                Ok((up, down)) => {
+                    tracing::debug!(client = %peer, legacy = %to, up, down, "TLS passed through")
+                }
+                Err(e) => {
+                    tracing::debug!(client = %peer, legacy = %to, error = %e, "TLS passthrough failed")
+                }
+            }
+            return;
+        }
+    }
+    let accept = acceptor.accept(Rewind::new(read, stream));
+    let tls = match tokio::time::timeout(t.handshake, accept).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(client = %peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let (mode, builder) = if h2 {
+        (Mode::Http2, &builders.h2c)
+    } else {
+        (Mode::Http1, &builders.http1)
+    };
+    let sni = tls
+        .get_ref()
+        .1
+        .server_name()
+        .and_then(|n| host::normalize(n.as_bytes()).ok());
+    let io = TokioIo::new(ClientIo::new(tls, shared.clone(), mode, t.idle, t.header));
+    let mut ctx = ConnCtx::new(worker, shared, peer, "https");
+    ctx.sni = sni;
+    let ctx = Rc::new(ctx);
+    let service = service_fn(move |req| handler::handle(ctx.clone(), req));
+    let conn = builder.serve_connection_with_upgrades(io, service);
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
+    }
+}
