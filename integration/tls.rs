@@ -15,7 +15,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 
 use crate::support::backend::Backend;
-use crate::support::{Answer, Folder, Proxy, WAIT, config_toml, eventually, read};
+use crate::support::{Answer, Folder, Proxy, WAIT, config_toml, eventually, metric, read};
 
 /// A self-signed certificate for `names` (an IP address as an IP SAN),
 /// written with its key to `dir/certs/file`.
@@ -214,6 +214,31 @@ async fn https_serves_each_site_its_certificate_over_http1_and_http2() {
         assert_eq!(a.status, status, "{host}: {a:?}");
     }
     assert_eq!(web.seen().len(), before + 2);
+
+    // Five handshakes completed, one refused by the client (failed on this
+    // side too: the client aborts after the certificate). Keys were parsed
+    // once per certificate used (3), then found in the cache (3).
+    let m = |s: &str| metric(proxy.server(), s);
+    eventually("the handshake counts", || {
+        m("predictor_tls_handshakes_total{result=\"ok\"}") == 5.0
+            && m("predictor_tls_handshakes_total{result=\"failed\"}") == 1.0
+    })
+    .await;
+    assert_eq!(m("predictor_tls_key_cache_total{result=\"miss\"}"), 3.0);
+    assert_eq!(m("predictor_tls_key_cache_total{result=\"hit\"}"), 3.0);
+    let snap = proxy.server().snapshot().load();
+    let text = predictor::tls::exposition(&snap, 0);
+    assert!(text.contains("predictor_tls_certificates 3\n"), "{text}");
+    assert!(
+        text.contains("predictor_tls_certificates_expiring 0\n"),
+        "{text}"
+    );
+    // Far in the future every certificate has expired.
+    let text = predictor::tls::exposition(&snap, 1 << 40);
+    assert!(
+        text.contains("predictor_tls_certificates_expiring 3\n"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -66,12 +66,39 @@ pub struct ReloadMetrics {
     pub duration: Histogram,
 }
 
+/// The metrics of the `https` listeners (certificate counts are rendered
+/// from the snapshot at scrape time: `tls::exposition`).
+#[derive(Clone)]
+pub struct TlsMetrics {
+    pub handshakes_ok: Counter,
+    /// The handshake itself failed (no certificate for the name, a
+    /// protocol error, the client gave up).
+    pub handshakes_failed: Counter,
+    pub handshakes_timeout: Counter,
+    /// The first bytes were not a TLS ClientHello.
+    pub hellos_malformed: Counter,
+    pub hellos_too_large: Counter,
+    /// A ClientHello without SNI closed (`no_sni = "close"`).
+    pub hellos_no_sni_closed: Counter,
+    pub passthrough_ok: Counter,
+    pub passthrough_failed: Counter,
+    /// Bytes passed through, client to legacy balancer.
+    pub passthrough_bytes_in: Counter,
+    /// Bytes passed through, legacy balancer to client.
+    pub passthrough_bytes_out: Counter,
+    /// Handshakes whose certificate's key was in the cache.
+    pub key_cache_hits: Counter,
+    /// Handshakes that parsed their certificate's key first.
+    pub key_cache_misses: Counter,
+}
+
 /// The metrics of one server.
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     pub legacy: LegacyMetrics,
     pub reload: ReloadMetrics,
+    pub tls: TlsMetrics,
 }
 
 impl Metrics {
@@ -150,11 +177,54 @@ impl Metrics {
                 "Time from the start of a reload to the new snapshot serving.",
             ),
         };
+        let handshake = |result: &'static str| {
+            r.counter_with(
+                "predictor_tls_handshakes_total",
+                "TLS connections on https listeners, by how their handshake ended (ok, failed, timeout; malformed, too_large, no_sni_closed: closed at the ClientHello). Passed-through connections are not counted here.",
+                vec![Label::new("result", result)],
+            )
+        };
+        let passthrough = |result: &'static str| {
+            r.counter_with(
+                "predictor_tls_passthrough_connections_total",
+                "TLS connections passed to the legacy balancer undecrypted, by result (failed: could not connect or reset).",
+                vec![Label::new("result", result)],
+            )
+        };
+        let bytes = |direction: &'static str| {
+            r.counter_with(
+                "predictor_tls_passthrough_bytes_total",
+                "Bytes of passed-through TLS connections, by direction (in: client to legacy balancer, out: back).",
+                vec![Label::new("direction", direction)],
+            )
+        };
+        let cache = |result: &'static str| {
+            r.counter_with(
+                "predictor_tls_key_cache_total",
+                "Handshakes by whether their certificate's key was already parsed (hit) or parsed first (miss).",
+                vec![Label::new("result", result)],
+            )
+        };
+        let tls = TlsMetrics {
+            handshakes_ok: handshake("ok"),
+            handshakes_failed: handshake("failed"),
+            handshakes_timeout: handshake("timeout"),
+            hellos_malformed: handshake("malformed"),
+            hellos_too_large: handshake("too_large"),
+            hellos_no_sni_closed: handshake("no_sni_closed"),
+            passthrough_ok: passthrough("ok"),
+            passthrough_failed: passthrough("failed"),
+            passthrough_bytes_in: bytes("in"),
+            passthrough_bytes_out: bytes("out"),
+            key_cache_hits: cache("hit"),
+            key_cache_misses: cache("miss"),
+        };
         Metrics {
             recorder,
             handle,
             legacy,
             reload,
+            tls,
         }
     }
 

@@ -71,7 +71,12 @@ fn answer(
     match req.uri().path() {
         "/metrics" => {
             let mut body = metrics.render();
-            body.push_str(&crate::health::exposition(&snapshot.load()));
+            let snap = snapshot.load();
+            body.push_str(&crate::health::exposition(&snap));
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            body.push_str(&crate::tls::exposition(&snap, now));
             let mut r = text(StatusCode::OK, body);
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -24,7 +24,7 @@ use crate::proxy::client_io::{ClientIo, ConnShared, Mode};
 use crate::proxy::handler::{self, ConnCtx, Worker};
 use crate::routing::{Action, host};
 use crate::snapshot::Snapshot;
-use crate::tls::hello::{self, Rewind};
+use crate::tls::hello::{self, HelloError, Rewind};
 
 pub(super) struct Timeouts {
     pub idle: Duration,
@@ -89,10 +89,17 @@ pub(super) async fn serve(
         tracing::error!("an https listener without a TLS configuration");
         return;
     };
+    let m = worker.metrics.tls.clone();
     let (read, hello) = hello::peek(&mut stream, t.handshake).await;
     let sni = match hello {
         Ok(sni) => sni,
         Err(e) => {
+            match e {
+                HelloError::Malformed(_) => m.hellos_malformed.increment(1),
+                HelloError::TooLarge => m.hellos_too_large.increment(1),
+                HelloError::Timeout(_) => m.handshakes_timeout.increment(1),
+                HelloError::Closed | HelloError::Io(_) => m.handshakes_failed.increment(1),
+            }
             tracing::debug!(client = %peer, error = %e, "TLS connection closed before its handshake");
             return;
         }
@@ -104,15 +111,20 @@ pub(super) async fn serve(
     match way {
         Way::Terminate => {}
         Way::Close => {
+            m.hellos_no_sni_closed.increment(1);
             tracing::debug!(client = %peer, "TLS connection without SNI closed");
             return;
         }
         Way::Pass { to, proxy_protocol } => {
             match hello::passthrough(stream, &read, to, proxy_protocol, connect).await {
                 Ok((up, down)) => {
+                    m.passthrough_ok.increment(1);
+                    m.passthrough_bytes_in.increment(up);
+                    m.passthrough_bytes_out.increment(down);
                     tracing::debug!(client = %peer, legacy = %to, up, down, "TLS passed through")
                 }
                 Err(e) => {
+                    m.passthrough_failed.increment(1);
                     tracing::debug!(client = %peer, legacy = %to, error = %e, "TLS passthrough failed")
                 }
             }
@@ -123,14 +135,17 @@ pub(super) async fn serve(
     let tls = match tokio::time::timeout(t.handshake, accept).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
+            m.handshakes_failed.increment(1);
             tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
             return;
         }
         Err(_) => {
+            m.handshakes_timeout.increment(1);
             tracing::debug!(client = %peer, "TLS handshake timed out");
             return;
         }
     };
+    m.handshakes_ok.increment(1);
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let (mode, builder) = if h2 {
         (Mode::Http2, &builders.h2c)

@@ -86,7 +86,7 @@ impl Server {
                     .any(|l| l.protocol == Protocol::Https) =>
             {
                 Some(
-                    crate::tls::server_config(snapshot.clone(), t.key_cache)
+                    crate::tls::server_config(snapshot.clone(), t.key_cache, &metrics.tls)
                         .map_err(std::io::Error::other)?,
                 )
             }

@@ -22,6 +22,8 @@ use super::store::{CertError, CertFile, CertIndex};
 pub struct KeyCache {
     cache: quick_cache::sync::Cache<u64, Arc<CertifiedKey>>,
     provider: Arc<rustls::crypto::CryptoProvider>,
+    /// Hits and misses (`predictor_tls_key_cache_total`).
+    counts: Option<(metrics::Counter, metrics::Counter)>,
 }
 
 impl KeyCache {
@@ -29,11 +31,27 @@ impl KeyCache {
         KeyCache {
             cache: quick_cache::sync::Cache::new(capacity.max(1)),
             provider,
+            counts: None,
         }
+    }
+
+    /// Counts hits and misses on these counters.
+    pub fn counting(mut self, hits: metrics::Counter, misses: metrics::Counter) -> Self {
+        self.counts = Some((hits, misses));
+        self
     }
 
     /// The chain and signing key of `file`, loaded on first use.
     pub fn get(&self, file: &CertFile) -> Result<Arc<CertifiedKey>, CertError> {
+        if let Some(k) = self.cache.get(&file.id) {
+            if let Some((hits, _)) = &self.counts {
+                hits.increment(1);
+            }
+            return Ok(k);
+        }
+        if let Some((_, misses)) = &self.counts {
+            misses.increment(1);
+        }
         self.cache.get_or_insert_with(&file.id, || self.load(file))
     }
 

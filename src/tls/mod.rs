@@ -15,7 +15,12 @@
 //! and the handler refuses with 421 a request whose Host belongs to
 //! another tenant than the connection's SNI (`[tls] misdirected`).
 //!
-//! Not yet (issue 6 continues): TLS metrics, and parsing a first-use key off the worker thread (today a
+//! Metrics: handshakes by result, passthrough connections and bytes, key
+//! cache hits and misses (`crate::metrics::TlsMetrics`), and the
+//! certificate gauges rendered from the snapshot at scrape time
+//! ([`exposition`]).
+//!
+//! Not yet (issue 6 continues): and parsing a first-use key off the worker thread (today a
 //! first handshake for a certificate parses its key inline, about a
 //! millisecond for RSA).
 
@@ -34,8 +39,12 @@ use std::sync::Arc;
 pub fn server_config(
     snapshot: Arc<crate::snapshot::SharedSnapshot>,
     key_cache: usize,
+    metrics: &crate::metrics::TlsMetrics,
 ) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
-    let keys = Arc::new(keys::KeyCache::new(key_cache, provider()));
+    let keys = Arc::new(keys::KeyCache::new(key_cache, provider()).counting(
+        metrics.key_cache_hits.clone(),
+        metrics.key_cache_misses.clone(),
+    ));
     let resolver = keys::Resolver::new(move || snapshot.load().certs.clone(), keys);
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
@@ -43,6 +52,32 @@ pub fn server_config(
         .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// Days before expiry from which a certificate counts as expiring soon.
+pub const EXPIRING_DAYS: i64 = 30;
+
+/// The certificate gauges in Prometheus text format, rendered from the
+/// snapshot at scrape time (like the servers' health): certificates
+/// indexed, refused, and expiring within [`EXPIRING_DAYS`] days.
+pub fn exposition(snap: &crate::snapshot::Snapshot, now_unix: i64) -> String {
+    if snap.config.tls.is_none() {
+        return String::new();
+    }
+    let files = snap.certs.files();
+    let soon = now_unix + EXPIRING_DAYS * 86_400;
+    let expiring = files.iter().filter(|f| f.not_after < soon).count();
+    format!(
+        "# HELP predictor_tls_certificates Certificate files indexed from the certificate folder (usable; keys parsed on first use).\n\
+         # TYPE predictor_tls_certificates gauge\npredictor_tls_certificates {}\n\
+         # HELP predictor_tls_certificates_refused Certificate files of the folder refused at the last load (named in /status and the log).\n\
+         # TYPE predictor_tls_certificates_refused gauge\npredictor_tls_certificates_refused {}\n\
+         # HELP predictor_tls_certificates_expiring Certificates that expire within {EXPIRING_DAYS} days (or have expired).\n\
+         # TYPE predictor_tls_certificates_expiring gauge\npredictor_tls_certificates_expiring {}\n",
+        files.len(),
+        snap.certs_refused,
+        expiring
+    )
 }
 
 /// The crypto provider of every TLS configuration: `ring`, with its
