@@ -15,7 +15,9 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 
 use crate::support::backend::Backend;
-use crate::support::{Answer, Folder, Proxy, WAIT, config_toml, eventually, metric, read};
+use crate::support::{
+    Answer, Folder, Proxy, WAIT, config_toml, eventually, get_on, h1_over, metric, read,
+};
 
 /// A self-signed certificate for `names` (an IP address as an IP SAN),
 /// written with its key to `dir/certs/file`.
@@ -42,17 +44,31 @@ fn write_cert(dir: &Path, file: &str, names: &[&str]) -> CertificateDer<'static>
     cert.der().clone()
 }
 
-fn folder(web: &Backend) -> Folder {
-    let toml = config_toml(&[("web", vec![("w", web.addr)])], None, "").replace(
+/// `predictor.toml` with one `https` listener, the pool `web`, then `extra`.
+fn https_toml(web: &Backend, extra: &str) -> String {
+    config_toml(&[("web", vec![("w", web.addr)])], None, "").replace(
         "[[listen]]\naddress = \"127.0.0.1:0\"\n",
         "[[listen]]\naddress = \"127.0.0.1:0\"\nprotocol = \"https\"\n",
-    ) + "[tls]\ncertificates = \"certs\"\ndefault_certificate = \"default.pem\"\n";
+    ) + extra
+}
+
+fn folder(web: &Backend) -> Folder {
+    let toml = https_toml(
+        web,
+        "[tls]\ncertificates = \"certs\"\ndefault_certificate = \"default.pem\"\n",
+    );
     Folder::new(
         &toml,
         "s.example\tt\tweb\tf\n*.w.example\tt\tweb\tf\no.example\to\tweb\tf\n",
         "default = \"migrated\"\n",
     )
 }
+
+/// A TLS connection and the certificate the server presented.
+type Opened = std::io::Result<(
+    tokio_rustls::client::TlsStream<TcpStream>,
+    CertificateDer<'static>,
+)>;
 
 /// A TLS connection to `addr` for `name`, trusting `roots`, offering
 /// `alpn`; the certificate presented and the protocol agreed.
@@ -61,35 +77,18 @@ async fn connect(
     name: &str,
     roots: &[&CertificateDer<'static>],
     alpn: &[&[u8]],
-) -> std::io::Result<(
-    tokio_rustls::client::TlsStream<TcpStream>,
-    CertificateDer<'static>,
-)> {
+) -> Opened {
     let tcp = TcpStream::connect(addr).await?;
     handshake(tcp, name, roots, alpn).await
 }
 
 /// [`connect`] over a connection already open.
-async fn connect_over(
-    tcp: TcpStream,
-    name: &str,
-    roots: &[&CertificateDer<'static>],
-) -> std::io::Result<(
-    tokio_rustls::client::TlsStream<TcpStream>,
-    CertificateDer<'static>,
-)> {
-    handshake(tcp, name, roots, &[]).await
-}
-
 async fn handshake(
     tcp: TcpStream,
     name: &str,
     roots: &[&CertificateDer<'static>],
     alpn: &[&[u8]],
-) -> std::io::Result<(
-    tokio_rustls::client::TlsStream<TcpStream>,
-    CertificateDer<'static>,
-)> {
+) -> Opened {
     let mut store = rustls::RootCertStore::empty();
     for r in roots {
         store.add((*r).clone()).unwrap();
@@ -111,22 +110,21 @@ async fn handshake(
     Ok((tls, cert))
 }
 
+/// Connects for `name` trusting `cert` alone: `cert` is what the server
+/// presents, and a GET for `name` gets `status`.
+async fn served(
+    addr: std::net::SocketAddr,
+    name: &str,
+    cert: &CertificateDer<'static>,
+    status: u16,
+) {
+    let (tls, got) = connect(addr, name, &[cert], &[]).await.unwrap();
+    assert_eq!(&got, cert, "{name}");
+    assert_eq!(get_h1(tls, name).await.status, status, "{name}");
+}
+
 async fn get_h1(tls: tokio_rustls::client::TlsStream<TcpStream>, host: &str) -> Answer {
-    let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let req = Request::get("/")
-        .header("host", host)
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    read(
-        tokio::time::timeout(WAIT, s.send_request(req))
-            .await
-            .unwrap()
-            .unwrap(),
-    )
-    .await
+    get_on(&mut h1_over(tls).await, host, "/").await
 }
 
 #[tokio::test]
@@ -273,11 +271,7 @@ async fn a_rotated_certificate_is_served_without_a_restart() {
         proxy.server().snapshot().load().generation > generation
     })
     .await;
-    let (tls, cert) = connect(proxy.addr, "s.example", &[&new], &[])
-        .await
-        .unwrap();
-    assert_eq!(cert, new);
-    assert_eq!(get_h1(tls, "s.example").await.status, 200);
+    served(proxy.addr, "s.example", &new, 200).await;
 }
 
 /// Passthrough: a legacy site's TLS goes undecrypted to a real HAProxy
@@ -305,15 +299,13 @@ async fn legacy_sites_pass_through_to_haproxy_with_the_client_address() {
             crt.display()
         ),
     );
-    let toml = config_toml(&[("web", vec![("w", web.addr)])], None, "").replace(
-        "[[listen]]\naddress = \"127.0.0.1:0\"\n",
-        "[[listen]]\naddress = \"127.0.0.1:0\"\nprotocol = \"https\"\n",
-    ) + &format!(
-        "[legacy]\naddress = \"127.0.0.1:9\"\n\
+    let toml = https_toml(&web, "")
+        + &format!(
+            "[legacy]\naddress = \"127.0.0.1:9\"\n\
              [tls]\ncertificates = \"certs\"\n\
              [tls.passthrough]\naddress = \"{}\"\n",
-        haproxy.addr
-    );
+            haproxy.addr
+        );
     let f = Folder::new(
         &toml,
         "s.example\tt\tweb\tf-new\nold.example\to\tweb\tf-old\nkept.example\tk\tweb\tf-old\n",
@@ -327,7 +319,7 @@ async fn legacy_sites_pass_through_to_haproxy_with_the_client_address() {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
     let tcp = socket.connect(proxy.addr).await.unwrap();
-    let (tls, cert) = connect_over(tcp, "old.example", &[&legacy_cert])
+    let (tls, cert) = handshake(tcp, "old.example", &[&legacy_cert], &[])
         .await
         .unwrap();
     assert_eq!(
@@ -340,18 +332,19 @@ async fn legacy_sites_pass_through_to_haproxy_with_the_client_address() {
     assert!(web.seen().is_empty());
 
     // Migrated: terminated here with the folder's certificate.
-    let (tls, cert) = connect(proxy.addr, "s.example", &[&site], &[])
-        .await
-        .unwrap();
-    assert_eq!(cert, site);
-    assert_eq!(get_h1(tls, "s.example").await.status, 200);
+    served(proxy.addr, "s.example", &site, 200).await;
     // Legacy, but with a local certificate: terminated here, then sent to
     // the legacy balancer over HTTP (down here: 502), not passed through.
-    let (tls, cert) = connect(proxy.addr, "kept.example", &[&kept], &[])
-        .await
-        .unwrap();
-    assert_eq!(cert, kept);
-    assert_eq!(get_h1(tls, "kept.example").await.status, 502);
+    served(proxy.addr, "kept.example", &kept, 502).await;
+
+    let m = |s: &str| metric(proxy.server(), s);
+    eventually("the passthrough counts", || {
+        m("predictor_tls_passthrough_connections_total{result=\"ok\"}") == 1.0
+    })
+    .await;
+    assert!(m("predictor_tls_passthrough_bytes_total{direction=\"in\"}") > 200.0);
+    assert!(m("predictor_tls_passthrough_bytes_total{direction=\"out\"}") > 200.0);
+    assert_eq!(m("predictor_tls_handshakes_total{result=\"ok\"}"), 2.0);
 }
 
 /// ClientHellos that are not: garbage, a hello cut short and left hanging,
@@ -362,10 +355,10 @@ async fn bad_and_slow_client_hellos_are_closed() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let web = Backend::start("web").await;
     let f = Folder::new(
-        &(config_toml(&[("web", vec![("w", web.addr)])], None, "").replace(
-            "[[listen]]\naddress = \"127.0.0.1:0\"\n",
-            "[[listen]]\naddress = \"127.0.0.1:0\"\nprotocol = \"https\"\n",
-        ) + "[tls]\ncertificates = \"certs\"\nhandshake_timeout = \"300ms\"\n"),
+        &https_toml(
+            &web,
+            "[tls]\ncertificates = \"certs\"\nhandshake_timeout = \"300ms\"\n",
+        ),
         "s.example\tt\tweb\tf\n",
         "default = \"migrated\"\n",
     );
@@ -412,4 +405,12 @@ async fn bad_and_slow_client_hellos_are_closed() {
         .await
         .unwrap();
     assert_eq!(get_h1(tls, "s.example").await.status, 200);
+
+    let m = |s: &str| metric(proxy.server(), s);
+    assert_eq!(m("predictor_tls_handshakes_total{result=\"timeout\"}"), 1.0);
+    assert_eq!(
+        m("predictor_tls_handshakes_total{result=\"malformed\"}")
+            + m("predictor_tls_handshakes_total{result=\"too_large\"}"),
+        2.0
+    );
 }

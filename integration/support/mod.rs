@@ -140,8 +140,15 @@ impl Answer {
 
 /// An HTTP/1.1 connection to `addr`.
 pub async fn h1(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    h1_over(TcpStream::connect(addr).await.unwrap()).await
+}
+
+/// An HTTP/1.1 connection over an open stream (TCP or TLS).
+pub async fn h1_over<T>(io: T) -> hyper::client::conn::http1::SendRequest<Full<Bytes>>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
         .unwrap();
     tokio::spawn(async move {
@@ -179,7 +186,15 @@ pub async fn read(resp: http::Response<hyper::body::Incoming>) -> Answer {
 
 /// `GET path` with `Host: host` on a new HTTP/1.1 connection.
 pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Answer {
-    let mut s = h1(addr).await;
+    get_on(&mut h1(addr).await, host, path).await
+}
+
+/// `GET path` with `Host: host` on an HTTP/1.1 connection.
+pub async fn get_on(
+    s: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    host: &str,
+    path: &str,
+) -> Answer {
     let req = Request::get(path)
         .header("host", host)
         .body(Full::new(Bytes::new()))
