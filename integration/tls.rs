@@ -414,3 +414,40 @@ async fn bad_and_slow_client_hellos_are_closed() {
         2.0
     );
 }
+
+/// A client coming back resumes its session (a ticket from the first
+/// connection) instead of a full handshake.
+#[tokio::test]
+async fn a_returning_client_resumes_its_session() {
+    let web = Backend::start("web").await;
+    let f = folder(&web);
+    let site = write_cert(f.path(), "s.pem", &["s.example"]);
+    write_cert(f.path(), "default.pem", &["default.example"]);
+    let proxy = Proxy::start(&f);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(site).unwrap();
+    let config = Arc::new(
+        rustls::ClientConfig::builder_with_provider(predictor::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let mut kinds = Vec::new();
+    for _ in 0..2 {
+        let tcp = TcpStream::connect(proxy.addr).await.unwrap();
+        let name = ServerName::try_from("s.example").unwrap();
+        let tls = connector.connect(name, tcp).await.unwrap();
+        kinds.push(tls.get_ref().1.handshake_kind());
+        // A request and its answer: the session ticket comes with them.
+        assert_eq!(get_h1(tls, "s.example").await.status, 200);
+    }
+    assert_eq!(
+        kinds,
+        [
+            Some(rustls::HandshakeKind::Full),
+            Some(rustls::HandshakeKind::Resumed)
+        ]
+    );
+}

@@ -51,8 +51,17 @@ pub fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // Resumption: stateless tickets (keys rotated by rustls, per process),
+    // and a session cache big enough for a cluster IP's clients (rustls'
+    // default keeps 256).
+    config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE);
     Ok(Arc::new(config))
 }
+
+/// TLS sessions remembered for stateful resumption (about 100 bytes
+/// each).
+const SESSION_CACHE: usize = 32_768;
 
 /// Days before expiry from which a certificate counts as expiring soon.
 pub const EXPIRING_DAYS: i64 = 30;
