@@ -408,3 +408,56 @@ async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, peer: SocketAddr) {
         Err(e) => tracing::debug!(client = %peer, error = %e, "upgraded stream failed"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::Snapshot;
+
+    /// a.example and www.a.example are tenant t1, b.example tenant t2.
+    fn snapshot(misdirected: &str) -> Snapshot {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("certs")).unwrap();
+        std::fs::write(
+            d.join("predictor.toml"),
+            format!(
+                "tenants = \"tenants.tsv\"\nmigration = \"migration.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\n\
+                 [tiers.web]\npool = \"p\"\n[pools.p]\nservers = [{{ id = \"a\", address = \"127.0.0.1:10\" }}]\n\
+                 [tls]\ncertificates = \"certs\"\nmisdirected = \"{misdirected}\"\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("tenants.tsv"),
+            "a.example\tt1\tweb\tf\nwww.a.example\tt1\tweb\tf\nb.example\tt2\tweb\tf\n",
+        )
+        .unwrap();
+        std::fs::write(d.join("migration.toml"), "default = \"migrated\"\n").unwrap();
+        Snapshot::load(d).unwrap()
+    }
+
+    fn refused(s: &Snapshot, sni: &str, host: &str) -> bool {
+        let h = |n: &str| host::normalize(n.as_bytes()).unwrap();
+        matches!(
+            misdirected(s, &h(sni), &h(host)),
+            Err(ProxyError::Misdirected { .. })
+        )
+    }
+
+    #[test]
+    fn misdirected_requests_by_setting() {
+        let s = snapshot("tenant");
+        assert!(!refused(&s, "a.example", "A.example"));
+        assert!(!refused(&s, "a.example", "www.a.example"));
+        assert!(refused(&s, "a.example", "b.example"));
+        assert!(refused(&s, "a.example", "unknown.example"));
+
+        let s = snapshot("host");
+        assert!(!refused(&s, "a.example", "a.example"));
+        assert!(refused(&s, "a.example", "www.a.example"));
+
+        let s = snapshot("allow");
+        assert!(!refused(&s, "a.example", "b.example"));
+    }
+}

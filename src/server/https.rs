@@ -26,10 +26,11 @@ use crate::routing::{Action, host};
 use crate::snapshot::Snapshot;
 use crate::tls::hello::{self, HelloError, Rewind};
 
+/// The client-side timeouts of the connection (the handshake's is read
+/// from `[tls]`).
 pub(super) struct Timeouts {
     pub idle: Duration,
     pub header: Duration,
-    pub handshake: Duration,
 }
 
 /// Where a TLS connection goes.
@@ -85,12 +86,20 @@ pub(super) async fn serve(
     shared: Arc<ConnShared>,
     t: Timeouts,
 ) {
-    let Some(acceptor) = &builders.tls else {
+    let handshake = worker
+        .snapshot
+        .load()
+        .config
+        .tls
+        .as_ref()
+        .map(|t| t.handshake_timeout);
+    let (Some(acceptor), Some(handshake)) = (&builders.tls, handshake) else {
+        // Validation refuses an https listener without [tls].
         tracing::error!("an https listener without a TLS configuration");
         return;
     };
     let m = worker.metrics.tls.clone();
-    let (read, hello) = hello::peek(&mut stream, t.handshake).await;
+    let (read, hello) = hello::peek(&mut stream, handshake).await;
     let sni = match hello {
         Ok(sni) => sni,
         Err(e) => {
@@ -132,7 +141,7 @@ pub(super) async fn serve(
         }
     }
     let accept = acceptor.accept(Rewind::new(read, stream));
-    let tls = match tokio::time::timeout(t.handshake, accept).await {
+    let tls = match tokio::time::timeout(handshake, accept).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             m.handshakes_failed.increment(1);
@@ -165,5 +174,85 @@ pub(super) async fn serve(
     let conn = builder.serve_connection_with_upgrades(io, service);
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A folder: new.example migrated, old.example and kept.example on a
+    /// legacy filer, a certificate for kept.example; `[tls]` plus `extra`.
+    fn snapshot(extra: &str) -> Snapshot {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("certs")).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["kept.example".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(d.join("certs/kept.pem"), cert.pem() + &key.serialize_pem()).unwrap();
+        std::fs::write(
+            d.join("predictor.toml"),
+            format!(
+                "tenants = \"tenants.tsv\"\nmigration = \"migration.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\n\
+                 [legacy]\naddress = \"127.0.0.1:9\"\n[tiers.web]\npool = \"p\"\n\
+                 [pools.p]\nservers = [{{ id = \"a\", address = \"127.0.0.1:10\" }}]\n\
+                 [tls]\ncertificates = \"certs\"\n{extra}"
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("tenants.tsv"),
+            "new.example\tn\tweb\tf-new\nold.example\to\tweb\tf-old\nkept.example\tk\tweb\tf-old\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("migration.toml"),
+            "default = \"migrated\"\n[filers]\nf-old = \"legacy\"\n",
+        )
+        .unwrap();
+        Snapshot::load(d).unwrap()
+    }
+
+    const LEGACY: &str = "[tls.passthrough]\naddress = \"127.0.0.1:4443\"\n";
+
+    fn pass(proxy_protocol: bool) -> Way {
+        Way::Pass {
+            to: "127.0.0.1:4443".parse().unwrap(),
+            proxy_protocol,
+        }
+    }
+
+    #[test]
+    fn legacy_sites_without_a_local_certificate_pass_through() {
+        let s = snapshot(LEGACY);
+        assert_eq!(way(&s, Some("new.example")), Way::Terminate);
+        assert_eq!(way(&s, Some("OLD.example")), pass(true));
+        assert_eq!(way(&s, Some("kept.example")), Way::Terminate);
+        assert_eq!(way(&s, None), Way::Terminate);
+
+        let s = snapshot(&format!(
+            "{LEGACY}prefer_local_certificate = false\nproxy_protocol = false\n"
+        ));
+        assert_eq!(way(&s, Some("kept.example")), pass(false));
+        assert_eq!(way(&s, Some("new.example")), Way::Terminate);
+
+        // Without [tls.passthrough] everything is terminated here.
+        assert_eq!(way(&snapshot(""), Some("old.example")), Way::Terminate);
+    }
+
+    #[test]
+    fn a_hello_without_sni_goes_as_configured() {
+        for (setting, expected) in [
+            ("terminate", Way::Terminate),
+            ("legacy", pass(true)),
+            ("close", Way::Close),
+        ] {
+            let s = snapshot(&format!("{LEGACY}no_sni = \"{setting}\"\n"));
+            assert_eq!(way(&s, None), expected, "{setting}");
+            assert_eq!(way(&s, Some("old.example")), pass(true), "{setting}");
+        }
     }
 }

@@ -320,6 +320,7 @@ impl Builders {
     fn for_protocol(&self, p: Protocol) -> &auto::Builder<LocalExec> {
         match p {
             Protocol::Auto => &self.auto,
+            // An https connection picks http1 or h2c by ALPN (`https`).
             Protocol::Http1 | Protocol::Https => &self.http1,
             Protocol::H2c => &self.h2c,
         }
@@ -371,15 +372,11 @@ async fn serve(
     protocol: Protocol,
     _permit: OwnedSemaphorePermit,
 ) {
-    let (idle, header, handshake) = {
+    let (idle, header) = {
         let snap = worker.snapshot.load();
         (
             snap.config.timeouts.client_idle,
             snap.config.timeouts.request_header,
-            snap.config
-                .tls
-                .as_ref()
-                .map_or(header_default(), |t| t.handshake_timeout),
         )
     };
     let shared = Arc::new(ConnShared::default());
@@ -388,11 +385,7 @@ async fn serve(
         Protocol::Http1 => (Mode::Http1, "http"),
         Protocol::H2c => (Mode::Http2, "http"),
         Protocol::Https => {
-            let timeouts = https::Timeouts {
-                idle,
-                header,
-                handshake,
-            };
+            let timeouts = https::Timeouts { idle, header };
             return https::serve(worker, &builders, watcher, stream, peer, shared, timeouts).await;
         }
     };
@@ -405,12 +398,6 @@ async fn serve(
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
     }
-}
-
-/// The handshake timeout when the config has no `[tls]` (never used: an
-/// https listener needs one).
-fn header_default() -> std::time::Duration {
-    std::time::Duration::from_secs(10)
 }
 
 /// Closes pooled upstream connections that sat idle too long.

@@ -60,8 +60,6 @@ pub struct Snapshot {
     /// The certificates of the `https` listeners, by name (empty without
     /// `[tls]`).
     pub certs: Arc<CertIndex>,
-    /// Certificate files refused at this load.
-    pub certs_refused: usize,
     /// Things worth a look that do not stop the load (a filer in the state
     /// file that has no host).
     pub warnings: Vec<Problem>,
@@ -210,7 +208,6 @@ impl Snapshot {
         }
         problems.into_result()?;
         let (states, mut warnings) = migration.resolve(&tenants);
-        let certs_refused = refused.len();
         // A certificate refused does not stop the load: its names go
         // without (to the default certificate), the others serve.
         warnings.extend(refused.into_iter().map(|e| Problem {
@@ -243,7 +240,6 @@ impl Snapshot {
             hop_value,
             legacy_down_page,
             certs: Arc::new(certs),
-            certs_refused,
             placement,
             live: LiveSet::fresh(&config),
             config: Arc::new(config),

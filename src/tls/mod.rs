@@ -84,7 +84,7 @@ pub fn exposition(snap: &crate::snapshot::Snapshot, now_unix: i64) -> String {
          # HELP predictor_tls_certificates_expiring Certificates that expire within {EXPIRING_DAYS} days (or have expired).\n\
          # TYPE predictor_tls_certificates_expiring gauge\npredictor_tls_certificates_expiring {}\n",
         files.len(),
-        snap.certs_refused,
+        snap.certs.refused(),
         expiring
     )
 }

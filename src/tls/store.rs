@@ -86,6 +86,8 @@ pub struct CertIndex {
     wildcards: HashMap<String, u32>,
     /// Served without SNI or for a name without a certificate.
     default: Option<u32>,
+    /// Files of the folder refused by the scan that built this index.
+    refused: usize,
 }
 
 impl CertIndex {
@@ -132,6 +134,7 @@ impl CertIndex {
             };
             index.add(file);
         }
+        index.refused = refused.len();
         index.default = default.and_then(|name| {
             let path = dir.join(name);
             index
@@ -186,6 +189,11 @@ impl CertIndex {
 
     pub fn files(&self) -> &[Arc<CertFile>] {
         &self.files
+    }
+
+    /// How many files of the folder were refused.
+    pub fn refused(&self) -> usize {
+        self.refused
     }
 }
 
