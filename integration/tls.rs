@@ -272,6 +272,44 @@ async fn a_rotated_certificate_is_served_without_a_restart() {
     })
     .await;
     served(proxy.addr, "s.example", &new, 200).await;
+
+    // A Kubernetes Secret mounted in the folder: `k.pem` is a symlink
+    // through `..data` into a timestamped folder, and an update swaps
+    // `..data` (no event names `k.pem`): the whole folder is looked at.
+    let certs = f.path().join("certs");
+    let secret = |version: &str| {
+        let tmp = tempfile::tempdir().unwrap();
+        let cert = write_cert(tmp.path(), "k.pem", &["k.w.example"]);
+        std::fs::create_dir(certs.join(version)).unwrap();
+        std::fs::rename(
+            tmp.path().join("certs/k.pem"),
+            certs.join(version).join("k.pem"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(version, certs.join("..data_tmp")).unwrap();
+        std::fs::rename(certs.join("..data_tmp"), certs.join("..data")).unwrap();
+        cert
+    };
+    let first = secret("..2026_11_30_1");
+    std::os::unix::fs::symlink("..data/k.pem", certs.join("k.pem")).unwrap();
+    eventually("the Secret's certificate to load", || {
+        proxy
+            .server()
+            .snapshot()
+            .load()
+            .certs
+            .lookup("k.w.example")
+            .is_some()
+    })
+    .await;
+    served(proxy.addr, "k.w.example", &first, 200).await;
+    let generation = proxy.server().snapshot().load().generation;
+    let second = secret("..2026_11_30_2");
+    eventually("the Secret's update to load", || {
+        proxy.server().snapshot().load().generation > generation
+    })
+    .await;
+    served(proxy.addr, "k.w.example", &second, 200).await;
 }
 
 /// Passthrough: a legacy site's TLS goes undecrypted to a real HAProxy

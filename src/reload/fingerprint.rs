@@ -38,18 +38,15 @@ pub struct Fingerprint(Vec<(PathBuf, Option<FileId>)>);
 impl Fingerprint {
     /// The files of the folder `dir` as `config` reads them.
     pub fn of(dir: &Path, config: &Config) -> Fingerprint {
-        let mut ids: Vec<(PathBuf, Option<FileId>)> = files(dir, config)
+        // Not the certificate files: a folder may hold tens of thousands;
+        // the watch names those that changed (`CertChanges`).
+        let ids: Vec<(PathBuf, Option<FileId>)> = files(dir, config)
             .into_iter()
             .map(|p| {
                 let id = identify(&p, HASHED_UP_TO);
                 (p, id)
             })
             .collect();
-        // Certificates by stamp only: a folder may hold tens of thousands.
-        ids.extend(certificates(config).into_iter().map(|p| {
-            let id = identify(&p, 0);
-            (p, id)
-        }));
         Fingerprint(ids)
     }
 
@@ -82,25 +79,8 @@ fn files(dir: &Path, config: &Config) -> Vec<PathBuf> {
     out
 }
 
-/// The folders to watch: the config folder and every folder holding a
-/// file the config reads.
-/// The certificate files of `[tls]`, if any (the folder as listed now).
-fn certificates(config: &Config) -> Vec<PathBuf> {
-    let Some(tls) = &config.tls else {
-        return Vec::new();
-    };
-    let mut out: Vec<PathBuf> = std::fs::read_dir(&tls.certificates)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "pem"))
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out
-}
-
+/// The folders to watch: the config folder, the certificate folder, and
+/// every folder holding a file the config reads.
 pub fn folders(dir: &Path, config: &Config) -> Vec<PathBuf> {
     let mut out = vec![dir.to_path_buf()];
     out.extend(config.tls.as_ref().map(|t| t.certificates.clone()));
@@ -118,7 +98,7 @@ pub fn folders(dir: &Path, config: &Config) -> Vec<PathBuf> {
 /// bytes long.
 fn identify(path: &Path, hash_up_to: u64) -> Option<FileId> {
     let stamp = FileStamp::of(path)?;
-    let hash = if stamp.len <= hash_up_to && hash_up_to > 0 {
+    let hash = if stamp.len <= hash_up_to {
         let bytes = std::fs::read(path).ok()?;
         let mut h = std::hash::DefaultHasher::new();
         bytes.hash(&mut h);

@@ -34,6 +34,7 @@ pub use fingerprint::Fingerprint;
 
 use crate::metrics::Metrics;
 use crate::snapshot::SharedSnapshot;
+use crate::tls::store::{self, CertChanges};
 
 /// Quiet time after the last event of a burst before reloading.
 pub const QUIET: Duration = Duration::from_millis(50);
@@ -69,6 +70,9 @@ pub struct Status {
 struct Seen {
     serving: Option<Fingerprint>,
     refused: Option<Fingerprint>,
+    /// Certificate files reported changed and not yet in a snapshot that
+    /// serves (kept across a refused reload).
+    certs: CertChanges,
 }
 
 /// Reloads one config folder into a [`SharedSnapshot`].
@@ -101,7 +105,7 @@ impl Reloader {
             metrics,
             last: Mutex::new(Seen {
                 serving,
-                refused: None,
+                ..Seen::default()
             }),
             watching: std::sync::atomic::AtomicBool::new(false),
         }
@@ -125,14 +129,39 @@ impl Reloader {
 
     /// Loads the folder again and installs it, unless its files are as
     /// last loaded or one is missing (being replaced) and `force` is false.
+    /// `force` (`SIGHUP`) also looks at every certificate file again.
     /// Blocking: parsing a million-line table takes a while; call from a
     /// blocking thread.
     pub fn reload(&self, force: bool) -> Outcome {
+        if force {
+            self.run(true, CertChanges::All)
+        } else {
+            self.run(false, CertChanges::None)
+        }
+    }
+
+    /// Like `reload(false)`, with the certificate files the folder watch
+    /// saw change: only those are looked at again (the config files are
+    /// always compared; they are few).
+    pub fn reload_changed(&self, certs: CertChanges) -> Outcome {
+        self.run(false, certs)
+    }
+
+    fn run(&self, force: bool, certs: CertChanges) -> Outcome {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.certs.merge(certs);
         let current = self.shared.load_full();
         let now = Fingerprint::of(&self.dir, &current.config);
         let seen = Some(&now);
-        if !force && (last.serving.as_ref() == seen || last.refused.as_ref() == seen) {
+        let config_same = last.serving.as_ref() == seen || last.refused.as_ref() == seen;
+        let certs_same = match &last.certs {
+            CertChanges::None => true,
+            CertChanges::Files(files) => current.certs.holds(files),
+            CertChanges::All => false,
+        };
+        if !force && config_same && certs_same {
+            // Certificate files touched but as serving: nothing to look at.
+            last.certs = CertChanges::None;
             self.metrics.reload.unchanged.increment(1);
             tracing::debug!("config files unchanged; nothing to reload");
             return Outcome::Unchanged;
@@ -145,7 +174,7 @@ impl Reloader {
             return Outcome::Incomplete;
         }
         let started = std::time::Instant::now();
-        match crate::server::reload(&self.shared, &self.dir) {
+        match crate::server::reload(&self.shared, &self.dir, &last.certs) {
             Ok(generation) => {
                 // The files as they were before loading: a write landing
                 // during the load differs from them, and reloads again (a
@@ -155,6 +184,7 @@ impl Reloader {
                 // one too few.
                 last.serving = Some(now);
                 last.refused = None;
+                last.certs = CertChanges::None;
                 self.metrics.reload.ok.increment(1);
                 self.metrics.reload.generation.set(generation as f64);
                 self.metrics
@@ -193,17 +223,22 @@ pub async fn watch(
     reloader: Arc<Reloader>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), WatchError> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
     let handler = move |event: notify::Result<notify::Event>| {
         // Reads change nothing (a reload's own reads must not trigger
         // another); a writer closing the file, and everything else, may.
         use notify::event::{AccessKind, AccessMode, EventKind};
-        if let Ok(e) = &event {
-            if matches!(e.kind, EventKind::Access(a) if a != AccessKind::Close(AccessMode::Write)) {
+        let seen = match event {
+            Ok(e) if matches!(e.kind, EventKind::Access(a) if a != AccessKind::Close(AccessMode::Write)) =>
+            {
                 return;
             }
-        }
-        let _ = tx.send(());
+            Ok(e) if !e.need_rescan() && !e.paths.is_empty() => Event::Paths(e.paths),
+            // Events were lost (queue overflow) or name nothing: look at
+            // everything.
+            _ => Event::Lost,
+        };
+        let _ = tx.send(seen);
     };
     let mut watcher = notify::recommended_watcher(handler).map_err(|source| WatchError::Watch {
         path: reloader.dir.clone(),
@@ -223,23 +258,67 @@ pub async fn watch(
     tracing::info!(folders = watched.len(), "watching the config folder");
     loop {
         // Wait for the first event of a burst.
+        let mut certs = CertChanges::None;
+        let cert_dir = reloader
+            .shared
+            .load()
+            .config
+            .tls
+            .as_ref()
+            .map(|t| t.certificates.clone());
+        let mut note = |seen: Event| note_certs(seen, cert_dir.as_deref(), &mut certs);
         tokio::select! {
-            got = rx.recv() => if got.is_none() { return Ok(()) },
+            got = rx.recv() => match got { Some(seen) => note(seen), None => return Ok(()) },
             _ = shutdown.changed() => return Ok(()),
         }
         let first = tokio::time::Instant::now();
         loop {
             let deadline = (tokio::time::Instant::now() + QUIET).min(first + MAX_DELAY);
             tokio::select! {
-                got = rx.recv() => if got.is_none() { return Ok(()) },
+                got = rx.recv() => match got { Some(seen) => note(seen), None => return Ok(()) },
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }
         let r = reloader.clone();
-        let outcome = tokio::task::spawn_blocking(move || r.reload(false)).await;
+        let outcome = tokio::task::spawn_blocking(move || r.reload_changed(certs)).await;
         if matches!(outcome, Ok(Outcome::Reloaded(_))) {
             // A new config may name files in other folders.
             rewatch(&mut watcher, &mut watched, &reloader);
+        }
+    }
+}
+
+/// What the folder watch reported.
+enum Event {
+    Paths(Vec<PathBuf>),
+    /// Events were lost.
+    Lost,
+}
+
+/// Adds the certificate files among `seen` to `certs`: a `*.pem` file of
+/// the certificate folder is one file to look at again; the folder itself,
+/// or a Kubernetes `..data` swap in it, or lost events, mean all of them.
+/// Other paths are the config's files, compared at every reload anyway.
+fn note_certs(seen: Event, cert_dir: Option<&Path>, certs: &mut CertChanges) {
+    let Some(cert_dir) = cert_dir else {
+        return;
+    };
+    let Event::Paths(paths) = seen else {
+        *certs = CertChanges::All;
+        return;
+    };
+    for path in paths {
+        if path == cert_dir {
+            *certs = CertChanges::All;
+        } else if path.parent() == Some(cert_dir) {
+            let swap = path
+                .file_name()
+                .is_some_and(|n| n.as_encoded_bytes().starts_with(b".."));
+            if swap {
+                *certs = CertChanges::All;
+            } else if store::is_certificate(&path) {
+                certs.file(path);
+            }
         }
     }
 }
@@ -328,5 +407,87 @@ mod tests {
         assert_eq!(r.reload(false), Outcome::Incomplete);
         std::fs::write(dir.path().join("tenants.tsv"), "a.example\tt1\tweb\tf2\n").unwrap();
         assert_eq!(r.reload(false), Outcome::Reloaded(2));
+    }
+
+    #[test]
+    fn certificate_files_are_looked_at_when_reported_and_shared_otherwise() {
+        use crate::tls::tests::{age as age_file, write_cert};
+        let dir = folder();
+        let d = dir.path();
+        let mut toml = std::fs::read_to_string(d.join("predictor.toml")).unwrap();
+        toml.push_str("[tls]\ncertificates = \"certs\"\n");
+        std::fs::write(d.join("predictor.toml"), toml).unwrap();
+        std::fs::create_dir(d.join("certs")).unwrap();
+        write_cert(&d.join("certs"), "a.pem", &["a.example"], 2030);
+        write_cert(&d.join("certs"), "b.pem", &["b.example"], 2030);
+        age(d);
+        age_file(&d.join("certs/a.pem"));
+        age_file(&d.join("certs/b.pem"));
+        let r = reloader(d);
+        let a = d.join("certs/a.pem");
+        let only_a = || CertChanges::Files([a.clone()].into());
+        assert_eq!(
+            r.reload_changed(only_a()),
+            Outcome::Unchanged,
+            "touched, same"
+        );
+
+        // A state-file change shares the certificate index as it is.
+        let before = r.shared.load_full();
+        std::fs::write(d.join("migration.toml"), "default = \"maintenance\"\n").unwrap();
+        assert_eq!(r.reload_changed(CertChanges::None), Outcome::Reloaded(2));
+        assert!(Arc::ptr_eq(&before.certs, &r.shared.load_full().certs));
+
+        // A renewed file reported by the watch is read again, and only it.
+        write_cert(&d.join("certs"), "a.pem", &["a.example"], 2031);
+        assert_eq!(r.reload_changed(only_a()), Outcome::Reloaded(3));
+        let after = r.shared.load_full();
+        assert_ne!(
+            before.certs.lookup("a.example").unwrap().id,
+            after.certs.lookup("a.example").unwrap().id
+        );
+        assert!(Arc::ptr_eq(
+            before.certs.lookup("b.example").unwrap(),
+            after.certs.lookup("b.example").unwrap()
+        ));
+        // Unreported changes wait for a report, or for SIGHUP.
+        std::fs::remove_file(d.join("certs/b.pem")).unwrap();
+        assert_eq!(r.reload(false), Outcome::Unchanged);
+        assert!(r.shared.load().certs.lookup("b.example").is_some());
+        assert_eq!(r.reload(true), Outcome::Reloaded(4));
+        assert!(r.shared.load().certs.lookup("b.example").is_none());
+    }
+
+    #[test]
+    fn watch_events_name_certificate_files_or_the_whole_folder() {
+        let certs = Path::new("/c/certs");
+        let seen = |paths: &[&str]| {
+            let mut c = CertChanges::None;
+            note_certs(
+                Event::Paths(paths.iter().map(PathBuf::from).collect()),
+                Some(certs),
+                &mut c,
+            );
+            c
+        };
+        assert_eq!(
+            seen(&["/c/predictor.toml", "/c/certs/x.pem.tmp"]),
+            CertChanges::None
+        );
+        assert_eq!(
+            seen(&["/c/certs/a.pem", "/c/certs/b.pem", "/c/certs/a.pem"]),
+            CertChanges::Files(["/c/certs/a.pem".into(), "/c/certs/b.pem".into()].into())
+        );
+        assert_eq!(
+            seen(&["/c/certs/a.pem", "/c/certs/..data"]),
+            CertChanges::All
+        );
+        assert_eq!(seen(&["/c/certs"]), CertChanges::All);
+        let mut c = CertChanges::None;
+        note_certs(Event::Lost, Some(certs), &mut c);
+        assert_eq!(c, CertChanges::All);
+        let mut c = CertChanges::None;
+        note_certs(Event::Lost, None, &mut c);
+        assert_eq!(c, CertChanges::None, "no [tls]: no certificates");
     }
 }

@@ -93,7 +93,7 @@ pub(super) async fn serve(
         .tls
         .as_ref()
         .map(|t| t.handshake_timeout);
-    let (Some(acceptor), Some(handshake)) = (&builders.tls, handshake) else {
+    let (Some((acceptor, keys)), Some(handshake)) = (&builders.tls, handshake) else {
         // Validation refuses an https listener without [tls].
         tracing::error!("an https listener without a TLS configuration");
         return;
@@ -113,9 +113,14 @@ pub(super) async fn serve(
             return;
         }
     };
-    let (way, connect) = {
+    let (way, connect, cert) = {
         let snap = worker.snapshot.load();
-        (way(&snap, sni.as_deref()), snap.config.timeouts.connect)
+        let cert = snap.certs.for_handshake(sni.as_deref()).cloned();
+        (
+            way(&snap, sni.as_deref()),
+            snap.config.timeouts.connect,
+            cert,
+        )
     };
     match way {
         Way::Terminate => {}
@@ -139,6 +144,10 @@ pub(super) async fn serve(
             }
             return;
         }
+    }
+    if let Some(cert) = cert {
+        // A key not parsed yet is parsed off this worker.
+        keys.prepare(cert).await;
     }
     let accept = acceptor.accept(Rewind::new(read, stream));
     let tls = match tokio::time::timeout(handshake, accept).await {

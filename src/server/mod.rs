@@ -37,6 +37,7 @@ use crate::proxy::client_io::{ClientIo, ConnShared, Mode};
 use crate::proxy::handler::{self, ConnCtx, Worker};
 use crate::proxy::upstream::{H2Upstream, Upstreams};
 use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::tls::store::CertChanges;
 
 /// A started server.
 pub struct Server {
@@ -58,7 +59,7 @@ struct Shared {
     limit: Arc<Semaphore>,
     /// The `https` listeners' TLS configuration (one for all workers: the
     /// key cache is shared).
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<crate::tls::Termination>,
 }
 
 impl Server {
@@ -163,7 +164,7 @@ impl Server {
     /// Loads the config folder again and installs it; on error the running
     /// snapshot stays. Blocking: call from a blocking thread.
     pub fn reload(&self, dir: &Path) -> Result<u64, ConfigError> {
-        reload(&self.snapshot, dir)
+        reload(&self.snapshot, dir, &CertChanges::All)
     }
 
     /// Stops accepting and lets connections drain; [`Server::join`] waits.
@@ -181,11 +182,16 @@ impl Server {
 
 /// Builds a snapshot from `dir` and swaps it in; the old one keeps serving
 /// when anything is wrong. The tenant table is parsed again only when its
-/// file changed ([`Snapshot::load_after`]).
-pub fn reload(shared: &SharedSnapshot, dir: &Path) -> Result<u64, ConfigError> {
+/// file changed ([`Snapshot::load_after`]), a certificate file only when
+/// named by `certs`.
+pub fn reload(
+    shared: &SharedSnapshot,
+    dir: &Path,
+    certs: &CertChanges,
+) -> Result<u64, ConfigError> {
     let started = std::time::Instant::now();
     let current = shared.load_full();
-    let next = Snapshot::load_after(dir, &current);
+    let next = Snapshot::load_after(dir, &current, certs);
     // The previous snapshot is freed as soon as no request holds it.
     drop(current);
     match next {
@@ -293,11 +299,11 @@ struct Builders {
     auto: auto::Builder<LocalExec>,
     http1: auto::Builder<LocalExec>,
     h2c: auto::Builder<LocalExec>,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<(tokio_rustls::TlsAcceptor, Arc<crate::tls::keys::KeyCache>)>,
 }
 
 impl Builders {
-    fn new(config: &crate::config::Config, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+    fn new(config: &crate::config::Config, tls: Option<crate::tls::Termination>) -> Self {
         let make = || {
             let mut b = auto::Builder::new(LocalExec);
             b.http1()
@@ -313,7 +319,7 @@ impl Builders {
             auto: make(),
             http1: make().http1_only(),
             h2c: make().http2_only(),
-            tls: tls.map(tokio_rustls::TlsAcceptor::from),
+            tls: tls.map(|t| (tokio_rustls::TlsAcceptor::from(t.config), t.keys)),
         }
     }
 

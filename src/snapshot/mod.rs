@@ -25,7 +25,7 @@ use crate::routing::host::Host;
 use crate::routing::migration::{MigrationState, MigrationStates};
 use crate::routing::tenants::{TenantIdx, TenantTable};
 use crate::routing::{self, Decision};
-use crate::tls::store::CertIndex;
+use crate::tls::store::{CertChanges, CertError, CertIndex};
 
 pub use summary::Summary;
 
@@ -87,7 +87,15 @@ impl Snapshot {
     /// built on it) is kept when its file is the one `prev` read and the
     /// config would read it the same way, so that a change of the state
     /// file or of a setting costs no re-parse of a million-line table.
-    pub fn load_after(dir: &Path, prev: &Snapshot) -> Result<Snapshot, ConfigError> {
+    ///
+    /// The certificate index is `prev`'s with the files of `certs` looked
+    /// at again (the whole folder for [`CertChanges::All`], or when the
+    /// config names another folder).
+    pub fn load_after(
+        dir: &Path,
+        prev: &Snapshot,
+        certs: &CertChanges,
+    ) -> Result<Snapshot, ConfigError> {
         let read_from = std::time::SystemTime::now();
         let config = Config::load(dir)?;
         let same_table = prev.tenants_stamp.is_some()
@@ -95,7 +103,7 @@ impl Snapshot {
             && tier_names(&prev.config) == tier_names(&config)
             && FileStamp::of(&config.tenants_file) == prev.tenants_stamp;
         if !same_table {
-            let mut snap = Self::build(config, None, Some(&prev.certs))?;
+            let mut snap = Self::build(config, None, Some((&prev.certs, certs)))?;
             snap.read_from = read_from;
             return Ok(snap);
         }
@@ -107,7 +115,7 @@ impl Snapshot {
             stamp: prev.tenants_stamp,
             placement: same_placement.then(|| prev.placement.clone()),
         };
-        let mut snap = Self::build(config, Some(kept), Some(&prev.certs))?;
+        let mut snap = Self::build(config, Some(kept), Some((&prev.certs, certs)))?;
         snap.read_from = read_from;
         Ok(snap)
     }
@@ -120,7 +128,7 @@ impl Snapshot {
     fn build(
         config: Config,
         kept: Option<Kept>,
-        prev_certs: Option<&CertIndex>,
+        prev_certs: Option<(&Arc<CertIndex>, &CertChanges)>,
     ) -> Result<Snapshot, ConfigError> {
         let read_from = std::time::SystemTime::now();
         // Read both files before failing, to report all problems at once.
@@ -171,12 +179,8 @@ impl Snapshot {
         let (Some(tenants), Some(migration)) = (tenants, migration) else {
             return Err(ConfigError::Invalid(problems));
         };
-        let (certs, refused) = match &config.tls {
-            Some(tls) => match CertIndex::scan(
-                &tls.certificates,
-                tls.default_certificate.as_deref(),
-                prev_certs,
-            ) {
+        let certs = match &config.tls {
+            Some(tls) => match certificates(tls, prev_certs) {
                 Ok(found) => found,
                 Err(e) => {
                     problems.push(Problem {
@@ -210,7 +214,7 @@ impl Snapshot {
         let (states, mut warnings) = migration.resolve(&tenants);
         // A certificate refused does not stop the load: its names go
         // without (to the default certificate), the others serve.
-        warnings.extend(refused.into_iter().map(|e| Problem {
+        warnings.extend(certs.refused().iter().map(|e| Problem {
             file: e.path().to_path_buf(),
             line: None,
             key: None,
@@ -239,7 +243,7 @@ impl Snapshot {
             via: ViaValues::new(&config.proxy.name),
             hop_value,
             legacy_down_page,
-            certs: Arc::new(certs),
+            certs,
             placement,
             live: LiveSet::fresh(&config),
             config: Arc::new(config),
@@ -283,6 +287,27 @@ struct Kept {
     tenants: Arc<TenantTable>,
     stamp: Option<FileStamp>,
     placement: Option<Arc<Placement>>,
+}
+
+/// The certificate index of `[tls]`: the previous one updated with the
+/// files that changed, or the folder scanned (reusing what it can).
+/// Nothing changed: the same index (shared, not rebuilt).
+fn certificates(
+    tls: &config::TlsSettings,
+    prev: Option<(&Arc<CertIndex>, &CertChanges)>,
+) -> Result<Arc<CertIndex>, CertError> {
+    let default = tls.default_certificate.as_deref();
+    let index = match prev {
+        Some((index, changes)) if index.dir() == tls.certificates => match changes {
+            CertChanges::None if index.default_name() == default => return Ok(Arc::clone(index)),
+            CertChanges::None => index.update(&Default::default(), default),
+            CertChanges::Files(files) => index.update(files, default),
+            CertChanges::All => CertIndex::scan(&tls.certificates, default, Some(index))?,
+        },
+        Some((index, _)) => CertIndex::scan(&tls.certificates, default, Some(index))?,
+        None => CertIndex::scan(&tls.certificates, default, None)?,
+    };
+    Ok(Arc::new(index))
 }
 
 /// The tier names in order: what a tenant table's tier ids mean.
@@ -396,7 +421,7 @@ mod tests {
             "default = \"migrated\"\n[filers]\nf1 = \"maintenance\"\n",
         )
         .unwrap();
-        let second = Snapshot::load_after(dir.path(), &first).unwrap();
+        let second = Snapshot::load_after(dir.path(), &first, &CertChanges::None).unwrap();
         assert!(Arc::ptr_eq(&first.tenants, &second.tenants));
         assert!(Arc::ptr_eq(&first.placement, &second.placement));
         let host = crate::routing::host::normalize(b"a.example").unwrap();
@@ -410,11 +435,11 @@ mod tests {
             "a.example\tt1\tweb\tf1\nb.example\tt2\tweb\tf1\n",
         )
         .unwrap();
-        let third = Snapshot::load_after(dir.path(), &second).unwrap();
+        let third = Snapshot::load_after(dir.path(), &second, &CertChanges::None).unwrap();
         assert!(!Arc::ptr_eq(&second.tenants, &third.tenants));
         assert_eq!(third.tenants.tenant_count(), 2);
         age(&dir.path().join("tenants.tsv"));
-        let third = Snapshot::load_after(dir.path(), &third).unwrap();
+        let third = Snapshot::load_after(dir.path(), &third, &CertChanges::None).unwrap();
         // A pool change keeps the table, not the placement.
         let toml = std::fs::read_to_string(dir.path().join("predictor.toml")).unwrap();
         std::fs::write(
@@ -425,7 +450,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let fourth = Snapshot::load_after(dir.path(), &third).unwrap();
+        let fourth = Snapshot::load_after(dir.path(), &third, &CertChanges::None).unwrap();
         assert!(Arc::ptr_eq(&third.tenants, &fourth.tenants));
         assert!(!Arc::ptr_eq(&third.placement, &fourth.placement));
     }

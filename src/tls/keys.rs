@@ -6,8 +6,12 @@
 //! Turning a key into a signing key is the slow part of loading a
 //! certificate (an RSA key is checked for consistency); done lazily, a
 //! folder of 50,000 certificates starts as fast as one of ten, and only
-//! the sites that get traffic pay, once. A file rewritten gets a new id in
-//! the index, so its old key is never served again.
+//! the sites that get traffic pay, once. The connection's task asks for
+//! the key before the handshake ([`KeyCache::prepare`]), which parses a
+//! missing one on a blocking thread: a worker never stalls on a parse
+//! while its other connections wait (the resolver parses inline only if
+//! the key was evicted in between). A file rewritten gets a new id in the
+//! index, so its old key is never served again.
 
 use std::sync::Arc;
 
@@ -22,7 +26,8 @@ use super::store::{CertError, CertFile, CertIndex};
 pub struct KeyCache {
     cache: quick_cache::sync::Cache<u64, Arc<CertifiedKey>>,
     provider: Arc<rustls::crypto::CryptoProvider>,
-    /// Hits and misses (`predictor_tls_key_cache_total`).
+    /// Hits and misses (`predictor_tls_key_cache_total`), counted by
+    /// [`KeyCache::prepare`]: one per handshake.
     counts: Option<(metrics::Counter, metrics::Counter)>,
 }
 
@@ -41,18 +46,25 @@ impl KeyCache {
         self
     }
 
-    /// The chain and signing key of `file`, loaded on first use.
+    /// The chain and signing key of `file`, loaded on first use (inline:
+    /// see [`KeyCache::prepare`]).
     pub fn get(&self, file: &CertFile) -> Result<Arc<CertifiedKey>, CertError> {
-        if let Some(k) = self.cache.get(&file.id) {
-            if let Some((hits, _)) = &self.counts {
-                hits.increment(1);
-            }
-            return Ok(k);
-        }
-        if let Some((_, misses)) = &self.counts {
-            misses.increment(1);
-        }
         self.cache.get_or_insert_with(&file.id, || self.load(file))
+    }
+
+    /// Makes sure the key of `file` is parsed before its handshake: a key
+    /// not in the cache is parsed on a blocking thread, not on the
+    /// worker. Counts a hit or a miss. A key refused is logged by the
+    /// resolver when the handshake asks for it.
+    pub async fn prepare(self: &Arc<Self>, file: Arc<CertFile>) {
+        let hit = self.contains(&file);
+        if let Some((hits, misses)) = &self.counts {
+            if hit { hits } else { misses }.increment(1);
+        }
+        if !hit {
+            let keys = Arc::clone(self);
+            let _ = tokio::task::spawn_blocking(move || keys.get(&file)).await;
+        }
     }
 
     /// Whether `file`'s key is in the cache (for tests and metrics).

@@ -20,17 +20,22 @@
 //! certificate gauges rendered from the snapshot at scrape time
 //! ([`exposition`]).
 //!
-//! Not yet (issue 6 continues): parsing a first-use key off the worker
-//! thread (today a first handshake for a certificate parses its key
-//! inline, about a millisecond for RSA), and the benchmarks.
 
 pub mod hello;
 pub mod keys;
 pub mod store;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::sync::Arc;
+
+/// What the `https` listeners of every worker share: one rustls
+/// configuration, and its key cache (for [`keys::KeyCache::prepare`]).
+#[derive(Clone)]
+pub struct Termination {
+    pub config: Arc<rustls::ServerConfig>,
+    pub keys: Arc<keys::KeyCache>,
+}
 
 /// The rustls configuration of the `https` listeners: TLS 1.3 and 1.2
 /// with the provider's modern suites, ALPN `h2` then `http/1.1`, and the
@@ -40,12 +45,12 @@ pub fn server_config(
     snapshot: Arc<crate::snapshot::SharedSnapshot>,
     key_cache: usize,
     metrics: &crate::metrics::TlsMetrics,
-) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+) -> Result<Termination, rustls::Error> {
     let keys = Arc::new(keys::KeyCache::new(key_cache, provider()).counting(
         metrics.key_cache_hits.clone(),
         metrics.key_cache_misses.clone(),
     ));
-    let resolver = keys::Resolver::new(move || snapshot.load().certs.clone(), keys);
+    let resolver = keys::Resolver::new(move || snapshot.load().certs.clone(), keys.clone());
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
@@ -56,7 +61,10 @@ pub fn server_config(
     // default keeps 256).
     config.ticketer = rustls::crypto::ring::Ticketer::new()?;
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE);
-    Ok(Arc::new(config))
+    Ok(Termination {
+        config: Arc::new(config),
+        keys,
+    })
 }
 
 /// TLS sessions remembered for stateful resumption (about 100 bytes
@@ -84,7 +92,7 @@ pub fn exposition(snap: &crate::snapshot::Snapshot, now_unix: i64) -> String {
          # HELP predictor_tls_certificates_expiring Certificates that expire within {EXPIRING_DAYS} days (or have expired).\n\
          # TYPE predictor_tls_certificates_expiring gauge\npredictor_tls_certificates_expiring {}\n",
         files.len(),
-        snap.certs.refused(),
+        snap.certs.refused().len(),
         expiring
     )
 }

@@ -14,7 +14,12 @@ use super::store::{CertError, CertIndex};
 /// A self-signed certificate for `names` (an IP address is an IP SAN),
 /// valid until January 1st of `until` (a year), written with its key to
 /// `dir/file`; returns the certificate.
-fn write_cert(dir: &Path, file: &str, names: &[&str], until: i32) -> CertificateDer<'static> {
+pub(crate) fn write_cert(
+    dir: &Path,
+    file: &str,
+    names: &[&str],
+    until: i32,
+) -> CertificateDer<'static> {
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(
         names
@@ -36,7 +41,7 @@ fn write_cert(dir: &Path, file: &str, names: &[&str], until: i32) -> Certificate
 }
 
 /// Sets a file's modification time a minute back (its stamp is trusted).
-fn age(path: &Path) {
+pub(crate) fn age(path: &Path) {
     let f = std::fs::File::options().write(true).open(path).unwrap();
     f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60))
         .unwrap();
@@ -48,8 +53,9 @@ struct Server {
     config: Arc<ServerConfig>,
 }
 
-fn server(dir: &Path, default: Option<&str>, capacity: usize) -> (Server, Vec<CertError>) {
-    let (index, refused) = CertIndex::scan(dir, default, None).unwrap();
+fn server(dir: &Path, default: Option<&str>, capacity: usize) -> (Server, Vec<Arc<CertError>>) {
+    let index = CertIndex::scan(dir, default, None).unwrap();
+    let refused = index.refused().to_vec();
     let index = Arc::new(Mutex::new(Arc::new(index)));
     let keys = Arc::new(KeyCache::new(capacity, provider()));
     let current = index.clone();
@@ -205,8 +211,8 @@ fn a_rotated_certificate_is_served_and_unchanged_files_are_reused() {
 
     let new = write_cert(d, "a.pem", &["a.example"], 2031);
     let previous = s.index.lock().unwrap().clone();
-    let (next, refused) = CertIndex::scan(d, None, Some(&previous)).unwrap();
-    assert!(refused.is_empty());
+    let next = CertIndex::scan(d, None, Some(&previous)).unwrap();
+    assert!(next.refused().is_empty());
     assert!(Arc::ptr_eq(
         previous.lookup("b.example").unwrap(),
         next.lookup("b.example").unwrap()
@@ -250,4 +256,77 @@ fn a_small_cache_still_serves_every_certificate() {
             assert_eq!(handshake(&s, &[c], &format!("s{i}.example")).unwrap(), *c);
         }
     }
+}
+
+#[test]
+fn an_update_looks_only_at_the_files_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_cert(d, "a.pem", &["a.example"], 2029);
+    write_cert(d, "b.pem", &["b.example"], 2031);
+    std::fs::write(d.join("bad.pem"), "junk").unwrap();
+    for f in ["a.pem", "b.pem", "bad.pem"] {
+        age(&d.join(f));
+    }
+    let first = CertIndex::scan(d, Some("b.pem"), None).unwrap();
+    assert_eq!(first.refused().len(), 1);
+    let named = |names: &[&str]| -> std::collections::BTreeSet<std::path::PathBuf> {
+        names.iter().map(|n| d.join(n)).collect()
+    };
+    assert!(first.holds(&named(&["a.pem", "b.pem", "gone.pem", "notes.txt"])));
+    assert!(
+        !first.holds(&named(&["bad.pem"])),
+        "a refused file is read again"
+    );
+
+    // a.pem renewed, c.pem added, bad.pem fixed, b.pem removed: an update
+    // naming only a.pem and c.pem sees those two, and keeps the rest as
+    // it was (b.pem still served, bad.pem still refused).
+    let renewed = write_cert(d, "a.pem", &["a.example"], 2032);
+    let c = write_cert(d, "c.pem", &["*.c.example"], 2031);
+    write_cert(d, "bad.pem", &["fixed.example"], 2031);
+    std::fs::remove_file(d.join("b.pem")).unwrap();
+    assert!(!first.holds(&named(&["a.pem"])));
+    assert!(!first.holds(&named(&["c.pem"])));
+    assert!(!first.holds(&named(&["b.pem"])));
+    let next = first.update(&named(&["a.pem", "c.pem"]), Some("b.pem"));
+    assert_ne!(
+        next.lookup("a.example").unwrap().id,
+        first.lookup("a.example").unwrap().id
+    );
+    assert!(next.lookup("x.c.example").is_some());
+    assert!(Arc::ptr_eq(
+        next.lookup("b.example").unwrap(),
+        first.lookup("b.example").unwrap()
+    ));
+    assert_eq!(next.for_handshake(None).unwrap().path, d.join("b.pem"));
+    assert_eq!(next.refused().len(), 1);
+    assert!(next.lookup("fixed.example").is_none());
+
+    // Then the other two are reported: b.pem goes (and the default with
+    // it), bad.pem is indexed; a file outside the folder is ignored.
+    let outside = tempfile::tempdir().unwrap();
+    write_cert(outside.path(), "o.pem", &["o.example"], 2031);
+    let mut changed = named(&["b.pem", "bad.pem"]);
+    changed.insert(outside.path().join("o.pem"));
+    let last = next.update(&changed, Some("b.pem"));
+    assert!(last.lookup("b.example").is_none());
+    assert!(last.for_handshake(None).is_none());
+    assert!(last.lookup("fixed.example").is_some());
+    assert!(last.lookup("o.example").is_none());
+    assert!(last.refused().is_empty());
+    let names: Vec<_> = last.files().iter().map(|f| f.path.clone()).collect();
+    assert_eq!(
+        names,
+        vec![d.join("a.pem"), d.join("bad.pem"), d.join("c.pem")]
+    );
+
+    let (s, _) = server(d, None, 10);
+    *s.index.lock().unwrap() = Arc::new(last);
+    assert_eq!(
+        handshake(&s, &[&renewed], "a.example").unwrap(),
+        renewed,
+        "the renewed certificate is served"
+    );
+    assert_eq!(handshake(&s, &[&c], "x.c.example").unwrap(), c);
 }
