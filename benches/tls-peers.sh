@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
 # TLS termination beside HAProxy, same run, same origin (nginx), one worker
-# thread each: full handshakes/s and resumed handshakes/s (openssl s_time,
-# a new connection per request, -new / -reuse), and requests/s over
-# keep-alive TLS (h2load, HTTP/1.1 and HTTP/2 by ALPN). Ratios are what to
-# read; absolute numbers depend on the machine (2 vCPUs here: the client
-# shares them). Not run by CI.
+# thread each, set up as ../shared/bench/peers.sh does: the proxy pinned to
+# CPU 1, the load generator and the origin to CPU 0. Rows: full and resumed
+# TLS 1.3 handshakes (benches/handshakes.rs: a new connection per request,
+# no session offered / the previous ticket offered), then requests over
+# keep-alive TLS (h2load, HTTP/1.1 and HTTP/2 by ALPN). For each: what the
+# client got per second, and the proxy's own CPU time per operation (from
+# /proc/PID/stat over the run), whence operations per second per core =
+# 1e6 / (CPU us per op), the figure to compare when the client, not the
+# proxy, is the bottleneck. Ratios are what to read. Not run by CI.
 #
 #   cargo build --release && bash benches/tls-peers.sh [seconds]
 set -euo pipefail
 SECS=${1:-10}
-BIN=${PREDICTOR_BIN:-$(dirname "$0")/../target/release/predictor}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${PREDICTOR_BIN:-$ROOT/target/release/predictor}
+CLIENT_CPU=${CLIENT_CPU:-0}
+PROXY_CPU=${PROXY_CPU:-1}
+(cd "$ROOT" && cargo bench -q --bench handshakes --no-run 2>/dev/null)
+LOAD=$(cd "$ROOT" && ls -t target/release/deps/handshakes-* | grep -v '\.d$' | head -1)
+LOAD=$ROOT/$LOAD
 W=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$W"' EXIT
 
@@ -24,7 +34,7 @@ events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000;
   server { listen 127.0.0.1:18080; location / { return 200 "ok\n"; } } }
 NGINX
-nginx -c "$W/nginx.conf" -p "$W" &
+taskset -c "$CLIENT_CPU" nginx -c "$W/nginx.conf" -p "$W" &
 
 cat > "$W/cfg/predictor.toml" <<TOML
 tenants = "tenants.tsv"
@@ -45,7 +55,8 @@ servers = [{ id = "n", address = "127.0.0.1:18080" }]
 TOML
 printf 's.example\tt\tweb\tf\n' > "$W/cfg/tenants.tsv"
 printf 'default = "migrated"\n' > "$W/cfg/migration.toml"
-"$BIN" run --config "$W/cfg" 2>"$W/predictor.log" &
+taskset -c "$PROXY_CPU" "$BIN" run --config "$W/cfg" 2>"$W/predictor.log" &
+PRED=$!
 
 cat > "$W/haproxy.cfg" <<HAP
 global
@@ -63,23 +74,43 @@ backend web
   http-reuse always
   server n 127.0.0.1:18080
 HAP
-haproxy -f "$W/haproxy.cfg" -db >/dev/null 2>&1 &
+taskset -c "$PROXY_CPU" haproxy -f "$W/haproxy.cfg" -db >/dev/null 2>&1 &
+HAP=$!
 sleep 1.5
 
-echo "| | predictor | HAProxy 2.6 | ratio |"
-echo "|---|---:|---:|---:|"
-stime() { # port mode -> connections/s
-  openssl s_time -connect "127.0.0.1:$1" "$2" -time "$SECS" 2>/dev/null \
-    | awk '/connections in/ && /real seconds/ { c=$1; s=$4 } END { if (s > 0) printf "%.0f", c / s }'
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+# measure PID COMMAND... -> "ops/s us/op" (COMMAND prints ops/s on stdout)
+measure() {
+  local pid=$1; shift
+  local t0 out t1
+  t0=$(ticks "$pid")
+  out=$("$@")
+  t1=$(ticks "$pid")
+  awk -v r="$out" -v d="$((t1 - t0))" -v hz="$HZ" -v s="$SECS" \
+    'BEGIN { us = (r > 0 ? d / hz * 1e6 / (r * s) : 0); printf "%.0f %.1f", r, us }'
+}
+hs() { # port mode -> handshakes/s
+  taskset -c "$CLIENT_CPU" "$LOAD" "127.0.0.1:$1" s.example "$SECS" 64 "$2" >"$W/hs.$1.$2"
+  awk '{ print $4 }' "$W/hs.$1.$2"
 }
 h2l() { # port extra-args -> req/s
-  h2load -D "$SECS" -c 32 -m 1 $2 --connect-to="127.0.0.1:$1" "https://s.example:$1/" 2>/dev/null \
+  taskset -c "$CLIENT_CPU" h2load -D "$SECS" -c 32 -m 1 $2 --connect-to="127.0.0.1:$1" "https://s.example:$1/" 2>/dev/null \
     | awk '/^finished in/ { gsub(",", "", $4); printf "%.0f", $4 }'
 }
-row() { # label predictor haproxy
-  awk -v l="$1" -v a="$2" -v b="$3" 'BEGIN { printf "| %s | %s | %s | %.2f |\n", l, a, b, (b > 0 ? a / b : 0) }'
+row() { # label "ops us" "ops us"
+  awk -v l="$1" -v a="$2" -v b="$3" 'BEGIN {
+    split(a, x, " "); split(b, y, " ");
+    pa = (x[2] > 0 ? 1e6 / x[2] : 0); pb = (y[2] > 0 ? 1e6 / y[2] : 0);
+    printf "| %s | %s / %s (%.2f) | %.0f / %.0f us | %.0f / %.0f (%.2f) |\n", l, x[1], y[1], (y[1] > 0 ? x[1] / y[1] : 0), x[2], y[2], pa, pb, (pb > 0 ? pa / pb : 0)
+  }'
 }
-row "full handshakes/s (s_time -new)" "$(stime 18443 -new)" "$(stime 19443 -new)"
-row "resumed handshakes/s (s_time -reuse)" "$(stime 18443 -reuse)" "$(stime 19443 -reuse)"
-row "requests/s, keep-alive TLS, HTTP/1.1 (h2load -c 32)" "$(h2l 18443 --h1)" "$(h2l 19443 --h1)"
-row "requests/s, TLS, HTTP/2 (h2load -c 32 -m 1)" "$(h2l 18443 '')" "$(h2l 19443 '')"
+echo "| one worker each, proxy on CPU $PROXY_CPU | per second, predictor / HAProxy (ratio) | proxy CPU per op | per core (1e6 / CPU us) (ratio) |"
+echo "|---|---:|---:|---:|"
+row "full TLS 1.3 handshakes (64 clients)" "$(measure $PRED hs 18443 full)" "$(measure $HAP hs 19443 full)"
+row "resumed TLS 1.3 handshakes (64 clients)" "$(measure $PRED hs 18443 resumed)" "$(measure $HAP hs 19443 resumed)"
+row "requests, keep-alive TLS, HTTP/1.1 (h2load -c 32)" "$(measure $PRED h2l 18443 --h1)" "$(measure $HAP h2l 19443 --h1)"
+row "requests, TLS, HTTP/2 (h2load -c 32 -m 1)" "$(measure $PRED h2l 18443 '')" "$(measure $HAP h2l 19443 '')"
+echo
+echo "Handshake clients (connections, resumed, errors):"
+for f in "$W"/hs.*; do echo "  $(basename "$f"): $(cat "$f")"; done

@@ -127,6 +127,28 @@ async fn get_h1(tls: tokio_rustls::client::TlsStream<TcpStream>, host: &str) -> 
     get_on(&mut h1_over(tls).await, host, "/").await
 }
 
+/// The status of a GET for each of `hosts` in turn, on one HTTP/1.1
+/// connection.
+async fn statuses_on(tls: tokio_rustls::client::TlsStream<TcpStream>, hosts: &[&str]) -> Vec<u16> {
+    let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut out = Vec::new();
+    for host in hosts {
+        let req = Request::get("/")
+            .header("host", *host)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = tokio::time::timeout(WAIT, s.send_request(req))
+            .await
+            .unwrap()
+            .unwrap();
+        out.push(read(resp).await.status.as_u16());
+    }
+    out
+}
+
 #[tokio::test]
 async fn https_serves_each_site_its_certificate_over_http1_and_http2() {
     let web = Backend::start("web").await;
@@ -188,29 +210,11 @@ async fn https_serves_each_site_its_certificate_over_http1_and_http2() {
     // On a connection opened for s.example, a Host of the same tenant
     // passes; another tenant's gets 421 and never reaches a webserver.
     let (tls, _) = connect(proxy.addr, "s.example", &all, &[]).await.unwrap();
-    let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
     let before = web.seen().len();
-    for (host, status) in [
-        ("shop.w.example", 200),
-        ("o.example", 421),
-        ("s.example", 200),
-    ] {
-        let req = Request::get("/")
-            .header("host", host)
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let a = read(
-            tokio::time::timeout(WAIT, s.send_request(req))
-                .await
-                .unwrap()
-                .unwrap(),
-        )
-        .await;
-        assert_eq!(a.status, status, "{host}: {a:?}");
-    }
+    assert_eq!(
+        statuses_on(tls, &["shop.w.example", "o.example", "s.example"]).await,
+        [200, 421, 200]
+    );
     assert_eq!(web.seen().len(), before + 2);
 
     // Five handshakes completed, one refused by the client (failed on this
@@ -312,12 +316,112 @@ async fn a_rotated_certificate_is_served_without_a_restart() {
     served(proxy.addr, "k.w.example", &second, 200).await;
 }
 
+/// `misdirected = "host"` and `"allow"` on one connection opened for
+/// s.example (tenant t, like shop.w.example; o.example is tenant o), and
+/// `no_sni = "close"`: a connection without SNI is closed before any
+/// handshake, counted, and the listener keeps serving.
+#[tokio::test]
+async fn misdirected_modes_and_connections_without_sni() {
+    let web = Backend::start("web").await;
+    for (mode, expected) in [("host", [200, 421, 421]), ("allow", [200, 200, 200])] {
+        let toml = https_toml(
+            &web,
+            &format!(
+                "[legacy]\naddress = \"127.0.0.1:9\"\n\
+                 [tls]\ncertificates = \"certs\"\nmisdirected = \"{mode}\"\n\
+                 [tls.passthrough]\naddress = \"127.0.0.1:9\"\nno_sni = \"close\"\n"
+            ),
+        );
+        let f = Folder::new(
+            &toml,
+            "s.example\tt\tweb\tf\n*.w.example\tt\tweb\tf\no.example\to\tweb\tf\n",
+            "default = \"migrated\"\n",
+        );
+        let site = write_cert(f.path(), "s.pem", &["s.example", "127.0.0.1"]);
+        let proxy = Proxy::start(&f);
+        let before = web.seen().len();
+        let (tls, _) = connect(proxy.addr, "s.example", &[&site], &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            statuses_on(tls, &["s.example", "shop.w.example", "o.example"]).await,
+            expected,
+            "misdirected = {mode}"
+        );
+        let forwarded = expected.iter().filter(|s| **s == 200).count();
+        assert_eq!(
+            web.seen().len(),
+            before + forwarded,
+            "421s are not forwarded"
+        );
+
+        assert!(
+            connect(proxy.addr, "127.0.0.1", &[&site], &[])
+                .await
+                .is_err(),
+            "no SNI: closed"
+        );
+        let m = |s: &str| metric(proxy.server(), s);
+        eventually("the closed hello to count", || {
+            m("predictor_tls_handshakes_total{result=\"no_sni_closed\"}") == 1.0
+        })
+        .await;
+        served(proxy.addr, "s.example", &site, 200).await;
+    }
+}
+
+/// The legacy cluster's site behind its HAProxy: reads the PROXY v2 header
+/// HAProxy sends (the client's address as HAProxy got it, the SNI in the
+/// authority TLV), then one request, and answers with both.
+async fn legacy_site() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = vec![0u8; 16];
+                s.read_exact(&mut head).await.unwrap();
+                let len = usize::from(u16::from_be_bytes([head[14], head[15]]));
+                head.resize(16 + len, 0);
+                s.read_exact(&mut head[16..]).await.unwrap();
+                let h = ppp::v2::Header::try_from(&head[..]).unwrap();
+                let ppp::v2::Addresses::IPv4(a) = h.addresses else {
+                    panic!("{h:?}")
+                };
+                let sni = h
+                    .tlvs()
+                    .filter_map(Result::ok)
+                    .find(|t| t.kind == ppp::v2::Type::Authority as u8)
+                    .map(|t| String::from_utf8_lossy(&t.value).into_owned())
+                    .unwrap_or_default();
+                let mut req = Vec::new();
+                while !req.ends_with(b"\r\n\r\n") {
+                    let mut b = [0u8; 1];
+                    if s.read(&mut b).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    req.push(b[0]);
+                }
+                let body = format!("legacy from {} for {sni}", a.source_address);
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
 /// Passthrough: a legacy site's TLS goes undecrypted to a real HAProxy
-/// (`accept-proxy`, its own certificate); the session completes with the
-/// legacy certificate and HAProxy sees the client's address from the
-/// PROXY v2 header (the client connects from 127.0.0.2, predictor from
-/// 127.0.0.1). A migrated site on the same listener is terminated here,
-/// and so is a legacy site whose certificate is in the folder.
+/// in TCP mode (`accept-proxy`, its own certificate, a site behind it);
+/// the session completes with the legacy certificate, and the client's
+/// address from predictor's PROXY v2 header goes on to the site (the
+/// client connects from 127.0.0.2, predictor from 127.0.0.1). A migrated
+/// site on the same listener is terminated here, and so is a legacy site
+/// whose certificate is in the folder.
 #[tokio::test]
 async fn legacy_sites_pass_through_to_haproxy_with_the_client_address() {
     use crate::support::haproxy::{Haproxy, available, free_port};
@@ -326,14 +430,20 @@ async fn legacy_sites_pass_through_to_haproxy_with_the_client_address() {
     }
     let web = Backend::start("web").await;
     let legacy_cert_dir = tempfile::tempdir().unwrap();
-    let legacy_cert = write_cert(legacy_cert_dir.path(), "legacy.pem", &["old.example"]);
+    let legacy_cert = write_cert(
+        legacy_cert_dir.path(),
+        "legacy.pem",
+        &["old.example", "127.0.0.1"],
+    );
     let crt = legacy_cert_dir.path().join("certs/legacy.pem");
     let port = free_port();
+    let site_addr = legacy_site().await;
     let haproxy = Haproxy::start_on(
         port,
         &format!(
-            "frontend legacy_tls\n  bind 127.0.0.1:{{port}} accept-proxy ssl crt {}\n  \
-             http-request return status 200 content-type text/plain lf-string \"legacy from %[src] for %[ssl_fc_sni]\"\n",
+            "frontend legacy_tls\n  mode tcp\n  bind 127.0.0.1:{{port}} accept-proxy ssl crt {}\n  \
+             default_backend sites\n\
+             backend sites\n  mode tcp\n  server site {site_addr} send-proxy-v2 proxy-v2-options authority\n",
             crt.display()
         ),
     );
@@ -341,7 +451,7 @@ async fn legacy_sites_pass_through_to_haproxy_with_the_client_address() {
         + &format!(
             "[legacy]\naddress = \"127.0.0.1:9\"\n\
              [tls]\ncertificates = \"certs\"\n\
-             [tls.passthrough]\naddress = \"{}\"\n",
+             [tls.passthrough]\naddress = \"{}\"\nno_sni = \"legacy\"\n",
             haproxy.addr
         );
     let f = Folder::new(
@@ -369,6 +479,14 @@ async fn legacy_sites_pass_through_to_haproxy_with_the_client_address() {
     assert_eq!(a.body, "legacy from 127.0.0.2 for old.example");
     assert!(web.seen().is_empty());
 
+    // Without SNI (`no_sni = "legacy"`): passed too, no authority on.
+    let (tls, cert) = connect(proxy.addr, "127.0.0.1", &[&legacy_cert], &[])
+        .await
+        .unwrap();
+    assert_eq!(cert, legacy_cert);
+    let a = get_h1(tls, "old.example").await;
+    assert_eq!(a.body, "legacy from 127.0.0.1 for ");
+
     // Migrated: terminated here with the folder's certificate.
     served(proxy.addr, "s.example", &site, 200).await;
     // Legacy, but with a local certificate: terminated here, then sent to
@@ -377,7 +495,7 @@ async fn legacy_sites_pass_through_to_haproxy_with_the_client_address() {
 
     let m = |s: &str| metric(proxy.server(), s);
     eventually("the passthrough counts", || {
-        m("predictor_tls_passthrough_connections_total{result=\"ok\"}") == 1.0
+        m("predictor_tls_passthrough_connections_total{result=\"ok\"}") == 2.0
     })
     .await;
     assert!(m("predictor_tls_passthrough_bytes_total{direction=\"in\"}") > 200.0);

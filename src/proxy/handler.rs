@@ -20,9 +20,9 @@ use super::client_io::ConnShared;
 use super::error::{ProxyError, Side, page};
 use super::forwarding::{Client, Forwarding};
 use super::headers::{self, Scan};
-use super::placed;
 use super::target::{origin_form, request_authority};
 use super::upstream::{Exchange, H2Upstream, Settings, Upstreams};
+use super::{misdirected, placed};
 use crate::config::UpstreamProtocol;
 use crate::legacy::{Admit, Tunnel};
 use crate::metrics::Metrics;
@@ -104,38 +104,6 @@ pub async fn handle(
     Ok(response.map(|b| b.with_active(active)))
 }
 
-/// On a connection whose TLS was terminated for `sni`, a request for a
-/// host of another tenant (or, with `[tls] misdirected = "host"`, any
-/// other host) is refused with 421: a browser reusing a connection
-/// across names sharing a certificate must not reach a tenant the
-/// handshake did not name. The same name, or two names of one tenant,
-/// pass without a second lookup in the common case.
-fn misdirected(
-    snap: &crate::snapshot::Snapshot,
-    sni: &host::Host,
-    host: &host::Host,
-) -> Result<(), ProxyError> {
-    use crate::config::Misdirected;
-    if sni == host {
-        return Ok(());
-    }
-    let refuse = match snap.config.tls.as_ref().map(|t| t.misdirected) {
-        None | Some(Misdirected::Allow) => false,
-        Some(Misdirected::Host) => true,
-        Some(Misdirected::Tenant) => {
-            let tenant = |h: &host::Host| snap.tenants.lookup(h).map(|m| m.tenant);
-            tenant(sni) != tenant(host)
-        }
-    };
-    if refuse {
-        return Err(ProxyError::Misdirected {
-            sni: sni.as_str().to_string(),
-            host: host.as_str().to_string(),
-        });
-    }
-    Ok(())
-}
-
 /// A request on its way to the legacy balancer.
 struct LegacyHop {
     marker: (HeaderName, HeaderValue),
@@ -170,7 +138,7 @@ async fn forward(
     // Route on one snapshot; copy out what forwarding needs, then let go.
     let snap = ctx.worker.snapshot.load();
     if let (Some(sni), Some(h)) = (&ctx.sni, &host) {
-        misdirected(&snap, sni, h)?;
+        misdirected::check(&snap, sni, h)?;
     }
     let decision = match &host {
         Some(h) => snap.route(h),
@@ -406,58 +374,5 @@ async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, peer: SocketAddr) {
     match tokio::io::copy_bidirectional(&mut c, &mut u).await {
         Ok((up, down)) => tracing::debug!(client = %peer, up, down, "upgraded stream closed"),
         Err(e) => tracing::debug!(client = %peer, error = %e, "upgraded stream failed"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::snapshot::Snapshot;
-
-    /// a.example and www.a.example are tenant t1, b.example tenant t2.
-    fn snapshot(misdirected: &str) -> Snapshot {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        std::fs::create_dir(d.join("certs")).unwrap();
-        std::fs::write(
-            d.join("predictor.toml"),
-            format!(
-                "tenants = \"tenants.tsv\"\nmigration = \"migration.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\n\
-                 [tiers.web]\npool = \"p\"\n[pools.p]\nservers = [{{ id = \"a\", address = \"127.0.0.1:10\" }}]\n\
-                 [tls]\ncertificates = \"certs\"\nmisdirected = \"{misdirected}\"\n"
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            d.join("tenants.tsv"),
-            "a.example\tt1\tweb\tf\nwww.a.example\tt1\tweb\tf\nb.example\tt2\tweb\tf\n",
-        )
-        .unwrap();
-        std::fs::write(d.join("migration.toml"), "default = \"migrated\"\n").unwrap();
-        Snapshot::load(d).unwrap()
-    }
-
-    fn refused(s: &Snapshot, sni: &str, host: &str) -> bool {
-        let h = |n: &str| host::normalize(n.as_bytes()).unwrap();
-        matches!(
-            misdirected(s, &h(sni), &h(host)),
-            Err(ProxyError::Misdirected { .. })
-        )
-    }
-
-    #[test]
-    fn misdirected_requests_by_setting() {
-        let s = snapshot("tenant");
-        assert!(!refused(&s, "a.example", "A.example"));
-        assert!(!refused(&s, "a.example", "www.a.example"));
-        assert!(refused(&s, "a.example", "b.example"));
-        assert!(refused(&s, "a.example", "unknown.example"));
-
-        let s = snapshot("host");
-        assert!(!refused(&s, "a.example", "a.example"));
-        assert!(refused(&s, "a.example", "www.a.example"));
-
-        let s = snapshot("allow");
-        assert!(!refused(&s, "a.example", "b.example"));
     }
 }

@@ -4,8 +4,9 @@
 //! request as a strict intermediary must ([`handler`]), the header rules
 //! ([`headers`]), client-side timeouts and framing checks ([`client_io`]),
 //! the per-worker upstream connection pools ([`upstream`]), the streamed
-//! response body ([`body`]) and the mapping of failures to statuses
-//! ([`error`]).
+//! response body ([`body`]), the 421 of a request for another tenant than
+//! its TLS connection's ([`misdirected`]) and the mapping of failures to
+//! statuses ([`error`]).
 //!
 //! Invariants: a request reads the snapshot once and routes on it alone;
 //! bodies are streamed, never collected; nothing on this path takes a lock
@@ -19,6 +20,7 @@ pub mod error;
 pub mod forwarding;
 pub mod handler;
 pub mod headers;
+pub mod misdirected;
 pub mod placed;
 pub mod target;
 pub mod timer;

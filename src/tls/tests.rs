@@ -330,3 +330,15 @@ fn an_update_looks_only_at_the_files_named() {
     );
     assert_eq!(handshake(&s, &[&c], "x.c.example").unwrap(), c);
 }
+
+#[tokio::test]
+async fn a_key_is_prepared_off_the_handshake_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write_cert(dir.path(), "a.pem", &["a.example"], 2031);
+    let (s, _) = server(dir.path(), None, 10);
+    let file = s.index.lock().unwrap().lookup("a.example").unwrap().clone();
+    assert!(!s.keys.contains(&file));
+    s.keys.prepare(file.clone()).await;
+    assert!(s.keys.contains(&file), "parsed before the handshake");
+    assert_eq!(handshake(&s, &[&a], "a.example").unwrap(), a);
+}
