@@ -130,21 +130,10 @@ async fn get_h1(tls: tokio_rustls::client::TlsStream<TcpStream>, host: &str) -> 
 /// The status of a GET for each of `hosts` in turn, on one HTTP/1.1
 /// connection.
 async fn statuses_on(tls: tokio_rustls::client::TlsStream<TcpStream>, hosts: &[&str]) -> Vec<u16> {
-    let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut s = h1_over(tls).await;
     let mut out = Vec::new();
     for host in hosts {
-        let req = Request::get("/")
-            .header("host", *host)
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let resp = tokio::time::timeout(WAIT, s.send_request(req))
-            .await
-            .unwrap()
-            .unwrap();
-        out.push(read(resp).await.status.as_u16());
+        out.push(get_on(&mut s, host, "/").await.status.as_u16());
     }
     out
 }
