@@ -596,3 +596,62 @@ async fn a_returning_client_resumes_its_session() {
         ]
     );
 }
+
+/// A ClientHello cut into many TLS records (64-byte fragments), written
+/// in many small packets with pauses between them, is read whole: the
+/// handshake completes and the request is served.
+#[tokio::test]
+async fn a_client_hello_in_many_records_and_packets_is_served() {
+    let web = Backend::start("web").await;
+    let f = Folder::new(
+        &https_toml(&web, "[tls]\ncertificates = \"certs\"\n"),
+        "s.example\tt\tweb\tf\n",
+        "default = \"migrated\"\n",
+    );
+    let site = write_cert(f.path(), "s.pem", &["s.example"]);
+    let proxy = Proxy::start(&f);
+    let addr = proxy.addr;
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(site).unwrap();
+        let mut config = rustls::ClientConfig::builder_with_provider(predictor::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.max_fragment_size = Some(64);
+        let name = ServerName::try_from("s.example").unwrap();
+        let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let mut hello = Vec::new();
+        while conn.wants_write() {
+            conn.write_tls(&mut hello).unwrap();
+        }
+        let records = {
+            let (mut n, mut at) = (0, 0);
+            while at + 5 <= hello.len() {
+                at += 5 + usize::from(u16::from_be_bytes([hello[at + 3], hello[at + 4]]));
+                n += 1;
+            }
+            n
+        };
+        assert!(records >= 4, "{records} records");
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_nodelay(true).unwrap();
+        tcp.set_read_timeout(Some(WAIT)).unwrap();
+        for piece in hello.chunks(37) {
+            tcp.write_all(piece).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: s.example\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = Vec::new();
+        // The server may close without close_notify after the answer.
+        let _ = tls.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
