@@ -115,12 +115,13 @@ pub(super) async fn serve(
     };
     let (way, connect, cert) = {
         let snap = worker.snapshot.load();
-        let cert = snap.certs.for_handshake(sni.as_deref()).cloned();
-        (
-            way(&snap, sni.as_deref()),
-            snap.config.timeouts.connect,
-            cert,
-        )
+        let way = way(&snap, sni.as_deref());
+        // The certificate whose key the handshake will need.
+        let cert = match way {
+            Way::Terminate => snap.certs.for_handshake(sni.as_deref()).cloned(),
+            _ => None,
+        };
+        (way, snap.config.timeouts.connect, cert)
     };
     match way {
         Way::Terminate => {}

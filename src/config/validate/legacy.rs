@@ -7,7 +7,7 @@ use http::HeaderName;
 
 use super::super::raw::{RawForward, RawLegacy, RawProbe, Spanned};
 use super::super::{Collector, Forward, Legacy, Probe, UpstreamProtocol};
-use super::values::{duration, int, interval_and_timeout, socket_addr};
+use super::values::{duration, int, interval_and_timeout, keyword, socket_addr};
 
 pub(super) fn forward(c: &mut Collector<'_>, f: RawForward) -> Forward {
     let mut trusted_proxies = Vec::new();
@@ -45,18 +45,16 @@ pub(super) fn forward(c: &mut Collector<'_>, f: RawForward) -> Forward {
 
 pub(super) fn legacy(c: &mut Collector<'_>, l: RawLegacy, dir: &Path) -> Option<Legacy> {
     let address = socket_addr(c, "legacy.address", &l.address);
-    let protocol = match l
-        .protocol
-        .as_ref()
-        .map(|p| (p.get_ref().as_str(), p.span()))
-    {
-        None | Some(("http1", _)) => UpstreamProtocol::Http1,
-        Some(("h2c", _)) => UpstreamProtocol::H2c,
-        Some((_, span)) => {
-            c.at(span, "legacy.protocol", "expected \"http1\" or \"h2c\"");
-            UpstreamProtocol::Http1
-        }
-    };
+    let protocol = keyword(
+        c,
+        "legacy.protocol",
+        l.protocol.as_ref(),
+        &[
+            ("http1", UpstreamProtocol::Http1),
+            ("h2c", UpstreamProtocol::H2c),
+        ],
+        "expected \"http1\" or \"h2c\"",
+    );
     let d = |c: &mut Collector<'_>, key: &str, v, default| {
         duration(c, &format!("legacy.{key}"), v, default)
     };

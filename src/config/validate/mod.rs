@@ -17,7 +17,7 @@ mod tls;
 mod values;
 
 use pools::{pools_of, tiers_of};
-pub(crate) use values::{duration, int, is_token, socket_addr};
+pub(crate) use values::{duration, int, is_token, keyword, socket_addr};
 
 pub(super) fn config(doc: RawDocument) -> Result<Config, ConfigError> {
     let RawDocument { file, text, config } = doc;
@@ -229,33 +229,25 @@ fn listeners(
     for (i, l) in listen.into_iter().enumerate() {
         let l = l.into_inner();
         let key = format!("listen[{i}]");
-        let protocol = match l
-            .protocol
-            .as_ref()
-            .map(|p| (p.get_ref().as_str(), p.span()))
-        {
-            None | Some(("auto", _)) => Protocol::Auto,
-            Some(("http1", _)) => Protocol::Http1,
-            Some(("h2c", _)) => Protocol::H2c,
-            Some(("https", span)) => {
-                if !has_tls {
-                    c.at(
-                        span,
-                        format!("{key}.protocol"),
-                        "an https listener needs a [tls] section naming the certificate folder",
-                    );
-                }
-                Protocol::Https
-            }
-            Some((_, span)) => {
-                c.at(
-                    span,
-                    format!("{key}.protocol"),
-                    "expected \"auto\", \"http1\", \"h2c\" or \"https\"",
-                );
-                Protocol::Auto
-            }
-        };
+        let protocol = keyword(
+            c,
+            &format!("{key}.protocol"),
+            l.protocol.as_ref(),
+            &[
+                ("auto", Protocol::Auto),
+                ("http1", Protocol::Http1),
+                ("h2c", Protocol::H2c),
+                ("https", Protocol::Https),
+            ],
+            "expected \"auto\", \"http1\", \"h2c\" or \"https\"",
+        );
+        if let (Protocol::Https, Some(p), false) = (protocol, &l.protocol, has_tls) {
+            c.at(
+                p.span(),
+                format!("{key}.protocol"),
+                "an https listener needs a [tls] section naming the certificate folder",
+            );
+        }
         if let Some(address) = socket_addr(c, &format!("{key}.address"), &l.address) {
             if out.iter().any(|o| o.address == address) {
                 c.at(l.address.span(), format!("{key}.address"), "listed twice");

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use super::super::raw::{RawAgent, RawEject, RawServer, Spanned};
 use super::super::{Agent, Collector, Eject, EjectOn, Pool, PoolId, Server, Tier, is_valid_name};
 use super::legacy::probe;
-use super::values::{duration, int, interval_and_timeout, socket_addr};
+use super::values::{duration, int, interval_and_timeout, keyword, socket_addr};
 
 const MAX_TIERS: usize = 255;
 const MAX_POOLS: usize = 255;
@@ -98,24 +98,17 @@ fn agent(c: &mut Collector<'_>, key: &str, a: RawAgent) -> Agent {
 /// doubling up to 5 min.
 fn eject(c: &mut Collector<'_>, key: &str, e: RawEject) -> Eject {
     let failures = int(c, &format!("{key}.eject.failures"), e.failures, 5, 0, 1000) as u32;
-    let on = match &e.on {
-        None => EjectOn::Gateway,
-        Some(v) => {
-            match v.get_ref().as_str() {
-                "gateway" => EjectOn::Gateway,
-                "5xx" => EjectOn::ServerError,
-                "connect" => EjectOn::Connect,
-                other => {
-                    c.at(
-                    v.span(),
-                    format!("{key}.eject.on"),
-                    format!("expected \"gateway\" (502-504), \"5xx\" or \"connect\", found {other:?}"),
-                );
-                    EjectOn::Gateway
-                }
-            }
-        }
-    };
+    let on = keyword(
+        c,
+        &format!("{key}.eject.on"),
+        e.on.as_ref(),
+        &[
+            ("gateway", EjectOn::Gateway),
+            ("5xx", EjectOn::ServerError),
+            ("connect", EjectOn::Connect),
+        ],
+        "expected \"gateway\" (502-504), \"5xx\" or \"connect\"",
+    );
     let base = duration(c, &format!("{key}.eject.base"), e.base, 10);
     let max_span = e.max.as_ref().map(|m| m.span());
     let max = duration(c, &format!("{key}.eject.max"), e.max, 300);

@@ -3,7 +3,7 @@
 use super::super::raw::RawPassthrough;
 use super::super::raw::{RawTls, Spanned};
 use super::super::{Collector, Misdirected, NoSni, Passthrough, TlsSettings};
-use super::values::{duration, int, socket_addr};
+use super::values::{duration, int, keyword, socket_addr};
 
 pub(super) fn tls(
     c: &mut Collector<'_>,
@@ -31,23 +31,17 @@ pub(super) fn tls(
         Some(f) => Some(f.into_inner()),
         None => None,
     };
-    let misdirected = match raw
-        .misdirected
-        .as_ref()
-        .map(|m| (m.get_ref().as_str(), m.span()))
-    {
-        None | Some(("tenant", _)) => Misdirected::Tenant,
-        Some(("host", _)) => Misdirected::Host,
-        Some(("allow", _)) => Misdirected::Allow,
-        Some((_, span)) => {
-            c.at(
-                span,
-                "tls.misdirected",
-                "expected \"tenant\" (421 for another tenant's host), \"host\" (421 for any other name) or \"allow\"",
-            );
-            Misdirected::Tenant
-        }
-    };
+    let misdirected = keyword(
+        c,
+        "tls.misdirected",
+        raw.misdirected.as_ref(),
+        &[
+            ("tenant", Misdirected::Tenant),
+            ("host", Misdirected::Host),
+            ("allow", Misdirected::Allow),
+        ],
+        "expected \"tenant\" (421 for another tenant's host), \"host\" (421 for any other name) or \"allow\"",
+    );
     let passthrough = raw.passthrough.and_then(|p| passthrough(c, p.into_inner()));
     Some(TlsSettings {
         passthrough,
@@ -60,23 +54,17 @@ pub(super) fn tls(
 }
 
 fn passthrough(c: &mut Collector<'_>, raw: RawPassthrough) -> Option<Passthrough> {
-    let no_sni = match raw
-        .no_sni
-        .as_ref()
-        .map(|m| (m.get_ref().as_str(), m.span()))
-    {
-        None | Some(("terminate", _)) => NoSni::Terminate,
-        Some(("legacy", _)) => NoSni::Legacy,
-        Some(("close", _)) => NoSni::Close,
-        Some((_, span)) => {
-            c.at(
-                span,
-                "tls.passthrough.no_sni",
-                "expected \"terminate\" (the default certificate), \"legacy\" or \"close\"",
-            );
-            NoSni::Terminate
-        }
-    };
+    let no_sni = keyword(
+        c,
+        "tls.passthrough.no_sni",
+        raw.no_sni.as_ref(),
+        &[
+            ("terminate", NoSni::Terminate),
+            ("legacy", NoSni::Legacy),
+            ("close", NoSni::Close),
+        ],
+        "expected \"terminate\" (the default certificate), \"legacy\" or \"close\"",
+    );
     let address = socket_addr(c, "tls.passthrough.address", &raw.address)?;
     Some(Passthrough {
         address,

@@ -53,6 +53,34 @@ pub(crate) fn duration(
     }
 }
 
+/// One of a fixed set of keywords: `options` maps each to its value, the
+/// first being the default when the key is absent. Anything else is
+/// refused at its line with `expected` (the choices, explained) and what
+/// was found; the default stands in.
+pub(crate) fn keyword<T: Copy>(
+    c: &mut Collector<'_>,
+    key: &str,
+    v: Option<&Spanned<String>>,
+    options: &[(&str, T)],
+    expected: &str,
+) -> T {
+    let default = options[0].1;
+    let Some(v) = v else {
+        return default;
+    };
+    match options.iter().find(|(word, _)| word == v.get_ref()) {
+        Some((_, value)) => *value,
+        None => {
+            c.at(
+                v.span(),
+                key,
+                format!("{expected}, found {:?}", v.get_ref()),
+            );
+            default
+        }
+    }
+}
+
 pub(crate) fn int(
     c: &mut Collector<'_>,
     key: &str,
