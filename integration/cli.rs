@@ -191,8 +191,6 @@ async fn the_demo_answers_as_printed() {
 /// sites; a broken state file and `SIGHUP` change nothing; `SIGTERM` exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_reloads_on_sighup_and_drains_on_sigterm() {
-    use tokio::io::AsyncBufReadExt;
-
     let web = Backend::start("web").await;
     let legacy = Backend::start("legacy").await;
     let f = Folder::new(
@@ -200,64 +198,26 @@ async fn run_reloads_on_sighup_and_drains_on_sigterm() {
         "a.example\tt1\tweb\tf1\n",
         "default = \"legacy\"\n",
     );
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_predictor"))
-        .args(["run", "--config"])
-        .arg(f.path())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let pid = child.id().unwrap().to_string();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut wait_for = async |needle: &str| -> String {
-        loop {
-            let line = tokio::time::timeout(WAIT, lines.next_line())
-                .await
-                .unwrap_or_else(|_| panic!("no log line with {needle:?} in time"))
-                .unwrap()
-                .unwrap_or_else(|| panic!("stderr closed before {needle:?}"));
-            assert!(
-                !line.contains('\x1b'),
-                "colour codes in a log file: {line:?}"
-            );
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    };
-    let signal = |name: &str| {
-        let ok = Command::new("kill")
-            .args([name, pid.as_str()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    };
-
-    let listening = wait_for("listening").await;
-    let addr: std::net::SocketAddr = listening
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("address="))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let mut run = process::Running::start(f.path());
+    let addr = run.address("listening").await;
     assert_eq!(get(addr, "a.example", "/").await.body, "legacy");
 
     f.write(
         "migration.toml",
         "default = \"legacy\"\n[filers]\nf1 = \"migrated\"\n",
     );
-    signal("-HUP");
-    wait_for("config reloaded").await;
+    run.signal("-HUP");
+    run.wait_for("config reloaded").await;
     assert_eq!(get(addr, "a.example", "/").await.body, "web");
 
     f.write(
         "migration.toml",
         "default = \"legacy\"\n[filers]\nf1 = \"moved\"\n",
     );
-    signal("-HUP");
-    let refused = wait_for("reload refused").await;
+    run.signal("-HUP");
+    let refused = run.wait_for("reload refused").await;
     assert!(refused.contains("problems=1"), "{refused}");
-    let problem = wait_for("reload problem").await;
+    let problem = run.wait_for("reload problem").await;
     assert!(problem.contains("migration.toml:3"), "{problem}");
     assert_eq!(
         get(addr, "a.example", "/").await.body,
@@ -265,11 +225,8 @@ async fn run_reloads_on_sighup_and_drains_on_sigterm() {
         "the good snapshot keeps serving"
     );
 
-    signal("-TERM");
-    let status = tokio::time::timeout(WAIT, child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    run.signal("-TERM");
+    let status = run.exit(WAIT).await;
     assert!(status.success(), "{status}");
 }
 

@@ -6,6 +6,7 @@ mod support;
 mod cli;
 mod failures;
 mod legacy;
+mod operations;
 mod placement;
 mod reload;
 mod routing;

@@ -218,14 +218,16 @@ async fn https_serves_each_site_its_certificate_over_http1_and_http2() {
     assert_eq!(m("predictor_tls_key_cache_total{result=\"miss\"}"), 3.0);
     assert_eq!(m("predictor_tls_key_cache_total{result=\"hit\"}"), 3.0);
     let snap = proxy.server().snapshot().load();
-    let text = predictor::tls::exposition(&snap, 0);
+    let mut text = String::new();
+    predictor::metrics::scrape::certificates(&mut text, &snap, 0);
     assert!(text.contains("predictor_tls_certificates 3\n"), "{text}");
     assert!(
         text.contains("predictor_tls_certificates_expiring 0\n"),
         "{text}"
     );
     // Far in the future every certificate has expired.
-    let text = predictor::tls::exposition(&snap, 1 << 40);
+    let mut text = String::new();
+    predictor::metrics::scrape::certificates(&mut text, &snap, 1 << 40);
     assert!(
         text.contains("predictor_tls_certificates_expiring 3\n"),
         "{text}"

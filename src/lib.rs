@@ -14,9 +14,13 @@
 //! | [`placement`] | tenant -> servers of its pool, in ring order (pure) |
 //! | [`snapshot`] | the immutable routing snapshot and its atomic swap |
 //! | [`proxy`] | one request from client to upstream and back |
-//! | [`server`] | sockets, worker threads, reload, drain |
+//! | [`server`] | sockets, worker threads, reload, drain, readiness |
+//! | [`admin`] | the operators' listener: metrics, health, status, route |
+//! | [`metrics`] | every metric, declared with its help text |
+//! | [`access_log`] | JSON lines per request, written off the request path |
 //! | [`demo`] | the self-contained demo (`predictor demo`) |
 
+pub mod access_log;
 pub mod admin;
 pub mod config;
 pub mod demo;

@@ -30,7 +30,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve with a config folder. SIGHUP reloads it; SIGTERM drains and exits.
+    /// Serve with a config folder. SIGHUP reloads it; SIGTERM/SIGINT drain
+    /// and exit 0 (a second one exits at once); SIGUSR1 reopens the access
+    /// log file.
     Run {
         /// The config folder (holding predictor.toml).
         #[arg(long, short)]
@@ -168,9 +170,7 @@ fn run(dir: &Path) -> anyhow::Result<()> {
         "config loaded"
     );
     let server = Arc::new(Server::start(snap).context("cannot start")?);
-    control_loop(&server, Some(dir.to_path_buf()))?;
-    join(server);
-    Ok(())
+    control_loop(server, Some(dir.to_path_buf()))
 }
 
 fn demo(tenants: usize, listen: SocketAddr) -> anyhow::Result<()> {
@@ -196,10 +196,14 @@ fn demo(tenants: usize, listen: SocketAddr) -> anyhow::Result<()> {
         "{}",
         predictor::demo::banner(&folder, bound, tenants, load_ms)
     );
-    let result = control_loop(&server, Some(dir.clone()));
-    join(server);
+    let result = control_loop(server, Some(dir.clone()));
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+fn second_signal() {
+    tracing::warn!("second signal: exiting without waiting for the drain");
+    std::process::exit(1);
 }
 
 fn join(server: Arc<Server>) {
@@ -209,10 +213,11 @@ fn join(server: Arc<Server>) {
     }
 }
 
-/// Waits for signals: SIGHUP reloads `dir`, SIGTERM/SIGINT drain and
-/// return. With a `dir`, the folder is also watched and reloaded when its
-/// files change.
-fn control_loop(server: &Arc<Server>, dir: Option<PathBuf>) -> anyhow::Result<()> {
+/// Waits for signals: SIGHUP reloads `dir`, SIGUSR1 reopens the access
+/// log, SIGTERM/SIGINT drain and return once the server is done (a second
+/// one exits at once). With a `dir`, the folder is also watched and
+/// reloaded when its files change.
+fn control_loop(server: Arc<Server>, dir: Option<PathBuf>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -221,6 +226,7 @@ fn control_loop(server: &Arc<Server>, dir: Option<PathBuf>) -> anyhow::Result<()
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
+        let mut usr1 = signal(SignalKind::user_defined1())?;
         let (stop_watch, stopped) = tokio::sync::watch::channel(false);
         let reloader = dir.map(|d| {
             Arc::new(predictor::reload::Reloader::new(
@@ -248,11 +254,24 @@ fn control_loop(server: &Arc<Server>, dir: Option<PathBuf>) -> anyhow::Result<()
                         let _ = tokio::task::spawn_blocking(move || r.reload(true)).await;
                     }
                 }
+                _ = usr1.recv() => {
+                    tracing::info!("reopening the access log");
+                    server.reopen_access_log();
+                }
             }
         }
         let _ = stop_watch.send(true);
-        tracing::info!("shutting down: no new connections, draining");
+        let drain = server.snapshot().load().config.timeouts.drain;
+        tracing::info!(deadline = ?drain, "shutting down: not ready, no new connections, draining");
         server.shutdown();
+        drop(reloader);
+        let mut drained = tokio::task::spawn_blocking(move || join(server));
+        // An operator who signals again does not want to wait.
+        tokio::select! {
+            _ = &mut drained => tracing::info!("drained, exiting"),
+            _ = term.recv() => second_signal(),
+            _ = int.recv() => second_signal(),
+        }
         anyhow::Ok(())
     })
 }

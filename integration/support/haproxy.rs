@@ -18,20 +18,7 @@ pub struct Haproxy {
 
 /// Whether HAProxy can be run here; `false` prints why the caller skips.
 pub fn available(test: &str) -> bool {
-    let found = Command::new("haproxy")
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var_os("PREDICTOR_REQUIRE_HAPROXY").is_none(),
-            "{test}: haproxy is required here (PREDICTOR_REQUIRE_HAPROXY) but not installed"
-        );
-        eprintln!("SKIPPED {test}: haproxy is not installed (apt-get install haproxy)");
-    }
-    found
+    super::tool(test, "haproxy", &["-v"], "PREDICTOR_REQUIRE_HAPROXY")
 }
 
 /// A free loopback port (bound, read, released).

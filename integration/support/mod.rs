@@ -4,6 +4,8 @@
 pub mod agent;
 pub mod backend;
 pub mod haproxy;
+pub mod process;
+pub mod prom;
 pub mod relay;
 
 use std::net::SocketAddr;
@@ -261,6 +263,26 @@ pub fn status_of(raw: &str) -> u16 {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
+}
+
+/// Whether an external tool answers `cmd args`; `false` prints why the
+/// caller skips. Where `require` (an environment variable) is set, as
+/// `.ci/run` does after installing it, a missing tool fails the test.
+pub fn tool(test: &str, cmd: &str, args: &[&str], require: &str) -> bool {
+    let found = std::process::Command::new(cmd)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os(require).is_none(),
+            "{test}: {cmd} is required here ({require}) but not installed"
+        );
+        eprintln!("SKIPPED {test}: {cmd} is not installed");
+    }
+    found
 }
 
 /// An address nothing listens on (bound, then closed).

@@ -1,13 +1,15 @@
-//! The admin listener: what operators and Prometheus ask a running
-//! predictor. `GET /metrics` (Prometheus text format), `GET /healthz`,
-//! `GET /status` (JSON: generation, last good and failed reload, tenants by
-//! state, servers' health and load, the legacy tunnel), and
-//! `GET /route?host=H` (where a host goes, with the live load and health of
-//! its servers: what `predictor route` shows from a running instance).
+//! The admin listener: what operators, orchestrators and Prometheus ask a
+//! running predictor. `GET /metrics` (Prometheus text format),
+//! `GET /healthz` (the process answers), `GET /readyz` (every worker
+//! accepting and not draining: 503 from `SIGTERM` on), `GET /status`
+//! (JSON: generation, last good and failed reload, tenants by state,
+//! servers' health and load, the legacy tunnel), and `GET /route?host=H`
+//! (where a host goes, with the live load and health of its servers: what
+//! `predictor route` shows from a running instance).
 //!
 //! It runs on the control thread, never on a worker, and is bound to its
 //! own address (loopback in the example config), so a scrape never takes
-//! a client connection slot.
+//! a client connection slot; it keeps answering while the workers drain.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -24,15 +26,19 @@ mod status;
 
 use crate::legacy::Tunnel;
 use crate::metrics::Metrics;
+use crate::server::Lifecycle;
 use crate::snapshot::SharedSnapshot;
 
+/// What the admin listener reads.
+pub struct Admin {
+    pub metrics: Arc<Metrics>,
+    pub snapshot: Arc<SharedSnapshot>,
+    pub tunnel: Arc<Tunnel>,
+    pub lifecycle: Arc<Lifecycle>,
+}
+
 /// Serves admin requests on `listener` until the task is dropped.
-pub async fn serve(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    snapshot: Arc<SharedSnapshot>,
-    tunnel: Arc<Tunnel>,
-) {
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -42,12 +48,11 @@ pub async fn serve(
                 continue;
             }
         };
-        let (metrics, snapshot, tunnel) = (metrics.clone(), snapshot.clone(), tunnel.clone());
+        let admin = admin.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let (metrics, snapshot, tunnel) =
-                    (metrics.clone(), snapshot.clone(), tunnel.clone());
-                async move { Ok::<_, Infallible>(answer(&req, &metrics, &snapshot, &tunnel)) }
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(answer(&req, &admin)) }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
@@ -59,25 +64,14 @@ pub async fn serve(
     }
 }
 
-fn answer(
-    req: &Request<Incoming>,
-    metrics: &Metrics,
-    snapshot: &SharedSnapshot,
-    tunnel: &Tunnel,
-) -> Response<Full<Bytes>> {
+fn answer(req: &Request<Incoming>, admin: &Admin) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
     }
+    let snapshot = &admin.snapshot;
     match req.uri().path() {
         "/metrics" => {
-            let mut body = metrics.render();
-            let snap = snapshot.load();
-            body.push_str(&crate::health::exposition(&snap));
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
-            body.push_str(&crate::tls::exposition(&snap, now));
-            let mut r = text(StatusCode::OK, body);
+            let mut r = text(StatusCode::OK, metrics(admin));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -85,7 +79,7 @@ fn answer(
             r
         }
         "/status" => {
-            let mut r = text(StatusCode::OK, status::render(snapshot, tunnel));
+            let mut r = text(StatusCode::OK, status::render(admin));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 header::HeaderValue::from_static("application/json"),
@@ -106,11 +100,44 @@ fn answer(
             StatusCode::OK,
             format!("ok generation={}\n", snapshot.load().generation),
         ),
+        "/readyz" => match admin.lifecycle.ready() {
+            Ok(()) => text(
+                StatusCode::OK,
+                format!("ready generation={}\n", snapshot.load().generation),
+            ),
+            Err(why) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {why}\n"),
+            ),
+        },
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /metrics, /healthz, /status or /route?host=HOST\n".into(),
+            "not found: try /metrics, /healthz, /readyz, /status or /route?host=HOST\n".into(),
         ),
     }
+}
+
+/// The whole exposition: the recorder's counters and histograms, then the
+/// gauges read now.
+fn metrics(admin: &Admin) -> String {
+    let mut body = admin.metrics.render();
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let l = &admin.lifecycle;
+    let process = crate::metrics::scrape::Process {
+        connections_open: l.connections_open(),
+        connections_max: l.max_connections(),
+        draining: l.is_draining(),
+        now_unix,
+    };
+    crate::metrics::scrape::render(
+        &mut body,
+        &admin.snapshot.load(),
+        &admin.snapshot.reload_status(),
+        process,
+    );
+    body
 }
 
 /// The `host` parameter of a query, percent-decoded.

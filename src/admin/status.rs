@@ -8,13 +8,14 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::health;
-use crate::legacy::Tunnel;
 use crate::routing::migration::MigrationState;
-use crate::snapshot::SharedSnapshot;
 
 #[derive(Serialize)]
 struct Status {
     version: &'static str,
+    /// `ready`, or why not (`starting: ...`, `draining: ...`).
+    readiness: String,
+    connections_open: usize,
     generation: u64,
     reload: Reload,
     tenants: ByState,
@@ -86,7 +87,8 @@ fn unix(t: SystemTime) -> f64 {
 }
 
 /// The status document.
-pub fn render(shared: &SharedSnapshot, tunnel: &Tunnel) -> String {
+pub fn render(admin: &super::Admin) -> String {
+    let (shared, tunnel) = (&admin.snapshot, &admin.tunnel);
     let snap = shared.load_full();
     let summary = snap.summary();
     let reloads = shared.reload_status();
@@ -130,6 +132,11 @@ pub fn render(shared: &SharedSnapshot, tunnel: &Tunnel) -> String {
         .collect();
     let status = Status {
         version: env!("CARGO_PKG_VERSION"),
+        readiness: match admin.lifecycle.ready() {
+            Ok(()) => "ready".into(),
+            Err(why) => why.to_string(),
+        },
+        connections_open: admin.lifecycle.connections_open(),
         generation: snap.generation,
         reload: Reload {
             last_good: reloads.last_good.map(|(at, generation)| Good {

@@ -18,6 +18,24 @@ pub mod stamp;
 pub mod tenants;
 mod validate;
 
+/// Configs for other modules' unit tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    /// Tiers `basic` (id 0, pool `web`) and `gold` (id 1, pool `fast`).
+    pub fn two_tiers() -> super::Config {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(super::MAIN_FILE),
+            "tenants = \"t.tsv\"\nmigration = \"m.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\n\
+             [tiers.basic]\npool = \"web\"\n[tiers.gold]\npool = \"fast\"\n\
+             [pools.web]\nservers = [{ id = \"a\", address = \"127.0.0.1:9\" }]\n\
+             [pools.fast]\nservers = [{ id = \"b\", address = \"127.0.0.1:9\" }]\n",
+        )
+        .unwrap();
+        super::Config::load(dir.path()).unwrap()
+    }
+}
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -49,6 +67,8 @@ pub struct Config {
     pub legacy: Option<Legacy>,
     /// The admin listener (`/metrics`, `/healthz`); none when absent.
     pub admin: Option<SocketAddr>,
+    /// Where access log lines go; none when off.
+    pub access_log: Option<LogOutput>,
     /// Certificates of the `https` listeners; none without `[tls]`.
     pub tls: Option<TlsSettings>,
     pub placement: PlacementSettings,
@@ -175,6 +195,17 @@ pub struct Forward {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Also send an RFC 7239 `Forwarded` header.
     pub forwarded: bool,
+    /// The request id header: set on every request sent upstream (kept
+    /// from a trusted proxy, generated otherwise) and logged.
+    pub request_id_header: HeaderName,
+}
+
+/// `[access_log] output`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogOutput {
+    Stdout,
+    /// A file, appended to; reopened on `SIGUSR1` (after logrotate moved it).
+    File(PathBuf),
 }
 
 impl Forward {

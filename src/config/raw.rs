@@ -37,6 +37,7 @@ pub struct RawConfig {
     pub maintenance: RawMaintenance,
     pub legacy: Option<Spanned<RawLegacy>>,
     pub admin: Option<RawAdmin>,
+    pub access_log: Option<RawAccessLog>,
     pub tls: Option<Spanned<RawTls>>,
     #[serde(default)]
     pub placement: RawPlacement,
@@ -87,6 +88,7 @@ pub struct RawForward {
     pub tenant_header: Option<Spanned<String>>,
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
     pub forwarded: Option<bool>,
+    pub request_id_header: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -159,6 +161,14 @@ pub struct RawPassthrough {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub address: Spanned<String>,
+}
+
+/// `[access_log]`: one JSON line per request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccessLog {
+    pub enabled: Option<bool>,
+    pub output: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

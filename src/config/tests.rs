@@ -549,7 +549,8 @@ fn a_missing_certificate_folder_or_default_refuses_the_load() {
     assert!(snap.warnings[0].file.ends_with("certs/default.pem"));
     assert!(snap.warnings[0].message.contains("no certificate"));
     assert_eq!(snap.certs.refused().len(), 1);
-    let gauges = crate::tls::exposition(&snap, 0);
+    let mut gauges = String::new();
+    crate::metrics::scrape::certificates(&mut gauges, &snap, 0);
     assert!(
         gauges.contains("predictor_tls_certificates_refused 1\n"),
         "{gauges}"

@@ -4,9 +4,13 @@
 //! connection returns to the pool when the last frame has been read), or a
 //! small page predictor answers itself. The body also carries the
 //! connection's [`ActiveRequest`]: when hyper drops the body, the response is
-//! over and the client connection counts as idle again.
+//! over and the client connection counts as idle again; and the request's
+//! access log record, sent when the body is dropped, with the bytes passed.
 
 use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -15,12 +19,15 @@ use hyper::body::Incoming;
 
 use super::client_io::ActiveRequest;
 use super::upstream::Pooled;
+use crate::access_log::{Record, Sender};
 use crate::health::InFlight;
 
 /// What goes upstream: the client's body, streamed, or nothing (a bodiless
 /// request sent again after its connection died unanswered).
 pub enum RequestBody {
     Client(Incoming),
+    /// The client's body, its bytes counted for the access log.
+    Counted(Incoming, Arc<AtomicU64>),
     Empty,
 }
 
@@ -34,20 +41,27 @@ impl Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             RequestBody::Client(b) => Pin::new(b).poll_frame(cx),
+            RequestBody::Counted(b, n) => {
+                let frame = ready!(Pin::new(b).poll_frame(cx));
+                if let Some(data) = frame.as_ref().and_then(|f| f.as_ref().ok()?.data_ref()) {
+                    n.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                Poll::Ready(frame)
+            }
             RequestBody::Empty => Poll::Ready(None),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            RequestBody::Client(b) => b.is_end_stream(),
+            RequestBody::Client(b) | RequestBody::Counted(b, _) => b.is_end_stream(),
             RequestBody::Empty => true,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            RequestBody::Client(b) => b.size_hint(),
+            RequestBody::Client(b) | RequestBody::Counted(b, _) => b.size_hint(),
             RequestBody::Empty => SizeHint::with_exact(0),
         }
     }
@@ -58,6 +72,10 @@ pub struct ResponseBody {
     _active: Option<ActiveRequest>,
     /// The request's count on its server, until the body ends.
     _in_flight: Option<InFlight>,
+    /// The access log record, sent when the body is dropped.
+    log: Option<Box<(Record, Rc<Sender>)>>,
+    /// The last frame has been passed on.
+    ended: bool,
 }
 
 enum Kind {
@@ -76,6 +94,8 @@ impl ResponseBody {
             kind: Kind::Local((!bytes.is_empty()).then_some(bytes)),
             _active: None,
             _in_flight: None,
+            log: None,
+            ended: false,
         }
     }
 
@@ -84,6 +104,8 @@ impl ResponseBody {
             kind: Kind::Local(None),
             _active: None,
             _in_flight: None,
+            log: None,
+            ended: false,
         }
     }
 
@@ -102,6 +124,8 @@ impl ResponseBody {
             kind: Kind::Upstream { body, conn },
             _active: None,
             _in_flight: None,
+            log: None,
+            ended: false,
         }
     }
 
@@ -117,6 +141,23 @@ impl ResponseBody {
         self._active = Some(active);
         self
     }
+
+    /// Sends `record` to the access log when the body is dropped.
+    pub fn with_log(mut self, log: Option<Box<(Record, Rc<Sender>)>>) -> Self {
+        self.log = log;
+        self
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if let Some(log) = self.log.take() {
+            let (record, sender) = *log;
+            let completed =
+                self.ended || self.is_end_stream() || record.request.method == http::Method::HEAD;
+            sender.send(record.line(completed));
+        }
+    }
 }
 
 impl Body for ResponseBody {
@@ -127,8 +168,9 @@ impl Body for ResponseBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match &mut self.get_mut().kind {
-            Kind::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        let this = self.get_mut();
+        let frame = match &mut this.kind {
+            Kind::Local(bytes) => bytes.take().map(|b| Ok(Frame::data(b))),
             Kind::Upstream { body, conn } => {
                 let frame = ready!(Pin::new(&mut *body).poll_frame(cx));
                 match &frame {
@@ -142,9 +184,19 @@ impl Body for ResponseBody {
                     // A broken upstream body: the connection is not reused.
                     Some(Err(_)) => drop(conn.take()),
                 }
-                Poll::Ready(frame)
+                frame
             }
+        };
+        match &frame {
+            None => this.ended = true,
+            Some(Ok(f)) => {
+                if let (Some(log), Some(data)) = (&mut this.log, f.data_ref()) {
+                    log.0.bytes_out += data.len() as u64;
+                }
+            }
+            Some(Err(_)) => {}
         }
+        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -14,22 +14,24 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
-use super::body::RequestBody;
 use super::body::ResponseBody;
 use super::client_io::ConnShared;
 use super::error::{ProxyError, Side, page};
 use super::forwarding::{Client, Forwarding};
 use super::headers::{self, Scan};
+use super::request_id::RequestIds;
 use super::target::{origin_form, request_authority};
+use super::trace::Trace;
 use super::upstream::{Exchange, H2Upstream, Settings, Upstreams};
 use super::{misdirected, placed};
+use crate::access_log;
 use crate::config::UpstreamProtocol;
 use crate::legacy::{Admit, Tunnel};
 use crate::metrics::Metrics;
 use crate::placement::MAX_ATTEMPTS;
 use crate::routing::host;
-use crate::routing::{self, Action};
-use crate::snapshot::SharedSnapshot;
+use crate::routing::{self, Action, RouteKind};
+use crate::snapshot::{SharedSnapshot, Snapshot};
 
 /// What the requests of one worker share.
 pub struct Worker {
@@ -39,6 +41,9 @@ pub struct Worker {
     pub legacy_h2: H2Upstream,
     pub tunnel: Arc<Tunnel>,
     pub metrics: Arc<Metrics>,
+    /// The access log's queue (lines are sent while `[access_log]` is on).
+    pub log: Option<Rc<access_log::Sender>>,
+    pub ids: RequestIds,
 }
 
 /// What the requests of one client connection share.
@@ -80,9 +85,10 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let active = ctx.conn.begin();
+    let started = std::time::Instant::now();
     let method = req.method().clone();
-    let mut legacy_since = None;
-    let response = match forward(&ctx, req, &mut legacy_since).await {
+    let mut trace = Trace::default();
+    let response = match forward(&ctx, req, &mut trace, started).await {
         Ok(r) => r,
         Err(e) => {
             match e.side() {
@@ -96,12 +102,8 @@ pub async fn handle(
             error_response(&e)
         }
     };
-    if let Some(since) = legacy_since {
-        let m = &ctx.worker.metrics.legacy;
-        m.request(response.status());
-        m.duration.record(since.elapsed().as_secs_f64());
-    }
-    Ok(response.map(|b| b.with_active(active)))
+    let log = trace.answered(response.status(), started, &ctx.worker);
+    Ok(response.map(|b| b.with_active(active).with_log(log)))
 }
 
 /// A request on its way to the legacy balancer.
@@ -112,38 +114,63 @@ struct LegacyHop {
     retry_ms: u64,
 }
 
-/// Routes and forwards one request. `legacy_since` is set when the request
-/// is routed to the legacy balancer (its metrics are taken by the caller).
-async fn forward(
+/// Checks the request as a strict intermediary must and finds its host:
+/// the request's authority (as sent) and its normalised host.
+fn check(
     ctx: &ConnCtx,
-    mut req: Request<Incoming>,
-    legacy_since: &mut Option<Instant>,
-) -> Result<Response<ResponseBody>, ProxyError> {
+    req: &Request<Incoming>,
+    scan: &Scan,
+    snap: &Snapshot,
+) -> Result<(Option<HeaderValue>, Option<host::Host>), ProxyError> {
     // Always consume the flag, so it never leaks into the next request.
     let content_length_seen = ctx.conn.take_content_length_seen();
     if req.method() == Method::CONNECT {
         return Err(ProxyError::Connect);
     }
-    let version = req.version();
-    let scan = Scan::of(req.headers());
     if content_length_seen && scan.transfer_encoding() {
         return Err(ProxyError::ConflictingFraming);
     }
-    let authority = request_authority(&req, &scan)?;
+    let authority = request_authority(req, scan)?;
     let host = authority
         .as_ref()
         .map(|a| host::normalize(a.as_bytes()))
         .transpose()?;
+    if let (Some(sni), Some(h)) = (&ctx.sni, &host) {
+        misdirected::check(snap, sni, h)?;
+    }
+    Ok((authority, host))
+}
 
+/// Routes and forwards one request; `trace` gets its route's series and
+/// its log record.
+async fn forward(
+    ctx: &ConnCtx,
+    mut req: Request<Incoming>,
+    trace: &mut Trace,
+    started: std::time::Instant,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let version = req.version();
+    let scan = Scan::of(req.headers());
     // Route on one snapshot; copy out what forwarding needs, then let go.
     let snap = ctx.worker.snapshot.load();
-    if let (Some(sni), Some(h)) = (&ctx.sni, &host) {
-        misdirected::check(&snap, sni, h)?;
+    let routes = snap.route_metrics(&ctx.worker.metrics);
+    if snap.config.access_log.is_some() && ctx.worker.log.is_some() {
+        trace.log_from(ctx.peer, &req, started, routes);
     }
+    let (authority, host) = match check(ctx, &req, &scan, &snap) {
+        Ok(found) => found,
+        Err(e) => {
+            trace.routed(routes.slot(RouteKind::Rejected, None), None);
+            return Err(e);
+        }
+    };
     let decision = match &host {
         Some(h) => snap.route(h),
         None => routing::route_unknown(&snap.config),
     };
+    let tier = decision.tenant.map(|m| snap.tenants.record(m.tenant).tier);
+    let tenant = decision.tenant.map(|m| snap.tenants.name(m.tenant));
+    trace.routed(routes.slot(decision.kind(), tier), tenant);
     let mut targets = [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_ATTEMPTS];
     let mut tenant_header = None;
     let mut legacy = None;
@@ -176,7 +203,6 @@ async fn forward(
                     pool: "legacy".into(),
                 });
             };
-            *legacy_since = Some(Instant::now());
             if req
                 .headers()
                 .get(&l.hop_header)
@@ -224,6 +250,7 @@ async fn forward(
         }
     };
     let trusted = snap.config.forward.trusts(ctx.peer.ip());
+    let id_header = snap.config.forward.request_id_header.clone();
     let send_forwarded = snap.config.forward.forwarded;
     let via = snap.via.for_version(version).clone();
     let via_back = snap.via.for_version(Version::HTTP_11).clone();
@@ -260,11 +287,19 @@ async fn forward(
     if let Some(l) = &legacy {
         parts.headers.insert(l.marker.0.clone(), l.marker.1.clone());
     }
+    // A trusted proxy's request id goes on; anyone else's is replaced.
+    let id = match parts.headers.get(&id_header) {
+        Some(v) if trusted && !v.is_empty() => v.clone(),
+        _ => ctx.worker.ids.next(),
+    };
+    parts.headers.insert(id_header, id.clone());
     parts.uri = origin_form(parts.uri);
     parts.version = Version::HTTP_11;
 
-    let req = Request::from_parts(parts, RequestBody::Client(body));
+    let body = trace.request_body(body, id);
+    let req = Request::from_parts(parts, body);
     let worker = &ctx.worker;
+    let sent = Instant::now();
     let result = match &legacy {
         // Boxed, like the connect paths below: rare, and large futures
         // would grow (and slow the moves of) every request's future.
@@ -278,6 +313,11 @@ async fn forward(
                 .await
         }
     };
+    let server = match &result {
+        Ok(ex) => Some(targets[usize::from(ex.attempt).min(n - 1)]),
+        Err(e) => e.failed_server(),
+    };
+    trace.sent(sent.elapsed(), server);
     if let Some(l) = &legacy {
         legacy_outcome(worker, l, &result);
     }

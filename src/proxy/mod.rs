@@ -22,8 +22,10 @@ pub mod handler;
 pub mod headers;
 pub mod misdirected;
 pub mod placed;
+pub mod request_id;
 pub mod target;
 pub mod timer;
+pub mod trace;
 pub mod upstream;
 
 pub use error::{ProxyError, Side};

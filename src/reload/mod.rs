@@ -96,7 +96,6 @@ impl Reloader {
     /// it finds.
     pub fn new(shared: Arc<SharedSnapshot>, dir: &Path, metrics: Arc<Metrics>) -> Reloader {
         let snap = shared.load_full();
-        metrics.reload.generation.set(snap.generation as f64);
         let now = Fingerprint::of(dir, &snap.config);
         let serving = now.settled_before(snap.read_from).then_some(now);
         Reloader {
@@ -186,7 +185,6 @@ impl Reloader {
                 last.refused = None;
                 last.certs = CertChanges::None;
                 self.metrics.reload.ok.increment(1);
-                self.metrics.reload.generation.set(generation as f64);
                 self.metrics
                     .reload
                     .duration

@@ -2,22 +2,20 @@
 //! legacy balancer's probe, the webservers' health checks and agents
 //! ([`crate::health::run`]), the admin listener and metrics upkeep on its
 //! own small runtime, so none of it competes with client traffic for a
-//! worker or for the connection limit.
+//! worker or for the connection limit. It stops after the workers have
+//! drained, so `/readyz` says "draining" and the checks go on meanwhile.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::legacy::{Tunnel, probe};
-use crate::metrics::Metrics;
-use crate::snapshot::SharedSnapshot;
+use crate::admin::Admin;
+use crate::legacy::probe;
 
 pub(super) struct Control {
-    pub snapshot: Arc<SharedSnapshot>,
-    pub metrics: Arc<Metrics>,
-    pub tunnel: Arc<Tunnel>,
-    pub admin: Option<std::net::TcpListener>,
+    pub admin: Admin,
+    pub listener: Option<std::net::TcpListener>,
 }
 
 impl Control {
@@ -32,21 +30,18 @@ impl Control {
                 return;
             }
         };
+        let admin = Arc::new(self.admin);
         runtime.block_on(async move {
             let probe = tokio::spawn(probe::run(
-                self.tunnel.clone(),
-                self.snapshot.clone(),
-                self.metrics.clone(),
+                admin.tunnel.clone(),
+                admin.snapshot.clone(),
+                admin.metrics.clone(),
                 shutdown.clone(),
             ));
-            let health = tokio::spawn(crate::health::run(self.snapshot.clone(), shutdown.clone()));
-            let admin = match self.admin.map(tokio::net::TcpListener::from_std) {
-                Some(Ok(listener)) => Some(tokio::spawn(crate::admin::serve(
-                    listener,
-                    self.metrics.clone(),
-                    self.snapshot.clone(),
-                    self.tunnel.clone(),
-                ))),
+            let health = tokio::spawn(crate::health::run(admin.snapshot.clone(), shutdown.clone()));
+            let metrics = admin.metrics.clone();
+            let serving = match self.listener.map(tokio::net::TcpListener::from_std) {
+                Some(Ok(listener)) => Some(tokio::spawn(crate::admin::serve(listener, admin))),
                 Some(Err(e)) => {
                     tracing::error!(error = %e, "cannot use the admin socket");
                     None
@@ -56,13 +51,13 @@ impl Control {
             let mut upkeep = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tokio::select! {
-                    _ = upkeep.tick() => self.metrics.upkeep(),
+                    _ = upkeep.tick() => metrics.upkeep(),
                     _ = shutdown.wait_for(|stop| *stop) => break,
                 }
             }
             let _ = probe.await;
             let _ = health.await;
-            if let Some(a) = admin {
+            if let Some(a) = serving {
                 a.abort();
             }
         });

@@ -18,7 +18,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::Watcher;
 use tokio::net::TcpStream;
 
-use super::Builders;
+use super::worker::Builders;
 use crate::config::NoSni;
 use crate::proxy::client_io::{ClientIo, ConnShared, Mode};
 use crate::proxy::handler::{self, ConnCtx, Worker};

@@ -9,33 +9,31 @@
 //! only ever swaps the snapshot.
 //!
 //! Invariants: binding happens before any worker starts, so a bad address
-//! fails the start, not a thread; on shutdown, workers stop accepting, let
-//! connections finish up to `timeouts.drain`, then exit.
+//! fails the start, not a thread; on shutdown ([`Server::shutdown`]), the
+//! instance reports not ready ([`Lifecycle`]), workers stop accepting and
+//! let connections finish up to `timeouts.drain`, then exit; the admin
+//! listener answers until the last worker is done, and the access log is
+//! written out before [`Server::join`] returns.
 
 mod control;
 mod https;
+mod lifecycle;
 mod listen;
+mod worker;
+
+pub use lifecycle::{Lifecycle, NotReady};
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::watch;
 
+use crate::access_log;
 use crate::config::{ConfigError, Protocol};
 use crate::legacy::Tunnel;
 use crate::metrics::Metrics;
-use crate::proxy::LocalExec;
-use crate::proxy::client_io::{ClientIo, ConnShared, Mode};
-use crate::proxy::handler::{self, ConnCtx, Worker};
-use crate::proxy::upstream::{H2Upstream, Upstreams};
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::tls::store::CertChanges;
 
@@ -46,8 +44,17 @@ pub struct Server {
     snapshot: Arc<SharedSnapshot>,
     metrics: Arc<Metrics>,
     tunnel: Arc<Tunnel>,
+    lifecycle: Arc<Lifecycle>,
+    /// Tells the workers to stop accepting and drain.
     shutdown: watch::Sender<bool>,
-    threads: Vec<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
+    /// Tells the control thread (admin, checks) to stop, once the workers
+    /// are done.
+    stop_control: watch::Sender<bool>,
+    control: JoinHandle<()>,
+    /// The access log's writer and the server's own sender (dropped before
+    /// waiting for the writer).
+    log: Option<(access_log::Handle, access_log::Sender)>,
 }
 
 /// What every worker thread gets from the server.
@@ -56,10 +63,11 @@ struct Shared {
     snapshot: Arc<SharedSnapshot>,
     metrics: Arc<Metrics>,
     tunnel: Arc<Tunnel>,
-    limit: Arc<Semaphore>,
+    lifecycle: Arc<Lifecycle>,
     /// The `https` listeners' TLS configuration (one for all workers: the
     /// key cache is shared).
     tls: Option<crate::tls::Termination>,
+    log: Option<access_log::Sender>,
 }
 
 impl Server {
@@ -93,34 +101,39 @@ impl Server {
             }
             _ => None,
         };
+        let (log_sender, log_handle) = access_log::start(snapshot.clone(), metrics.clone())?;
+        let lifecycle = Arc::new(Lifecycle::new(workers, config.limits.max_connections));
         let shared = Shared {
             snapshot: snapshot.clone(),
             tunnel: Arc::new(Tunnel::new(metrics.legacy.up.clone())),
             metrics,
-            limit: Arc::new(Semaphore::new(config.limits.max_connections)),
+            lifecycle: lifecycle.clone(),
             tls,
+            log: Some(log_sender.clone()),
         };
         let (shutdown, rx) = watch::channel(false);
-        let mut threads = Vec::with_capacity(workers + 1);
+        let mut threads = Vec::with_capacity(workers);
         for id in (0..workers).rev() {
             let sockets = per_worker.pop().unwrap_or_default();
             let (shared, rx) = (shared.clone(), rx.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("predictor-w{id}"))
-                .spawn(move || run_worker(shared, sockets, rx))?;
+                .spawn(move || worker::run(shared, sockets, rx))?;
             threads.push(thread);
         }
+        let (stop_control, control_rx) = watch::channel(false);
         let control = control::Control {
-            snapshot: snapshot.clone(),
-            metrics: shared.metrics.clone(),
-            tunnel: shared.tunnel.clone(),
-            admin,
+            admin: crate::admin::Admin {
+                snapshot: snapshot.clone(),
+                metrics: shared.metrics.clone(),
+                tunnel: shared.tunnel.clone(),
+                lifecycle: lifecycle.clone(),
+            },
+            listener: admin,
         };
-        threads.push(
-            std::thread::Builder::new()
-                .name("predictor-ctl".into())
-                .spawn(move || control.run(rx))?,
-        );
+        let control = std::thread::Builder::new()
+            .name("predictor-ctl".into())
+            .spawn(move || control.run(control_rx))?;
         for a in &addrs {
             tracing::info!(address = %a, workers, "listening");
         }
@@ -133,8 +146,12 @@ impl Server {
             snapshot,
             metrics: shared.metrics,
             tunnel: shared.tunnel,
+            lifecycle,
             shutdown,
-            threads,
+            workers: threads,
+            stop_control,
+            control,
+            log: Some((log_handle, log_sender)),
         })
     }
 
@@ -167,15 +184,36 @@ impl Server {
         reload(&self.snapshot, dir, &CertChanges::All)
     }
 
-    /// Stops accepting and lets connections drain; [`Server::join`] waits.
+    /// Readiness, draining and open connections.
+    pub fn lifecycle(&self) -> &Arc<Lifecycle> {
+        &self.lifecycle
+    }
+
+    /// Reopens the access log file (after logrotate moved it: `SIGUSR1`).
+    pub fn reopen_access_log(&self) {
+        if let Some((handle, _)) = &self.log {
+            handle.reopen();
+        }
+    }
+
+    /// Reports not ready, stops accepting and lets connections drain;
+    /// [`Server::join`] waits.
     pub fn shutdown(&self) {
+        self.lifecycle.start_draining();
         let _ = self.shutdown.send(true);
     }
 
-    /// Waits for every worker to finish draining.
-    pub fn join(self) {
-        for t in self.threads {
+    /// Waits for every worker to finish draining, then stops the control
+    /// thread and writes out the access log.
+    pub fn join(mut self) {
+        for t in self.workers {
             let _ = t.join();
+        }
+        let _ = self.stop_control.send(true);
+        let _ = self.control.join();
+        if let Some((handle, sender)) = self.log.take() {
+            drop(sender);
+            handle.finish();
         }
     }
 }
@@ -221,207 +259,5 @@ pub fn reload(
             }
             Err(e)
         }
-    }
-}
-
-fn run_worker(
-    shared: Shared,
-    sockets: Vec<(std::net::TcpListener, Protocol)>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let Shared {
-        snapshot,
-        metrics,
-        tunnel,
-        limit,
-        tls,
-    } = shared;
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start a worker runtime");
-            return;
-        }
-    };
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, async move {
-        let worker = Rc::new(Worker {
-            snapshot: snapshot.clone(),
-            upstreams: Upstreams::new(),
-            legacy_h2: H2Upstream::default(),
-            tunnel,
-            metrics,
-        });
-        let builders = Rc::new(Builders::new(&snapshot.load().config, tls));
-        let graceful = Rc::new(GracefulShutdown::new());
-        let mut accepting = Vec::new();
-        for (socket, protocol) in sockets {
-            match TcpListener::from_std(socket) {
-                Ok(listener) => accepting.push(tokio::task::spawn_local(accept_loop(
-                    worker.clone(),
-                    builders.clone(),
-                    graceful.clone(),
-                    listener,
-                    protocol,
-                    limit.clone(),
-                ))),
-                Err(e) => tracing::error!(error = %e, "cannot use a listening socket"),
-            }
-        }
-        let sweeper = tokio::task::spawn_local(sweep(worker.clone()));
-        let _ = shutdown.wait_for(|stop| *stop).await;
-        for task in &accepting {
-            task.abort();
-        }
-        for task in accepting {
-            // Cancelled: its listener and its handle on `graceful` are gone.
-            let _ = task.await;
-        }
-        let Ok(graceful) = Rc::try_unwrap(graceful) else {
-            tracing::error!("draining without a shutdown handle");
-            return;
-        };
-        let drain = snapshot.load().config.timeouts.drain;
-        tracing::debug!(connections = graceful.count(), "draining");
-        if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
-            tracing::warn!(after = ?drain, "drain deadline reached, closing the remaining connections");
-        }
-        sweeper.abort();
-    });
-}
-
-/// hyper connection builders, one per listener protocol, and the TLS
-/// acceptor of the `https` listeners.
-struct Builders {
-    auto: auto::Builder<LocalExec>,
-    http1: auto::Builder<LocalExec>,
-    h2c: auto::Builder<LocalExec>,
-    tls: Option<(tokio_rustls::TlsAcceptor, Arc<crate::tls::keys::KeyCache>)>,
-}
-
-impl Builders {
-    fn new(config: &crate::config::Config, tls: Option<crate::tls::Termination>) -> Self {
-        let make = || {
-            let mut b = auto::Builder::new(LocalExec);
-            b.http1()
-                .keep_alive(true)
-                .max_buf_size(config.limits.max_request_header_bytes);
-            b.http2()
-                .timer(TokioTimer::new())
-                .max_concurrent_streams(config.limits.h2_max_concurrent_streams)
-                .max_header_list_size(config.limits.max_request_header_bytes as u32);
-            b
-        };
-        Builders {
-            auto: make(),
-            http1: make().http1_only(),
-            h2c: make().http2_only(),
-            tls: tls.map(|t| (tokio_rustls::TlsAcceptor::from(t.config), t.keys)),
-        }
-    }
-
-    fn for_protocol(&self, p: Protocol) -> &auto::Builder<LocalExec> {
-        match p {
-            Protocol::Auto => &self.auto,
-            // An https connection picks http1 or h2c by ALPN (`https`).
-            Protocol::Http1 | Protocol::Https => &self.http1,
-            Protocol::H2c => &self.h2c,
-        }
-    }
-}
-
-async fn accept_loop(
-    worker: Rc<Worker>,
-    builders: Rc<Builders>,
-    graceful: Rc<GracefulShutdown>,
-    listener: TcpListener,
-    protocol: Protocol,
-    limit: Arc<Semaphore>,
-) {
-    loop {
-        // At the connection limit, stop accepting: new clients wait in the
-        // kernel's backlog instead of being accepted and starved.
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            return;
-        };
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                tokio::task::spawn_local(serve(
-                    worker.clone(),
-                    builders.clone(),
-                    graceful.watcher(),
-                    stream,
-                    peer,
-                    protocol,
-                    permit,
-                ));
-            }
-            Err(e) => {
-                // Out of file descriptors or memory: back off a little
-                // instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-async fn serve(
-    worker: Rc<Worker>,
-    builders: Rc<Builders>,
-    watcher: Watcher,
-    stream: TcpStream,
-    peer: SocketAddr,
-    protocol: Protocol,
-    _permit: OwnedSemaphorePermit,
-) {
-    let (idle, header) = {
-        let snap = worker.snapshot.load();
-        (
-            snap.config.timeouts.client_idle,
-            snap.config.timeouts.request_header,
-        )
-    };
-    let shared = Arc::new(ConnShared::default());
-    let (mode, proto) = match protocol {
-        Protocol::Auto => (Mode::Unknown, "http"),
-        Protocol::Http1 => (Mode::Http1, "http"),
-        Protocol::H2c => (Mode::Http2, "http"),
-        Protocol::Https => {
-            let timeouts = https::Timeouts { idle, header };
-            return https::serve(worker, &builders, watcher, stream, peer, shared, timeouts).await;
-        }
-    };
-    let io = TokioIo::new(ClientIo::new(stream, shared.clone(), mode, idle, header));
-    let ctx = Rc::new(ConnCtx::new(worker, shared, peer, proto));
-    let service = service_fn(move |req| handler::handle(ctx.clone(), req));
-    let conn = builders
-        .for_protocol(protocol)
-        .serve_connection_with_upgrades(io, service);
-    if let Err(e) = watcher.watch(conn).await {
-        tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
-    }
-}
-
-/// Closes pooled upstream connections that sat idle too long.
-async fn sweep(worker: Rc<Worker>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-    loop {
-        tick.tick().await;
-        let snap = worker.snapshot.load();
-        let idle = snap.config.timeouts.upstream_idle;
-        let legacy = snap
-            .config
-            .legacy
-            .as_ref()
-            .map(|l| (l.address, l.idle_timeout));
-        drop(snap);
-        worker.upstreams.sweep(|addr| match legacy {
-            Some((a, t)) if a == addr => t,
-            _ => idle,
-        });
     }
 }

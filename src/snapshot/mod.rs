@@ -68,6 +68,9 @@ pub struct Snapshot {
     pub tenants_stamp: Option<FileStamp>,
     /// Counts for operators, computed on first ask (walks every tenant).
     summary: std::sync::OnceLock<Summary>,
+    /// The request series of this config's routes, tiers and pools,
+    /// registered by the first request that needs them.
+    route_metrics: std::sync::OnceLock<crate::metrics::routes::RouteTable>,
     /// When reading its files began: files last written well before are
     /// known to be what it holds.
     pub read_from: std::time::SystemTime,
@@ -250,6 +253,7 @@ impl Snapshot {
             tenants,
             tenants_stamp: stamp,
             summary: std::sync::OnceLock::new(),
+            route_metrics: std::sync::OnceLock::new(),
             read_from,
             migration: Arc::new(states),
             maintenance_page,
@@ -261,6 +265,17 @@ impl Snapshot {
     /// Tenants and hosts by state, and the other counts (computed once).
     pub fn summary(&self) -> Summary {
         *self.summary.get_or_init(|| Summary::of(self))
+    }
+
+    /// The request series of this snapshot's routes, on `metrics` (the
+    /// server's; one per snapshot, so registered once per reload).
+    #[inline]
+    pub fn route_metrics(
+        &self,
+        metrics: &crate::metrics::Metrics,
+    ) -> &crate::metrics::routes::RouteTable {
+        self.route_metrics
+            .get_or_init(|| metrics.routes(&self.config))
     }
 
     /// Where a request for `host` goes.

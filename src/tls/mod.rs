@@ -18,7 +18,7 @@
 //! Metrics: handshakes by result, passthrough connections and bytes, key
 //! cache hits and misses (`crate::metrics::TlsMetrics`), and the
 //! certificate gauges rendered from the snapshot at scrape time
-//! ([`exposition`]).
+//! (`crate::metrics::scrape::certificates`).
 //!
 
 pub mod hello;
@@ -70,32 +70,6 @@ pub fn server_config(
 /// TLS sessions remembered for stateful resumption (about 100 bytes
 /// each).
 const SESSION_CACHE: usize = 32_768;
-
-/// Days before expiry from which a certificate counts as expiring soon.
-pub const EXPIRING_DAYS: i64 = 30;
-
-/// The certificate gauges in Prometheus text format, rendered from the
-/// snapshot at scrape time (like the servers' health): certificates
-/// indexed, refused, and expiring within [`EXPIRING_DAYS`] days.
-pub fn exposition(snap: &crate::snapshot::Snapshot, now_unix: i64) -> String {
-    if snap.config.tls.is_none() {
-        return String::new();
-    }
-    let files = snap.certs.files();
-    let soon = now_unix + EXPIRING_DAYS * 86_400;
-    let expiring = files.iter().filter(|f| f.not_after < soon).count();
-    format!(
-        "# HELP predictor_tls_certificates Certificate files indexed from the certificate folder (usable; keys parsed on first use).\n\
-         # TYPE predictor_tls_certificates gauge\npredictor_tls_certificates {}\n\
-         # HELP predictor_tls_certificates_refused Certificate files of the folder refused at the last load (named in /status and the log).\n\
-         # TYPE predictor_tls_certificates_refused gauge\npredictor_tls_certificates_refused {}\n\
-         # HELP predictor_tls_certificates_expiring Certificates that expire within {EXPIRING_DAYS} days (or have expired).\n\
-         # TYPE predictor_tls_certificates_expiring gauge\npredictor_tls_certificates_expiring {}\n",
-        files.len(),
-        snap.certs.refused().len(),
-        expiring
-    )
-}
 
 /// The crypto provider of every TLS configuration: `ring`, with its
 /// default (modern) cipher suites and key exchange groups only.

@@ -40,6 +40,10 @@ pub(super) fn forward(c: &mut Collector<'_>, f: RawForward) -> Forward {
             .and_then(|h| header_name(c, "forward.tenant_header", &h)),
         trusted_proxies,
         forwarded: f.forwarded.unwrap_or(false),
+        request_id_header: f
+            .request_id_header
+            .and_then(|h| header_name(c, "forward.request_id_header", &h))
+            .unwrap_or(HeaderName::from_static("x-request-id")),
     }
 }
 

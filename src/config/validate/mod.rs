@@ -5,10 +5,10 @@
 
 use http::StatusCode;
 
-use super::raw::{RawConfig, Spanned};
+use super::raw::{RawAccessLog, RawConfig, Spanned};
 use super::{
-    Collector, Config, ConfigError, Limits, Listener, Maintenance, PlacementSettings, Protocol,
-    ProxySettings, RawDocument, Timeouts, UnknownHosts,
+    Collector, Config, ConfigError, Limits, Listener, LogOutput, Maintenance, PlacementSettings,
+    Protocol, ProxySettings, RawDocument, Timeouts, UnknownHosts,
 };
 
 mod legacy;
@@ -38,6 +38,7 @@ pub(super) fn config(doc: RawDocument) -> Result<Config, ConfigError> {
         maintenance,
         legacy,
         admin,
+        access_log,
         tls,
         placement,
         tiers,
@@ -150,6 +151,7 @@ pub(super) fn config(doc: RawDocument) -> Result<Config, ConfigError> {
         hot_hold: values::duration(&mut c, "placement.hot_hold", placement.hot_hold, 10),
     };
     let admin = admin.and_then(|a| socket_addr(&mut c, "admin.address", &a.address));
+    let access_log = access_log.and_then(|l| log_output(&mut c, l));
     let tls = tls.and_then(|t| tls::tls(&mut c, t, &dir));
     let unknown_hosts = unknown(&mut c, unknown_hosts, legacy.is_some());
 
@@ -181,11 +183,36 @@ pub(super) fn config(doc: RawDocument) -> Result<Config, ConfigError> {
         maintenance,
         legacy,
         admin,
+        access_log,
         tls,
         placement,
         tiers,
         pools,
     })
+}
+
+/// `[access_log]`: `stdout` or an absolute file path; off when
+/// `enabled = false`.
+fn log_output(c: &mut Collector<'_>, l: RawAccessLog) -> Option<LogOutput> {
+    let output = match l.output {
+        None => LogOutput::Stdout,
+        Some(o) if o.get_ref() == "stdout" => LogOutput::Stdout,
+        Some(o) if std::path::Path::new(o.get_ref()).is_absolute() => {
+            LogOutput::File(o.into_inner().into())
+        }
+        Some(o) => {
+            c.at(
+                o.span(),
+                "access_log.output",
+                format!(
+                    "expected \"stdout\" or an absolute file path like \"/var/log/predictor/access.log\", found {:?}",
+                    o.get_ref()
+                ),
+            );
+            return None;
+        }
+    };
+    l.enabled.unwrap_or(true).then_some(output)
 }
 
 fn required_path(

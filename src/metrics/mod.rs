@@ -1,13 +1,21 @@
-//! Every metric predictor exports, declared in one place with its help text.
+//! Every metric predictor exports, declared in this module with its help
+//! text: counters and histograms here and in [`routes`] (requests by
+//! route, tier, pool and status class), gauges read from the live state at
+//! scrape time in [`scrape`].
 //!
 //! Owns the Prometheus recorder of one running [`Server`](crate::server::Server)
-//! and the handles the request path increments. Handles are registered once
-//! at start-up, so recording is an atomic add, never a registry lookup.
-//! Each server has its own recorder (not the process-global one), so that
-//! two servers in one process (tests, an upgrade) never mix their counts.
+//! and the handles the request path increments. Handles are registered
+//! ahead of use (at start-up, or once per snapshot for the per-tier ones),
+//! so recording is an atomic add, never a registry lookup. Each server has
+//! its own recorder (not the process-global one), so that two servers in
+//! one process (tests, an upgrade) never mix their counts.
 //!
-//! Invariant: labels take values from small fixed sets (a status class, a
-//! probe result); never a host, tenant or address.
+//! Invariant: labels take values from small fixed sets (a route, a status
+//! class, a probe result) or from config names (tier, pool, server id);
+//! never a host, tenant or client address.
+
+pub mod routes;
+pub mod scrape;
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{
@@ -22,14 +30,11 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 /// Status classes, as label values, indexed by `status / 100 - 1`.
-const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+pub(crate) const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
-/// The metrics of the path to the legacy balancer.
+/// The metrics of the path to the legacy balancer (its requests are
+/// counted by route with the others: [`routes`]).
 pub struct LegacyMetrics {
-    requests: [Counter; 5],
-    /// From the request's arrival to the legacy balancer's response head
-    /// (or predictor's own error answer).
-    pub duration: Histogram,
     pub connections_opened: Counter,
     pub connections_reused: Counter,
     /// Requests answered 502 at once because the balancer is down.
@@ -44,14 +49,6 @@ pub struct LegacyMetrics {
     pub retries: Counter,
 }
 
-impl LegacyMetrics {
-    /// Counts one legacy request by the class of its final status.
-    pub fn request(&self, status: http::StatusCode) {
-        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
-        self.requests[class].increment(1);
-    }
-}
-
 /// The metrics of config reloads.
 pub struct ReloadMetrics {
     pub ok: Counter,
@@ -60,8 +57,6 @@ pub struct ReloadMetrics {
     pub unchanged: Counter,
     /// Watch events after which a file was missing (mid-replacement).
     pub waiting: Counter,
-    /// The generation of the snapshot serving.
-    pub generation: Gauge,
     /// From the start of a reload to the new snapshot serving.
     pub duration: Histogram,
 }
@@ -92,6 +87,15 @@ pub struct TlsMetrics {
     pub key_cache_misses: Counter,
 }
 
+/// The access log's lines, by what became of them.
+pub struct AccessLogMetrics {
+    pub written: Counter,
+    /// Not queued: the writer was behind (a slow disk) and the queue full.
+    pub dropped: Counter,
+    /// Queued, but the write failed (disk full, file gone).
+    pub failed: Counter,
+}
+
 /// The metrics of one server.
 pub struct Metrics {
     recorder: PrometheusRecorder,
@@ -99,6 +103,9 @@ pub struct Metrics {
     pub legacy: LegacyMetrics,
     pub reload: ReloadMetrics,
     pub tls: TlsMetrics,
+    pub access_log: AccessLogMetrics,
+    /// Client connections accepted, all listeners.
+    pub connections_accepted: Counter,
 }
 
 impl Metrics {
@@ -110,17 +117,6 @@ impl Metrics {
         let handle = recorder.handle();
         let r = Registrar(&recorder);
         let legacy = LegacyMetrics {
-            requests: CLASSES.map(|class| {
-                r.counter_with(
-                    "predictor_legacy_requests_total",
-                    "Requests routed to the legacy balancer, by status class of the answer.",
-                    vec![Label::new("class", class)],
-                )
-            }),
-            duration: r.histogram(
-                "predictor_legacy_request_duration_seconds",
-                "Time from a legacy request's arrival to the response head (legacy balancer's or predictor's own error).",
-            ),
             connections_opened: r.counter(
                 "predictor_legacy_connections_opened_total",
                 "Connections opened to the legacy balancer.",
@@ -168,10 +164,6 @@ impl Metrics {
             error: reload_result("error"),
             unchanged: reload_result("unchanged"),
             waiting: reload_result("waiting"),
-            generation: r.gauge(
-                "predictor_config_generation",
-                "Generation of the config snapshot serving (1 at start, one more per reload).",
-            ),
             duration: r.histogram(
                 "predictor_reload_duration_seconds",
                 "Time from the start of a reload to the new snapshot serving.",
@@ -219,13 +211,37 @@ impl Metrics {
             key_cache_hits: cache("hit"),
             key_cache_misses: cache("miss"),
         };
+        let lines = |result: &'static str| {
+            r.counter_with(
+                "predictor_access_log_lines_total",
+                "Access log lines, by result (written; dropped: the queue to the writer was full; failed: the write failed).",
+                vec![Label::new("result", result)],
+            )
+        };
+        let access_log = AccessLogMetrics {
+            written: lines("written"),
+            dropped: lines("dropped"),
+            failed: lines("failed"),
+        };
+        let connections_accepted = r.counter(
+            "predictor_connections_accepted_total",
+            "Client connections accepted, all listeners.",
+        );
         Metrics {
             recorder,
             handle,
             legacy,
             reload,
             tls,
+            access_log,
+            connections_accepted,
         }
+    }
+
+    /// The request series of `config`'s routes, tiers and pools
+    /// (registered on this server's recorder; kept per snapshot).
+    pub fn routes(&self, config: &crate::config::Config) -> routes::RouteTable {
+        routes::RouteTable::new(&Registrar(&self.recorder), config)
     }
 
     /// The Prometheus text exposition of every metric.
@@ -276,12 +292,22 @@ impl Registrar<'_> {
     }
 
     fn histogram(&self, name: &'static str, help: &'static str) -> Histogram {
+        self.histogram_with(name, help, Vec::new())
+    }
+
+    fn histogram_with(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: Vec<Label>,
+    ) -> Histogram {
         self.0.describe_histogram(
             KeyName::from_const_str(name),
             Some(Unit::Seconds),
             help.into(),
         );
-        self.0.register_histogram(&Key::from_name(name), &METADATA)
+        self.0
+            .register_histogram(&Key::from_parts(name, labels), &METADATA)
     }
 }
 
@@ -290,32 +316,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_show_in_the_exposition_with_help_and_buckets() {
+    fn requests_count_by_route_tier_pool_and_class_with_buckets() {
+        use crate::routing::RouteKind;
         let m = Metrics::new();
-        m.legacy.request(http::StatusCode::BAD_GATEWAY);
-        m.legacy.request(http::StatusCode::OK);
-        m.legacy.request(http::StatusCode::OK);
-        m.legacy.duration.record(0.012);
-        m.legacy.up.set(1.0);
+        let config = crate::config::tests_support::two_tiers();
+        let table = m.routes(&config);
+        let gold = config.tier_by_name("gold").unwrap();
+        let local = table.slot(RouteKind::Local, Some(gold));
+        assert_eq!((&*local.tier, &*local.pool), ("gold", "fast"));
+        local.answered(http::StatusCode::OK);
+        local.answered(http::StatusCode::OK);
+        local.duration.record(0.0004);
+        local.upstream.as_ref().unwrap().record(0.012);
+        table
+            .slot(RouteKind::Legacy, Some(gold))
+            .answered(http::StatusCode::BAD_GATEWAY);
+        // No tier where the route has none; a tier out of range is rejected.
+        table
+            .slot(RouteKind::Unknown, Some(gold))
+            .answered(http::StatusCode::OK);
+        table
+            .slot(RouteKind::Local, Some(9))
+            .answered(http::StatusCode::BAD_REQUEST);
+        assert!(table.slot(RouteKind::Maintenance, None).upstream.is_none());
         let text = m.render();
-        assert!(
-            text.contains("predictor_legacy_requests_total{class=\"2xx\"} 2"),
-            "{text}"
-        );
-        assert!(
-            text.contains("predictor_legacy_requests_total{class=\"5xx\"} 1"),
-            "{text}"
-        );
-        assert!(text.contains("# HELP predictor_legacy_up"), "{text}");
-        assert!(text.contains("predictor_legacy_up 1"), "{text}");
-        assert!(
-            text.contains("predictor_legacy_request_duration_seconds_bucket{le=\"0.015\"} 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("predictor_legacy_request_duration_seconds_bucket{le=\"0.01\"} 0"),
-            "{text}"
-        );
+        for line in [
+            "predictor_requests_total{route=\"local\",tier=\"gold\",pool=\"fast\",class=\"2xx\"} 2",
+            "predictor_requests_total{route=\"local\",tier=\"basic\",pool=\"web\",class=\"2xx\"} 0",
+            "predictor_requests_total{route=\"legacy\",tier=\"gold\",pool=\"none\",class=\"5xx\"} 1",
+            "predictor_requests_total{route=\"unknown\",tier=\"none\",pool=\"none\",class=\"2xx\"} 1",
+            "predictor_requests_total{route=\"rejected\",tier=\"none\",pool=\"none\",class=\"4xx\"} 1",
+            "predictor_request_duration_seconds_bucket{route=\"local\",le=\"0.0005\"} 1",
+            "predictor_upstream_duration_seconds_bucket{route=\"local\",pool=\"fast\",le=\"0.01\"} 0",
+            "predictor_upstream_duration_seconds_bucket{route=\"local\",pool=\"fast\",le=\"0.015\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+        assert!(text.contains("# HELP predictor_requests_total Requests answered"));
+        // Registered again (a reload): the same series, counts kept.
+        let again = m.routes(&config);
+        again
+            .slot(RouteKind::Local, Some(gold))
+            .answered(http::StatusCode::OK);
+        assert!(m.render().contains(
+            "predictor_requests_total{route=\"local\",tier=\"gold\",pool=\"fast\",class=\"2xx\"} 3"
+        ));
     }
 
     #[test]

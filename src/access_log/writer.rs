@@ -1,0 +1,135 @@
+//! The writer thread: queued lines to stdout or a file, in batches.
+
+use std::fs::OpenOptions;
+use std::io::{BufWriter, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use crate::config::LogOutput;
+use crate::metrics::Metrics;
+use crate::snapshot::SharedSnapshot;
+
+/// How often the writer looks at the config and the reopen flag when no
+/// line arrives.
+const TICK: Duration = Duration::from_millis(250);
+/// Lines written between two flushes at most.
+const BATCH: usize = 4096;
+
+pub struct Writer {
+    rx: Receiver<Vec<u8>>,
+    snapshot: Arc<SharedSnapshot>,
+    metrics: Arc<Metrics>,
+    reopen: Arc<AtomicBool>,
+    /// What is open, and where to.
+    open: Option<(LogOutput, BufWriter<Box<dyn Write + Send>>)>,
+    /// The last output that could not be opened (reported once).
+    failed: Option<LogOutput>,
+}
+
+impl Writer {
+    pub fn new(
+        rx: Receiver<Vec<u8>>,
+        snapshot: Arc<SharedSnapshot>,
+        metrics: Arc<Metrics>,
+        reopen: Arc<AtomicBool>,
+    ) -> Writer {
+        Writer {
+            rx,
+            snapshot,
+            metrics,
+            reopen,
+            open: None,
+            failed: None,
+        }
+    }
+
+    pub fn run(mut self) {
+        loop {
+            let first = self.rx.recv_timeout(TICK);
+            self.follow_config();
+            match first {
+                Ok(line) => {
+                    self.write(&line);
+                    for _ in 1..BATCH {
+                        match self.rx.try_recv() {
+                            Ok(line) => self.write(&line),
+                            Err(_) => break,
+                        }
+                    }
+                    self.flush();
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        self.flush();
+    }
+
+    /// Opens, closes or reopens the output as the config and the reopen
+    /// flag say.
+    fn follow_config(&mut self) {
+        let want = self.snapshot.load().config.access_log.clone();
+        let reopen = self.reopen.swap(false, Ordering::AcqRel);
+        let same = self.open.as_ref().map(|(o, _)| o) == want.as_ref();
+        if same && !reopen {
+            return;
+        }
+        self.flush();
+        self.open = None;
+        let Some(output) = want else {
+            return;
+        };
+        match open(&output) {
+            Ok(w) => {
+                if self.failed.take().is_some() || reopen {
+                    tracing::info!(output = ?output, "access log open");
+                }
+                self.open = Some((output, BufWriter::with_capacity(1 << 16, w)));
+            }
+            Err(e) => {
+                if self.failed.as_ref() != Some(&output) {
+                    tracing::error!(output = ?output, error = %e, "cannot open the access log; its lines are dropped until it can");
+                }
+                self.failed = Some(output);
+            }
+        }
+    }
+
+    fn write(&mut self, line: &[u8]) {
+        let m = &self.metrics.access_log;
+        let Some((_, w)) = &mut self.open else {
+            // Logging turned off (or the file cannot be opened): the
+            // lines of requests already on their way go nowhere.
+            if self.failed.is_some() {
+                m.failed.increment(1);
+            }
+            return;
+        };
+        match w.write_all(line).and_then(|()| w.write_all(b"\n")) {
+            Ok(()) => m.written.increment(1),
+            Err(e) => {
+                m.failed.increment(1);
+                tracing::error!(error = %e, "access log write failed; reopening");
+                self.reopen.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some((_, w)) = &mut self.open {
+            if let Err(e) = w.flush() {
+                tracing::error!(error = %e, "access log flush failed; reopening");
+                self.reopen.store(true, Ordering::Release);
+            }
+        }
+    }
+}
+
+fn open(output: &LogOutput) -> std::io::Result<Box<dyn Write + Send>> {
+    Ok(match output {
+        LogOutput::Stdout => Box::new(std::io::stdout()),
+        LogOutput::File(path) => Box::new(OpenOptions::new().create(true).append(true).open(path)?),
+    })
+}

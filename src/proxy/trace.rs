@@ -1,0 +1,118 @@
+//! What a request's metrics and access log line are made of, gathered as
+//! it goes: its route's series (once routed), and, while the access log is
+//! on, its [`Record`] (head, tenant, server, timings, bytes).
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use http::{HeaderValue, Request, StatusCode, header};
+use hyper::body::Incoming;
+
+use super::body::RequestBody;
+use super::handler::Worker;
+use crate::access_log::{Record, RequestLine, Sender};
+use crate::metrics::routes::{RouteSlot, RouteTable};
+use crate::routing::RouteKind;
+
+#[derive(Default)]
+pub struct Trace {
+    slot: Option<Arc<RouteSlot>>,
+    /// Set when the access log is on.
+    log: Option<Box<Record>>,
+}
+
+impl Trace {
+    /// Starts the log record from the request's head (the access log is
+    /// on); until routed, it counts as rejected.
+    pub fn log_from(
+        &mut self,
+        client: SocketAddr,
+        req: &Request<Incoming>,
+        started: Instant,
+        routes: &RouteTable,
+    ) {
+        let authority = req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+        self.log = Some(Box::new(Record {
+            request: RequestLine {
+                time: std::time::SystemTime::now(),
+                client,
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                version: req.version(),
+                host: authority.or_else(|| req.headers().get(header::HOST).cloned()),
+                user_agent: req.headers().get(header::USER_AGENT).cloned(),
+            },
+            started,
+            request_id: None,
+            tenant: None,
+            slot: routes.slot(RouteKind::Rejected, None).clone(),
+            server: None,
+            status: 0,
+            upstream: None,
+            bytes_in: None,
+            bytes_out: 0,
+        }));
+    }
+
+    /// The request is routed: its series, and its tenant's name.
+    pub fn routed(&mut self, slot: &Arc<RouteSlot>, tenant: Option<&str>) {
+        if let Some(log) = &mut self.log {
+            log.slot = slot.clone();
+            log.tenant = tenant.map(Into::into);
+        }
+        self.slot = Some(slot.clone());
+    }
+
+    /// The body sent upstream: counted for the log, which also keeps the
+    /// request id.
+    pub fn request_body(&mut self, body: Incoming, id: HeaderValue) -> RequestBody {
+        match &mut self.log {
+            Some(log) => {
+                log.request_id = Some(id);
+                let n = Arc::new(AtomicU64::new(0));
+                log.bytes_in = Some(n.clone());
+                RequestBody::Counted(body, n)
+            }
+            None => RequestBody::Client(body),
+        }
+    }
+
+    /// The upstream answered (or failed) after `waited`; `server` is the
+    /// one that answered or failed last.
+    pub fn sent(&mut self, waited: Duration, server: Option<SocketAddr>) {
+        if let Some(h) = self.slot.as_ref().and_then(|s| s.upstream.as_ref()) {
+            h.record(waited.as_secs_f64());
+        }
+        if let Some(log) = &mut self.log {
+            log.upstream = Some(waited);
+            log.server = server;
+        }
+    }
+
+    /// Counts the answer; returns the log record to send when the
+    /// response ends.
+    pub fn answered(
+        self,
+        status: StatusCode,
+        started: Instant,
+        worker: &Worker,
+    ) -> Option<Box<(Record, Rc<Sender>)>> {
+        if let Some(slot) = &self.slot {
+            slot.answered(status);
+            slot.duration.record(started.elapsed().as_secs_f64());
+        }
+        match (self.log, &worker.log) {
+            (Some(mut record), Some(sender)) => {
+                record.status = status.as_u16();
+                Some(Box::new((*record, sender.clone())))
+            }
+            _ => None,
+        }
+    }
+}

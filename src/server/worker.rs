@@ -1,0 +1,229 @@
+//! One worker thread: its single-threaded runtime, its accept loops, its
+//! client connections and its upstream pools, and its drain.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+
+use super::{Shared, https};
+use crate::config::Protocol;
+use crate::proxy::LocalExec;
+use crate::proxy::client_io::{ClientIo, ConnShared, Mode};
+use crate::proxy::handler::{self, ConnCtx, Worker};
+use crate::proxy::request_id::RequestIds;
+use crate::proxy::upstream::{H2Upstream, Upstreams};
+
+pub(super) fn run(
+    shared: Shared,
+    sockets: Vec<(std::net::TcpListener, Protocol)>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Shared {
+        snapshot,
+        metrics,
+        tunnel,
+        lifecycle,
+        tls,
+        log,
+    } = shared;
+    let limit = lifecycle.limit().clone();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start a worker runtime");
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        let worker = Rc::new(Worker {
+            snapshot: snapshot.clone(),
+            upstreams: Upstreams::new(),
+            legacy_h2: H2Upstream::default(),
+            tunnel,
+            metrics,
+            log: log.map(Rc::new),
+            ids: RequestIds::new(),
+        });
+        let builders = Rc::new(Builders::new(&snapshot.load().config, tls));
+        let graceful = Rc::new(GracefulShutdown::new());
+        let mut accepting = Vec::new();
+        for (socket, protocol) in sockets {
+            match TcpListener::from_std(socket) {
+                Ok(listener) => accepting.push(tokio::task::spawn_local(accept_loop(
+                    worker.clone(),
+                    builders.clone(),
+                    graceful.clone(),
+                    listener,
+                    protocol,
+                    limit.clone(),
+                ))),
+                Err(e) => tracing::error!(error = %e, "cannot use a listening socket"),
+            }
+        }
+        let sweeper = tokio::task::spawn_local(sweep(worker.clone()));
+        lifecycle.worker_started();
+        let _ = shutdown.wait_for(|stop| *stop).await;
+        for task in &accepting {
+            task.abort();
+        }
+        for task in accepting {
+            // Cancelled: its listener and its handle on `graceful` are gone.
+            let _ = task.await;
+        }
+        let Ok(graceful) = Rc::try_unwrap(graceful) else {
+            tracing::error!("draining without a shutdown handle");
+            return;
+        };
+        let drain = snapshot.load().config.timeouts.drain;
+        tracing::debug!(connections = graceful.count(), "draining");
+        if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+            tracing::warn!(after = ?drain, "drain deadline reached, closing the remaining connections");
+        }
+        sweeper.abort();
+    });
+}
+
+/// hyper connection builders, one per listener protocol, and the TLS
+/// acceptor of the `https` listeners.
+pub(super) struct Builders {
+    auto: auto::Builder<LocalExec>,
+    pub(super) http1: auto::Builder<LocalExec>,
+    pub(super) h2c: auto::Builder<LocalExec>,
+    pub(super) tls: Option<(tokio_rustls::TlsAcceptor, Arc<crate::tls::keys::KeyCache>)>,
+}
+
+impl Builders {
+    fn new(config: &crate::config::Config, tls: Option<crate::tls::Termination>) -> Self {
+        let make = || {
+            let mut b = auto::Builder::new(LocalExec);
+            b.http1()
+                .keep_alive(true)
+                .max_buf_size(config.limits.max_request_header_bytes);
+            b.http2()
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(config.limits.h2_max_concurrent_streams)
+                .max_header_list_size(config.limits.max_request_header_bytes as u32);
+            b
+        };
+        Builders {
+            auto: make(),
+            http1: make().http1_only(),
+            h2c: make().http2_only(),
+            tls: tls.map(|t| (tokio_rustls::TlsAcceptor::from(t.config), t.keys)),
+        }
+    }
+
+    pub(super) fn for_protocol(&self, p: Protocol) -> &auto::Builder<LocalExec> {
+        match p {
+            Protocol::Auto => &self.auto,
+            // An https connection picks http1 or h2c by ALPN (`https`).
+            Protocol::Http1 | Protocol::Https => &self.http1,
+            Protocol::H2c => &self.h2c,
+        }
+    }
+}
+
+async fn accept_loop(
+    worker: Rc<Worker>,
+    builders: Rc<Builders>,
+    graceful: Rc<GracefulShutdown>,
+    listener: TcpListener,
+    protocol: Protocol,
+    limit: Arc<Semaphore>,
+) {
+    loop {
+        // At the connection limit, stop accepting: new clients wait in the
+        // kernel's backlog instead of being accepted and starved.
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            return;
+        };
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                worker.metrics.connections_accepted.increment(1);
+                tokio::task::spawn_local(serve(
+                    worker.clone(),
+                    builders.clone(),
+                    graceful.watcher(),
+                    stream,
+                    peer,
+                    protocol,
+                    permit,
+                ));
+            }
+            Err(e) => {
+                // Out of file descriptors or memory: back off a little
+                // instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn serve(
+    worker: Rc<Worker>,
+    builders: Rc<Builders>,
+    watcher: Watcher,
+    stream: TcpStream,
+    peer: SocketAddr,
+    protocol: Protocol,
+    _permit: OwnedSemaphorePermit,
+) {
+    let (idle, header) = {
+        let snap = worker.snapshot.load();
+        (
+            snap.config.timeouts.client_idle,
+            snap.config.timeouts.request_header,
+        )
+    };
+    let shared = Arc::new(ConnShared::default());
+    let (mode, proto) = match protocol {
+        Protocol::Auto => (Mode::Unknown, "http"),
+        Protocol::Http1 => (Mode::Http1, "http"),
+        Protocol::H2c => (Mode::Http2, "http"),
+        Protocol::Https => {
+            let timeouts = https::Timeouts { idle, header };
+            return https::serve(worker, &builders, watcher, stream, peer, shared, timeouts).await;
+        }
+    };
+    let io = TokioIo::new(ClientIo::new(stream, shared.clone(), mode, idle, header));
+    let ctx = Rc::new(ConnCtx::new(worker, shared, peer, proto));
+    let service = service_fn(move |req| handler::handle(ctx.clone(), req));
+    let conn = builders
+        .for_protocol(protocol)
+        .serve_connection_with_upgrades(io, service);
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
+    }
+}
+
+/// Closes pooled upstream connections that sat idle too long.
+async fn sweep(worker: Rc<Worker>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let snap = worker.snapshot.load();
+        let idle = snap.config.timeouts.upstream_idle;
+        let legacy = snap
+            .config
+            .legacy
+            .as_ref()
+            .map(|l| (l.address, l.idle_timeout));
+        drop(snap);
+        worker.upstreams.sweep(|addr| match legacy {
+            Some((a, t)) if a == addr => t,
+            _ => idle,
+        });
+    }
+}
