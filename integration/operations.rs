@@ -634,3 +634,58 @@ async fn the_drain_deadline_ends_a_request_that_outlives_it_and_exits_0() {
         "the request outliving the deadline is cut: {cut:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgraded_stream_lives_through_the_drain_until_its_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let web = Backend::start("gold").await;
+    let legacy = Backend::start("legacy").await;
+    // The drain deadline of config_toml: 2 s.
+    let f = folder(web.addr, web.addr, legacy.addr, "");
+    let p = Proxy::start(&f);
+    let admin = p.server().admin_addr().unwrap();
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: gold.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    let echo = async |s: &mut tokio::net::TcpStream, msg: &[u8]| {
+        s.write_all(msg).await.unwrap();
+        let mut got = vec![0u8; msg.len()];
+        tokio::time::timeout(WAIT, s.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, msg);
+    };
+    echo(&mut s, b"before").await;
+
+    let started = Instant::now();
+    let server = std::thread::spawn(move || drop(p));
+    eventually_async("draining", async || {
+        get(admin, "admin", "/readyz").await.status == 503
+    })
+    .await;
+    // Still passing bytes while the instance drains.
+    echo(&mut s, b"during the drain").await;
+    // Cut at the deadline: the stream ends, the instance exits.
+    let mut rest = Vec::new();
+    let cut = tokio::time::timeout(WAIT, s.read_to_end(&mut rest)).await;
+    assert!(cut.is_ok(), "the stream outlived the deadline");
+    tokio::task::spawn_blocking(move || server.join().unwrap())
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(2),
+        "cut before the deadline: {took:?}"
+    );
+}

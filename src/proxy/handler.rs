@@ -44,6 +44,9 @@ pub struct Worker {
     /// The access log's queue (lines are sent while `[access_log]` is on).
     pub log: Option<Rc<access_log::Sender>>,
     pub ids: RequestIds,
+    /// Upgraded streams (WebSocket) hold a receiver each: a drain waits
+    /// until none is left or its deadline.
+    pub upgraded: tokio::sync::watch::Sender<()>,
 }
 
 /// What the requests of one client connection share.
@@ -332,7 +335,10 @@ async fn forward(
         };
         let upstream_upgrade = hyper::upgrade::on(&mut exchange.response);
         ctx.conn.set_upgraded();
-        tokio::task::spawn_local(tunnel(client_upgrade, upstream_upgrade, ctx.peer));
+        // The drain waits for the stream (up to its deadline) while this
+        // receiver lives.
+        let draining = ctx.worker.upgraded.subscribe();
+        tokio::task::spawn_local(tunnel(client_upgrade, upstream_upgrade, ctx.peer, draining));
         let (mut parts, _) = exchange.response.into_parts();
         let up = parts.headers.get(header::UPGRADE).cloned();
         let scan = Scan::of(&parts.headers);
@@ -402,7 +408,12 @@ fn error_response(e: &ProxyError) -> Response<ResponseBody> {
 }
 
 /// Copies bytes both ways between an upgraded client and upstream.
-async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, peer: SocketAddr) {
+async fn tunnel(
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    peer: SocketAddr,
+    _draining: tokio::sync::watch::Receiver<()>,
+) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(pair) => pair,
         Err(e) => {

@@ -54,6 +54,7 @@ pub(super) fn run(
             metrics,
             log: log.map(Rc::new),
             ids: RequestIds::new(),
+            upgraded: watch::Sender::new(()),
         });
         let builders = Rc::new(Builders::new(&snapshot.load().config, tls));
         let graceful = Rc::new(GracefulShutdown::new());
@@ -86,8 +87,16 @@ pub(super) fn run(
             return;
         };
         let drain = snapshot.load().config.timeouts.drain;
+        let deadline = tokio::time::Instant::now() + drain;
         tracing::debug!(connections = graceful.count(), "draining");
-        if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+        // HTTP connections finish their requests and close; TLS passed
+        // through and upgraded streams run on until they end or the
+        // deadline.
+        let done = async {
+            graceful.shutdown().await;
+            worker.upgraded.closed().await;
+        };
+        if tokio::time::timeout_at(deadline, done).await.is_err() {
             tracing::warn!(after = ?drain, "drain deadline reached, closing the remaining connections");
         }
         sweeper.abort();
