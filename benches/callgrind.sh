@@ -10,6 +10,8 @@
 #   needs: valgrind, h2load (nghttp2-client), nginx
 #
 # CG_ROUTE=maintenance measures predictor's own answers instead (no origin).
+# CG_ACCESS_LOG=1 turns the access log on (to a file), its writer thread
+# counted.
 set -euo pipefail
 bin=$(realpath "${1:-target/release/predictor}")
 work=$(mktemp -d)
@@ -39,6 +41,9 @@ pool = "web"
 [pools.web]
 servers = [{ id = "web-1", address = "127.0.0.1:$origin" }]
 TOML
+if [ -n "${CG_ACCESS_LOG:-}" ]; then
+  printf '[access_log]\noutput = "%s"\n' "$work/access.log" >> "$work/cfg/predictor.toml"
+fi
 
 run() {
   local n=$1 out="$work/cg.$1"

@@ -4,6 +4,7 @@
 //! lifecycle: `SIGTERM` under load, the drain deadline, `SIGUSR1`.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -688,4 +689,185 @@ async fn an_upgraded_stream_lives_through_the_drain_until_its_deadline() {
         took >= Duration::from_secs(2),
         "cut before the deadline: {took:?}"
     );
+}
+
+/// The network namespace of [`a_second_instance_takes_over_without_a_refused_connection`].
+const UPGRADE_NETNS: &str = "PREDICTOR_UPGRADE_NETNS";
+
+/// An upgrade as `docs/operations.md` describes it (start the new
+/// instance beside the old one, then `SIGTERM` the old), under load,
+/// with `net.ipv4.tcp_migrate_req = 1` as `deploy/sysctl.d` sets it: in a
+/// network namespace of its own (the sysctl is per namespace), where this
+/// test binary runs [`upgrade_inside_a_namespace`].
+#[test]
+fn a_second_instance_takes_over_without_a_refused_connection() {
+    let test = "a_second_instance_takes_over_without_a_refused_connection";
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    if !root || !tool(test, "ip", &["-V"], "PREDICTOR_REQUIRE_NETNS") {
+        assert!(
+            std::env::var_os("PREDICTOR_REQUIRE_NETNS").is_none(),
+            "{test}: needs root and ip (PREDICTOR_REQUIRE_NETNS)"
+        );
+        eprintln!("SKIPPED {test}: needs root and iproute2 for a network namespace");
+        return;
+    }
+    let ns = format!("predictor-upgrade-{}", std::process::id());
+    let ip = |args: &[&str]| {
+        let ok = std::process::Command::new("ip")
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "ip {args:?}");
+    };
+    ip(&["netns", "add", &ns]);
+    struct Remove(String);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "delete", &self.0])
+                .status();
+        }
+    }
+    let _remove = Remove(ns.clone());
+    ip(&["-n", &ns, "link", "set", "lo", "up"]);
+    // (Linux 5.14 and later.)
+    let migrate = "/proc/sys/net/ipv4/tcp_migrate_req";
+    if !Path::new(migrate).exists() {
+        eprintln!("SKIPPED {test}: this kernel has no {migrate}");
+        return;
+    }
+    ip(&[
+        "netns",
+        "exec",
+        &ns,
+        "sh",
+        "-c",
+        &format!("echo 1 > {migrate}"),
+    ]);
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "operations::upgrade_inside_a_namespace",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(UPGRADE_NETNS, &ns)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "{text}");
+    if let Some(line) = text.lines().find(|l| l.starts_with("upgrade under load")) {
+        eprintln!("{line}");
+    }
+}
+
+/// Run by the test above inside its namespace (ignored otherwise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run inside a network namespace by a_second_instance_takes_over_without_a_refused_connection"]
+async fn upgrade_inside_a_namespace() {
+    if std::env::var_os(UPGRADE_NETNS).is_none() {
+        return;
+    }
+    let web = Arc::new(Backend::start("gold").await);
+    let legacy = Backend::start("legacy").await;
+    let f = folder(web.addr, web.addr, legacy.addr, "");
+    let port = free_port();
+    f.write(
+        "predictor.toml",
+        &std::fs::read_to_string(f.path().join("predictor.toml"))
+            .unwrap()
+            // The listener (the admin address stays on a port of its own).
+            .replacen("127.0.0.1:0", &format!("127.0.0.1:{port}"), 1),
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut old = Running::start(f.path());
+    old.wait_for("admin listening").await;
+
+    // A new connection per request (the case where a closing listener's
+    // accept queue matters), from several clients; bounded in count and
+    // time.
+    const CLIENTS: usize = 4;
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let (stop, answered) = (stop.clone(), answered.clone());
+        clients.push(tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut failures = Vec::new();
+            for _ in 0..20_000 {
+                if stop.load(Ordering::SeqCst) || Instant::now() > deadline {
+                    break;
+                }
+                let stream = match tokio::net::TcpStream::connect(addr).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        failures.push(format!("connect: {e}"));
+                        continue;
+                    }
+                };
+                let mut s = h1_over(stream).await;
+                let req = Request::get("/")
+                    .header("host", "gold.example")
+                    .header("connection", "close")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                match s.send_request(req).await {
+                    Ok(resp) => {
+                        let a = read(resp).await;
+                        if a.status == 200 {
+                            answered.fetch_add(1, Ordering::SeqCst);
+                        } else {
+                            failures.push(format!("status {}", a.status));
+                        }
+                    }
+                    Err(e) => failures.push(format!("request: {e:?}")),
+                }
+            }
+            failures
+        }));
+    }
+    eventually("load on the old instance", || {
+        answered.load(Ordering::SeqCst) > 200
+    })
+    .await;
+    let mut new = Running::start(f.path());
+    new.wait_for("admin listening").await;
+    let before = answered.load(Ordering::SeqCst);
+    eventually("load on both", || {
+        answered.load(Ordering::SeqCst) > before + 200
+    })
+    .await;
+    old.signal("-TERM");
+    assert!(old.exit(WAIT).await.success());
+    let after = answered.load(Ordering::SeqCst);
+    eventually("load on the new instance alone", || {
+        answered.load(Ordering::SeqCst) > after + 200
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    let mut failures = Vec::new();
+    for c in clients {
+        failures.extend(c.await.unwrap());
+    }
+    let total = answered.load(Ordering::SeqCst);
+    eprintln!(
+        "upgrade under load: {total} requests answered, {} failed",
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failed: {failures:?}",
+        failures.len()
+    );
+    assert_eq!(web.seen().len(), total);
+    new.signal("-TERM");
+    assert!(new.exit(WAIT).await.success());
 }

@@ -657,3 +657,29 @@ async fn a_client_hello_in_many_records_and_packets_is_served() {
     .unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+#[tokio::test]
+async fn status_names_the_refused_certificate_files() {
+    let web = Backend::start("web").await;
+    let toml = https_toml(
+        &web,
+        "[tls]\ncertificates = \"certs\"\n[admin]\naddress = \"127.0.0.1:0\"\n",
+    );
+    let f = Folder::new(&toml, "s.example\tt\tweb\tf\n", "default = \"migrated\"\n");
+    write_cert(f.path(), "s.pem", &["s.example"]);
+    std::fs::write(f.path().join("certs/broken.pem"), "not a certificate\n").unwrap();
+    let proxy = Proxy::start(&f);
+    let admin = proxy.server().admin_addr().unwrap();
+    let status = crate::support::get(admin, "admin", "/status").await;
+    let v: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+    let certs = &v["certificates"];
+    assert_eq!(certs["indexed"], 1, "{certs}");
+    assert_eq!(certs["expiring"], 0, "{certs}");
+    let refused = certs["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{certs}");
+    let why = refused[0].as_str().unwrap();
+    assert!(
+        why.contains("broken.pem") && why.contains("no certificate"),
+        "{why}"
+    );
+}

@@ -159,6 +159,9 @@ fn route(dir: &Path, host: &str) -> anyhow::Result<()> {
 
 fn run(dir: &Path) -> anyhow::Result<()> {
     init_logging();
+    // Handled from the start: a reload or a log rotation while a big
+    // table loads must not kill the process (their default action).
+    let signals = Signals::new()?;
     let started = std::time::Instant::now();
     let snap = load(dir)?;
     for w in &snap.warnings {
@@ -170,11 +173,12 @@ fn run(dir: &Path) -> anyhow::Result<()> {
         "config loaded"
     );
     let server = Arc::new(Server::start(snap).context("cannot start")?);
-    control_loop(server, Some(dir.to_path_buf()))
+    control_loop(signals, server, Some(dir.to_path_buf()))
 }
 
 fn demo(tenants: usize, listen: SocketAddr) -> anyhow::Result<()> {
     init_logging();
+    let signals = Signals::new()?;
     // The demo's backends run on this runtime; predictor's workers on theirs.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -196,9 +200,36 @@ fn demo(tenants: usize, listen: SocketAddr) -> anyhow::Result<()> {
         "{}",
         predictor::demo::banner(&folder, bound, tenants, load_ms)
     );
-    let result = control_loop(server, Some(dir.clone()));
+    let result = control_loop(signals, server, Some(dir.clone()));
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// The signals `run` handles, registered (so no longer fatal) from the
+/// start, on the runtime of the control loop.
+struct Signals {
+    runtime: tokio::runtime::Runtime,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let _in = runtime.enter();
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
+            runtime,
+        })
+    }
 }
 
 fn second_signal() {
@@ -217,16 +248,16 @@ fn join(server: Arc<Server>) {
 /// log, SIGTERM/SIGINT drain and return once the server is done (a second
 /// one exits at once). With a `dir`, the folder is also watched and
 /// reloaded when its files change.
-fn control_loop(server: Arc<Server>, dir: Option<PathBuf>) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+fn control_loop(signals: Signals, server: Arc<Server>, dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let Signals {
+        runtime,
+        mut term,
+        mut int,
+        mut hup,
+        mut usr1,
+    } = signals;
     runtime.block_on(async {
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut hup = signal(SignalKind::hangup())?;
-        let mut usr1 = signal(SignalKind::user_defined1())?;
+        // Signals that came during the start are handled now.
         let (stop_watch, stopped) = tokio::sync::watch::channel(false);
         let reloader = dir.map(|d| {
             Arc::new(predictor::reload::Reloader::new(

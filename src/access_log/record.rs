@@ -49,6 +49,7 @@ struct Line<'a> {
     #[serde(serialize_with = "rfc3339")]
     time: SystemTime,
     request_id: Option<Cow<'a, str>>,
+    #[serde(serialize_with = "address")]
     client: SocketAddr,
     method: &'a str,
     target: &'a str,
@@ -58,6 +59,7 @@ struct Line<'a> {
     route: &'static str,
     tier: Option<&'a str>,
     pool: Option<&'a str>,
+    #[serde(serialize_with = "maybe_address")]
     server: Option<SocketAddr>,
     status: u16,
     bytes_in: u64,
@@ -69,8 +71,70 @@ struct Line<'a> {
     completed: bool,
 }
 
+/// RFC 3339 in UTC to the millisecond. The part up to the seconds is
+/// formatted once per second and thread, like nginx's cached times.
 fn rfc3339<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&humantime::format_rfc3339_millis(*t))
+    use std::cell::RefCell;
+    thread_local! {
+        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    SECOND.with_borrow_mut(|(cached, text)| {
+        if *cached != secs {
+            // "2026-11-30T23:58:12.000Z" without its ".000Z".
+            let full = humantime::format_rfc3339_seconds(
+                SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
+            )
+            .to_string();
+            text.clear();
+            text.push_str(full.trim_end_matches('Z'));
+            *cached = secs;
+        }
+        let ms = since.subsec_millis();
+        let mut out = [0u8; 40];
+        let n = text.len();
+        out[..n].copy_from_slice(text.as_bytes());
+        out[n] = b'.';
+        out[n + 1] = b'0' + (ms / 100) as u8;
+        out[n + 2] = b'0' + (ms / 10 % 10) as u8;
+        out[n + 3] = b'0' + (ms % 10) as u8;
+        out[n + 4] = b'Z';
+        s.serialize_str(std::str::from_utf8(&out[..n + 5]).unwrap_or_default())
+    })
+}
+
+/// `ip:port`; IPv4 written digit by digit (`Display` for addresses costs
+/// a few thousand instructions, on every line).
+fn address<S: Serializer>(a: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
+    match a {
+        SocketAddr::V4(v4) => {
+            let mut out = [0u8; 21];
+            let mut n = 0;
+            let mut put = |bytes: &[u8]| {
+                out[n..n + bytes.len()].copy_from_slice(bytes);
+                n += bytes.len();
+            };
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    put(b".");
+                }
+                put(digits.format(octet).as_bytes());
+            }
+            put(b":");
+            put(digits.format(v4.port()).as_bytes());
+            s.serialize_str(std::str::from_utf8(&out[..n]).unwrap_or_default())
+        }
+        SocketAddr::V6(_) => s.collect_str(a),
+    }
+}
+
+fn maybe_address<S: Serializer>(a: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+    match a {
+        Some(a) => address(a, s),
+        None => s.serialize_none(),
+    }
 }
 
 /// Milliseconds, to the microsecond.
@@ -118,7 +182,7 @@ impl Record {
             user_agent: text(&r.user_agent),
             completed,
         };
-        let mut out = Vec::with_capacity(384);
+        let mut out = Vec::with_capacity(512);
         // Serializing plain fields into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut out, &line);
         out
@@ -189,12 +253,27 @@ mod tests {
         assert_eq!(v["request_id"], "abc");
         assert_eq!(v["user_agent"], "curl/8 \"x\" \u{fffd}");
         assert_eq!(v["completed"], true);
+        // The second is cached; the milliseconds are not.
+        let mut later = Record {
+            request: RequestLine {
+                time: SystemTime::UNIX_EPOCH + Duration::from_millis(1_007),
+                client: "[2001:db8::1]:443".parse().unwrap(),
+                ..record.request
+            },
+            ..record
+        };
+        let v: serde_json::Value = serde_json::from_slice(&later.line(true)).unwrap();
+        assert_eq!(v["time"], "1970-01-01T00:00:01.007Z");
+        assert_eq!(v["client"], "[2001:db8::1]:443");
+        later.request.time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_547_200);
+        let v: serde_json::Value = serde_json::from_slice(&later.line(true)).unwrap();
+        assert_eq!(v["time"], "2025-12-01T00:00:00.000Z");
         let rejected = Record {
             slot: table.slot(RouteKind::Rejected, None).clone(),
             tenant: None,
             server: None,
             upstream: None,
-            ..record
+            ..later
         };
         let v: serde_json::Value = serde_json::from_slice(&rejected.line(false)).unwrap();
         assert_eq!(v["route"], "rejected");

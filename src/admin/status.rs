@@ -22,6 +22,17 @@ struct Status {
     hosts: ByState,
     pools: Vec<Pool>,
     legacy: Option<Legacy>,
+    /// Without `[tls]`: none.
+    certificates: Option<Certificates>,
+}
+
+#[derive(Serialize)]
+struct Certificates {
+    indexed: usize,
+    /// Expiring within `metrics::scrape::EXPIRING_DAYS` days, or expired.
+    expiring: usize,
+    /// Files refused at the last load, each with why (file first).
+    refused: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -151,6 +162,18 @@ pub fn render(admin: &super::Admin) -> String {
         tenants: by_state(summary.tenants, &|s| summary.tenants_in(s)),
         hosts: by_state(summary.hosts, &|s| summary.hosts_in(s)),
         pools,
+        certificates: snap.config.tls.as_ref().map(|_| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            let soon = now + crate::metrics::scrape::EXPIRING_DAYS * 86_400;
+            let files = snap.certs.files();
+            Certificates {
+                indexed: files.len(),
+                expiring: files.iter().filter(|f| f.not_after < soon).count(),
+                refused: snap.certs.refused().iter().map(|e| e.to_string()).collect(),
+            }
+        }),
         legacy: snap.config.legacy.as_ref().map(|l| Legacy {
             address: l.address.to_string(),
             up: tunnel.is_up(),

@@ -592,3 +592,29 @@ fn passthrough_keys_are_checked_with_their_lines() {
         )
     );
 }
+
+#[test]
+fn the_admin_address_must_not_overlap_a_listener() {
+    let with = |listen: &str, admin: &str| {
+        let text =
+            MINIMAL.replace("127.0.0.1:0", listen) + &format!("[admin]\naddress = \"{admin}\"\n");
+        let dir = folder(&text, "", "default = \"migrated\"\n");
+        Config::load(dir.path()).map(|c| c.admin)
+    };
+    for (listen, admin) in [
+        ("127.0.0.1:80", "127.0.0.1:80"),
+        ("0.0.0.0:80", "127.0.0.1:80"),
+    ] {
+        let p = problems(with(listen, admin).unwrap_err());
+        assert_found(&p, &[(Some(11), "admin.address")]);
+        assert!(p[0].message.contains("address of its own"), "{p:?}");
+    }
+    for (listen, admin) in [
+        ("127.0.0.1:80", "127.0.0.1:9180"),
+        ("127.0.0.1:80", "127.0.0.2:80"),
+        ("[::1]:80", "127.0.0.1:80"),
+        ("127.0.0.1:0", "127.0.0.1:0"),
+    ] {
+        assert!(with(listen, admin).is_ok(), "{listen} {admin}");
+    }
+}

@@ -56,6 +56,11 @@ impl ConnShared {
         self.content_length_seen.swap(false, Relaxed)
     }
 
+    /// Whether a request has started on this connection.
+    pub fn has_begun(&self) -> bool {
+        self.started.load(Relaxed) > 0
+    }
+
     /// The connection now carries an upgraded protocol: no HTTP timeouts.
     pub fn set_upgraded(&self) {
         self.upgraded.store(true, Relaxed);

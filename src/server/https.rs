@@ -13,9 +13,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::drain::Watcher;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::Watcher;
 use tokio::net::TcpStream;
 
 use super::worker::Builders;
@@ -177,12 +177,12 @@ pub(super) async fn serve(
         .server_name()
         .and_then(|n| host::normalize(n.as_bytes()).ok());
     let io = TokioIo::new(ClientIo::new(tls, shared.clone(), mode, t.idle, t.header));
-    let mut ctx = ConnCtx::new(worker, shared, peer, "https");
+    let mut ctx = ConnCtx::new(worker, shared.clone(), peer, "https");
     ctx.sni = sni;
     let ctx = Rc::new(ctx);
     let service = service_fn(move |req| handler::handle(ctx.clone(), req));
     let conn = builder.serve_connection_with_upgrades(io, service);
-    if let Err(e) = watcher.watch(conn).await {
+    if let Err(e) = watcher.watch(conn, &shared).await {
         tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
     }
 }

@@ -38,7 +38,8 @@ pub fn bind_all(
     Ok((addrs, per_worker))
 }
 
-fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+/// One listening socket on `addr`, shared by `SO_REUSEPORT`.
+pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let wrap = |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(wrap)?;
     socket.set_reuse_address(true).map_err(wrap)?;

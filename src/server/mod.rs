@@ -16,6 +16,7 @@
 //! written out before [`Server::join`] returns.
 
 mod control;
+mod drain;
 mod https;
 mod lifecycle;
 mod listen;
@@ -79,11 +80,9 @@ impl Server {
             n => n,
         };
         let (addrs, mut per_worker) = listen::bind_all(&config.listeners, workers)?;
-        let admin = config.admin.map(std::net::TcpListener::bind).transpose()?;
-        if let Some(a) = &admin {
-            // tokio takes over only non-blocking sockets.
-            a.set_nonblocking(true)?;
-        }
+        // Shared like the listeners, so that a second instance can start
+        // beside this one (an upgrade).
+        let admin = config.admin.map(listen::bind).transpose()?;
         let admin_addr = admin.as_ref().map(|a| a.local_addr()).transpose()?;
         let snapshot = Arc::new(SharedSnapshot::new(snapshot));
         let metrics = Arc::new(Metrics::new());

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
+use super::drain::{Drain, Watcher};
 use super::{Shared, https};
 use crate::config::Protocol;
 use crate::proxy::LocalExec;
@@ -57,14 +57,14 @@ pub(super) fn run(
             upgraded: watch::Sender::new(()),
         });
         let builders = Rc::new(Builders::new(&snapshot.load().config, tls));
-        let graceful = Rc::new(GracefulShutdown::new());
+        let drain = Rc::new(Drain::new());
         let mut accepting = Vec::new();
         for (socket, protocol) in sockets {
             match TcpListener::from_std(socket) {
                 Ok(listener) => accepting.push(tokio::task::spawn_local(accept_loop(
                     worker.clone(),
                     builders.clone(),
-                    graceful.clone(),
+                    drain.clone(),
                     listener,
                     protocol,
                     limit.clone(),
@@ -79,25 +79,21 @@ pub(super) fn run(
             task.abort();
         }
         for task in accepting {
-            // Cancelled: its listener and its handle on `graceful` are gone.
+            // Cancelled: its listener is closed.
             let _ = task.await;
         }
-        let Ok(graceful) = Rc::try_unwrap(graceful) else {
-            tracing::error!("draining without a shutdown handle");
-            return;
-        };
-        let drain = snapshot.load().config.timeouts.drain;
-        let deadline = tokio::time::Instant::now() + drain;
-        tracing::debug!(connections = graceful.count(), "draining");
+        let limit = snapshot.load().config.timeouts.drain;
+        let deadline = tokio::time::Instant::now() + limit;
+        tracing::debug!(connections = drain.count(), "draining");
         // HTTP connections finish their requests and close; TLS passed
         // through and upgraded streams run on until they end or the
         // deadline.
         let done = async {
-            graceful.shutdown().await;
+            drain.run().await;
             worker.upgraded.closed().await;
         };
         if tokio::time::timeout_at(deadline, done).await.is_err() {
-            tracing::warn!(after = ?drain, "drain deadline reached, closing the remaining connections");
+            tracing::warn!(after = ?limit, "drain deadline reached, closing the remaining connections");
         }
         sweeper.abort();
     });
@@ -146,7 +142,7 @@ impl Builders {
 async fn accept_loop(
     worker: Rc<Worker>,
     builders: Rc<Builders>,
-    graceful: Rc<GracefulShutdown>,
+    drain: Rc<Drain>,
     listener: TcpListener,
     protocol: Protocol,
     limit: Arc<Semaphore>,
@@ -163,7 +159,7 @@ async fn accept_loop(
                 tokio::task::spawn_local(serve(
                     worker.clone(),
                     builders.clone(),
-                    graceful.watcher(),
+                    drain.watcher(),
                     stream,
                     peer,
                     protocol,
@@ -207,12 +203,12 @@ async fn serve(
         }
     };
     let io = TokioIo::new(ClientIo::new(stream, shared.clone(), mode, idle, header));
-    let ctx = Rc::new(ConnCtx::new(worker, shared, peer, proto));
+    let ctx = Rc::new(ConnCtx::new(worker, shared.clone(), peer, proto));
     let service = service_fn(move |req| handler::handle(ctx.clone(), req));
     let conn = builders
         .for_protocol(protocol)
         .serve_connection_with_upgrades(io, service);
-    if let Err(e) = watcher.watch(conn).await {
+    if let Err(e) = watcher.watch(conn, &shared).await {
         tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
     }
 }

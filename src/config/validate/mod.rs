@@ -150,7 +150,31 @@ pub(super) fn config(doc: RawDocument) -> Result<Config, ConfigError> {
         },
         hot_hold: values::duration(&mut c, "placement.hot_hold", placement.hot_hold, 10),
     };
-    let admin = admin.and_then(|a| socket_addr(&mut c, "admin.address", &a.address));
+    let admin = admin.and_then(|a| {
+        let addr = socket_addr(&mut c, "admin.address", &a.address)?;
+        // Both are bound with SO_REUSEPORT: the same address would be
+        // accepted, and share clients between proxy and admin.
+        // (Port 0 is a different free port for each.)
+        let overlaps = |l: &Listener| {
+            addr.port() != 0
+                && l.address.port() == addr.port()
+                && l.address.is_ipv4() == addr.is_ipv4()
+                && (l.address.ip() == addr.ip()
+                    || l.address.ip().is_unspecified()
+                    || addr.ip().is_unspecified())
+        };
+        if let Some(l) = listeners.iter().find(|l| overlaps(l)) {
+            c.at(
+                a.address.span(),
+                "admin.address",
+                format!(
+                    "{addr} overlaps the listener {}: the admin listener needs an address of its own",
+                    l.address
+                ),
+            );
+        }
+        Some(addr)
+    });
     let access_log = access_log.and_then(|l| log_output(&mut c, l));
     let tls = tls.and_then(|t| tls::tls(&mut c, t, &dir));
     let unknown_hosts = unknown(&mut c, unknown_hosts, legacy.is_some());

@@ -1,0 +1,88 @@
+//! A worker's connections through a drain.
+//!
+//! Every client connection holds a [`Watcher`] of its worker's [`Drain`];
+//! a drain tells them all, then waits until every watcher is gone (each
+//! connection closed) or its deadline. A connection with a request in
+//! progress finishes it and closes (HTTP/1.1: `Connection: close` on the
+//! response; HTTP/2: `GOAWAY`); an idle keep-alive connection closes at
+//! once. A connection accepted just before the drain whose first request
+//! has not been read yet is given [`FIRST_REQUEST_GRACE`] to start it, so
+//! that a request the kernel had already queued is answered, not reset.
+//! (hyper-util's `GracefulShutdown` closes such a connection at once.)
+
+use std::time::Duration;
+
+use hyper_util::server::graceful::GracefulConnection;
+use tokio::sync::watch;
+
+use crate::proxy::client_io::ConnShared;
+
+/// How long a connection that has not started a request yet may take to
+/// start one once the drain has begun.
+pub const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+
+/// A worker's drain signal.
+pub struct Drain(watch::Sender<bool>);
+
+/// A connection's end of the drain signal (the drain waits for it).
+pub struct Watcher(watch::Receiver<bool>);
+
+impl Drain {
+    pub fn new() -> Drain {
+        Drain(watch::Sender::new(false))
+    }
+
+    pub fn watcher(&self) -> Watcher {
+        Watcher(self.0.subscribe())
+    }
+
+    /// Connections not closed yet.
+    pub fn count(&self) -> usize {
+        self.0.receiver_count()
+    }
+
+    /// Tells every connection, then waits until all are closed.
+    pub async fn run(&self) {
+        self.0.send_replace(true);
+        self.0.closed().await;
+    }
+}
+
+impl Watcher {
+    /// Resolves once the drain has begun. (A watcher held without being
+    /// watched, as by a passed-through TLS connection, holds the drain
+    /// open until dropped.)
+    async fn draining(&mut self) {
+        let _ = self.0.wait_for(|d| *d).await;
+    }
+
+    /// Serves `conn` to its end, shutting it down gracefully once the
+    /// drain has begun (see the module's documentation).
+    pub async fn watch<C: GracefulConnection>(mut self, conn: C, shared: &ConnShared) -> C::Output {
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => return r,
+            () = self.draining() => {}
+        }
+        if !shared.has_begun() {
+            let grace = tokio::time::sleep(FIRST_REQUEST_GRACE);
+            tokio::pin!(grace);
+            let mut tick = tokio::time::interval(Duration::from_millis(5));
+            while !shared.has_begun() {
+                tokio::select! {
+                    r = conn.as_mut() => return r,
+                    () = &mut grace => break,
+                    _ = tick.tick() => {}
+                }
+            }
+        }
+        conn.as_mut().graceful_shutdown();
+        conn.await
+    }
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Self::new()
+    }
+}
