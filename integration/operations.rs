@@ -434,12 +434,8 @@ async fn the_access_log_line_carries_every_field_and_the_id_sent_upstream() {
     );
 
     // A trusted proxy's id goes on.
-    let trusting = f.path().join("predictor.toml");
-    let toml = std::fs::read_to_string(&trusting).unwrap().replace(
-        "[forward]\n",
-        "[forward]\ntrusted_proxies = [\"127.0.0.3\"]\n",
-    );
-    f.write("predictor.toml", &toml);
+    let trusted = "[forward]\ntrusted_proxies = [\"127.0.0.3\"]\n";
+    f.edit("predictor.toml", "[forward]\n", trusted, 1);
     p.server().reload(f.path()).unwrap();
     let req = Request::get("/")
         .header("host", "gold.example")
@@ -507,12 +503,7 @@ async fn sigterm_under_load_answers_every_request_taken_and_exits_0() {
     let web = Arc::new(Backend::start("gold").await);
     let legacy = Backend::start("legacy").await;
     let f = folder(web.addr, web.addr, legacy.addr, "");
-    f.write(
-        "predictor.toml",
-        &std::fs::read_to_string(f.path().join("predictor.toml"))
-            .unwrap()
-            .replace("drain = \"2s\"", "drain = \"20s\""),
-    );
+    f.edit("predictor.toml", "drain = \"2s\"", "drain = \"20s\"", 1);
     let (mut run, addr, admin) = run_binary(&f).await;
 
     // Clients on keep-alive connections, each request 100 ms upstream;
@@ -596,12 +587,7 @@ async fn the_drain_deadline_ends_a_request_that_outlives_it_and_exits_0() {
     let web = Backend::start("gold").await;
     let legacy = Backend::start("legacy").await;
     let f = folder(web.addr, web.addr, legacy.addr, "");
-    f.write(
-        "predictor.toml",
-        &std::fs::read_to_string(f.path().join("predictor.toml"))
-            .unwrap()
-            .replace("drain = \"2s\"", "drain = \"1s\""),
-    );
+    f.edit("predictor.toml", "drain = \"2s\"", "drain = \"1s\"", 1);
     let (mut run, addr, admin) = run_binary(&f).await;
     let slow = tokio::spawn(async move {
         let mut s = h1(addr).await;
@@ -779,13 +765,9 @@ async fn upgrade_inside_a_namespace() {
     let legacy = Backend::start("legacy").await;
     let f = folder(web.addr, web.addr, legacy.addr, "");
     let port = free_port();
-    f.write(
-        "predictor.toml",
-        &std::fs::read_to_string(f.path().join("predictor.toml"))
-            .unwrap()
-            // The listener (the admin address stays on a port of its own).
-            .replacen("127.0.0.1:0", &format!("127.0.0.1:{port}"), 1),
-    );
+    // The listener (the admin address stays on a port of its own).
+    let listen = format!("127.0.0.1:{port}");
+    f.edit("predictor.toml", "127.0.0.1:0", &listen, 1);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut old = Running::start(f.path());
     old.wait_for("admin listening").await;

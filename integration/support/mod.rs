@@ -49,6 +49,15 @@ impl Folder {
     pub fn write(&self, name: &str, content: &str) {
         std::fs::write(self.dir.path().join(name), content).unwrap();
     }
+
+    /// Rewrites a file of the folder with the first `n` occurrences of
+    /// `from` replaced by `to` (all with `usize::MAX`).
+    pub fn edit(&self, name: &str, from: &str, to: &str, n: usize) {
+        let path = self.dir.path().join(name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{from:?} not in {name}");
+        std::fs::write(path, text.replacen(from, to, n)).unwrap();
+    }
 }
 
 /// `predictor.toml` text: one listener on a free port, short timeouts,
