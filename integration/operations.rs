@@ -853,3 +853,75 @@ async fn upgrade_inside_a_namespace() {
     new.signal("-TERM");
     assert!(new.exit(WAIT).await.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_access_log_never_holds_a_request() {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let web = Backend::start("gold").await;
+    let legacy = Backend::start("legacy").await;
+    // The log goes to a pipe that nobody reads (a disk that stopped):
+    // its writer blocks once the pipe's 64 KiB are full.
+    let logs = tempfile::tempdir().unwrap();
+    let fifo = logs.path().join("access.pipe");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let extra = format!("[access_log]\noutput = \"{}\"\n", fifo.display());
+    let f = folder(web.addr, web.addr, legacy.addr, &extra);
+    let p = Proxy::start(&f);
+    let written = |p: &Proxy| {
+        prom::scrape(p.server())
+            .value("predictor_access_log_lines_total", &[("result", "written")])
+    };
+
+    // Far more lines than the pipe holds; every request is answered.
+    const REQUESTS: usize = 2_000;
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let addr = p.addr;
+        clients.push(tokio::spawn(async move {
+            let mut s = h1(addr).await;
+            for _ in 0..REQUESTS / 4 {
+                assert_eq!(get_on(&mut s, "gold.example", "/").await.status, 200);
+            }
+        }));
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+    let behind = written(&p);
+    assert!(
+        behind < (REQUESTS / 2) as f64,
+        "{behind} lines written into a 64 KiB pipe"
+    );
+
+    // The disk comes back: every line arrives, in full.
+    let mut got = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while got.iter().filter(|&&b| b == b'\n').count() < REQUESTS {
+        assert!(Instant::now() < deadline, "the log did not catch up");
+        let mut buf = [0u8; 65536];
+        match reader.read(&mut buf) {
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                tokio::time::sleep(Duration::from_millis(5)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    for line in got.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+        assert_eq!(v["status"], 200);
+    }
+    assert_eq!(written(&p), REQUESTS as f64);
+}
