@@ -880,8 +880,7 @@ async fn a_stuck_access_log_never_holds_a_request() {
     let f = folder(web.addr, web.addr, legacy.addr, &extra);
     let p = Proxy::start(&f);
     let written = |p: &Proxy| {
-        prom::scrape(p.server())
-            .value("predictor_access_log_lines_total", &[("result", "written")])
+        prom::scrape(p.server()).value("predictor_access_log_lines_total", &[("result", "written")])
     };
 
     // Far more lines than the pipe holds; every request is answered.
