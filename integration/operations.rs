@@ -38,6 +38,20 @@ fn folder(basic: SocketAddr, gold: SocketAddr, legacy: SocketAddr, extra: &str) 
     Folder::new(&toml, TENANTS, STATES)
 }
 
+/// One webserver `gold` (serving both pools), a legacy balancer, and
+/// their folder with `extra`.
+async fn one_site(extra: &str) -> (Backend, Backend, Folder) {
+    let web = Backend::start("gold").await;
+    let legacy = Backend::start("legacy").await;
+    let f = folder(web.addr, web.addr, legacy.addr, extra);
+    (web, legacy, f)
+}
+
+/// `[access_log]` to the file `path`.
+fn log_to(path: &Path) -> String {
+    format!("[access_log]\noutput = \"{}\"\n", path.display())
+}
+
 async fn legacy_up(p: &Proxy) {
     eventually("the legacy balancer up", || {
         prom::scrape(p.server()).get("predictor_legacy_up", &[]) == Some(1.0)
@@ -306,9 +320,7 @@ async fn a_real_prometheus_scrapes_a_running_predictor() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_flips_to_503_while_draining_and_healthz_stays_200() {
-    let web = Backend::start("gold").await;
-    let legacy = Backend::start("legacy").await;
-    let f = folder(web.addr, web.addr, legacy.addr, "");
+    let (web, _legacy, f) = one_site("").await;
     let p = Proxy::start(&f);
     let admin = p.server().admin_addr().unwrap();
     let ready = async || get(admin, "admin", "/readyz").await;
@@ -373,12 +385,9 @@ fn log_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_access_log_line_carries_every_field_and_the_id_sent_upstream() {
-    let web = Backend::start("gold").await;
-    let legacy = Backend::start("legacy").await;
     let logs = tempfile::tempdir().unwrap();
     let path = logs.path().join("access.log");
-    let extra = format!("[access_log]\noutput = \"{}\"\n", path.display());
-    let f = folder(web.addr, web.addr, legacy.addr, &extra);
+    let (web, _legacy, f) = one_site(&log_to(&path)).await;
     let p = Proxy::start(&f);
     legacy_up(&p).await;
 
@@ -454,12 +463,9 @@ async fn the_access_log_line_carries_every_field_and_the_id_sent_upstream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigusr1_reopens_the_access_log_and_sigterm_writes_it_out() {
-    let web = Backend::start("gold").await;
-    let legacy = Backend::start("legacy").await;
     let logs = tempfile::tempdir().unwrap();
     let path = logs.path().join("access.log");
-    let extra = format!("[access_log]\noutput = \"{}\"\n", path.display());
-    let f = folder(web.addr, web.addr, legacy.addr, &extra);
+    let (_web, _legacy, f) = one_site(&log_to(&path)).await;
     let mut run = Running::start(f.path());
     let addr = run.address("listening").await;
 
@@ -584,9 +590,7 @@ async fn sigterm_under_load_answers_every_request_taken_and_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_drain_deadline_ends_a_request_that_outlives_it_and_exits_0() {
-    let web = Backend::start("gold").await;
-    let legacy = Backend::start("legacy").await;
-    let f = folder(web.addr, web.addr, legacy.addr, "");
+    let (web, _legacy, f) = one_site("").await;
     f.edit("predictor.toml", "drain = \"2s\"", "drain = \"1s\"", 1);
     let (mut run, addr, admin) = run_binary(&f).await;
     let slow = tokio::spawn(async move {
@@ -625,10 +629,8 @@ async fn the_drain_deadline_ends_a_request_that_outlives_it_and_exits_0() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgraded_stream_lives_through_the_drain_until_its_deadline() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let web = Backend::start("gold").await;
-    let legacy = Backend::start("legacy").await;
     // The drain deadline of config_toml: 2 s.
-    let f = folder(web.addr, web.addr, legacy.addr, "");
+    let (_web, _legacy, f) = one_site("").await;
     let p = Proxy::start(&f);
     let admin = p.server().admin_addr().unwrap();
     let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
@@ -858,8 +860,6 @@ async fn upgrade_inside_a_namespace() {
 async fn a_stuck_access_log_never_holds_a_request() {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    let web = Backend::start("gold").await;
-    let legacy = Backend::start("legacy").await;
     // The log goes to a pipe that nobody reads (a disk that stopped):
     // its writer blocks once the pipe's 64 KiB are full.
     let logs = tempfile::tempdir().unwrap();
@@ -876,8 +876,7 @@ async fn a_stuck_access_log_never_holds_a_request() {
         .custom_flags(libc::O_NONBLOCK)
         .open(&fifo)
         .unwrap();
-    let extra = format!("[access_log]\noutput = \"{}\"\n", fifo.display());
-    let f = folder(web.addr, web.addr, legacy.addr, &extra);
+    let (_web, _legacy, f) = one_site(&log_to(&fifo)).await;
     let p = Proxy::start(&f);
     let written = |p: &Proxy| {
         prom::scrape(p.server()).value("predictor_access_log_lines_total", &[("result", "written")])

@@ -115,118 +115,8 @@ impl Metrics {
             .map(PrometheusBuilder::build_recorder)
             .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
         let handle = recorder.handle();
-        let r = Registrar(&recorder);
-        let legacy = LegacyMetrics {
-            connections_opened: r.counter(
-                "predictor_legacy_connections_opened_total",
-                "Connections opened to the legacy balancer.",
-            ),
-            connections_reused: r.counter(
-                "predictor_legacy_connections_reused_total",
-                "Requests sent to the legacy balancer on an already open connection.",
-            ),
-            fast_failures: r.counter(
-                "predictor_legacy_fast_failures_total",
-                "Legacy requests answered 502 at once because the legacy balancer is down.",
-            ),
-            up: r.gauge(
-                "predictor_legacy_up",
-                "1 while the legacy balancer is considered up (probe and passive checks), else 0.",
-            ),
-            probes_ok: r.counter_with(
-                "predictor_legacy_probes_total",
-                "Active checks of the legacy balancer, by result.",
-                vec![Label::new("result", "ok")],
-            ),
-            probes_failed: r.counter_with(
-                "predictor_legacy_probes_total",
-                "Active checks of the legacy balancer, by result.",
-                vec![Label::new("result", "failed")],
-            ),
-            loops_refused: r.counter(
-                "predictor_loops_refused_total",
-                "Requests refused with 508 because they carried predictor's own hop marker.",
-            ),
-            retries: r.counter(
-                "predictor_legacy_retries_total",
-                "Idempotent legacy requests sent again after their connection closed without an answer.",
-            ),
-        };
-        let reload_result = |result: &'static str| {
-            r.counter_with(
-                "predictor_reloads_total",
-                "Config reloads, by result (ok, error: refused and the old config kept, unchanged: files as last loaded, waiting: a file missing mid-replacement).",
-                vec![Label::new("result", result)],
-            )
-        };
-        let reload = ReloadMetrics {
-            ok: reload_result("ok"),
-            error: reload_result("error"),
-            unchanged: reload_result("unchanged"),
-            waiting: reload_result("waiting"),
-            duration: r.histogram(
-                "predictor_reload_duration_seconds",
-                "Time from the start of a reload to the new snapshot serving.",
-            ),
-        };
-        let handshake = |result: &'static str| {
-            r.counter_with(
-                "predictor_tls_handshakes_total",
-                "TLS connections on https listeners, by how their handshake ended (ok, failed, timeout; malformed, too_large, no_sni_closed: closed at the ClientHello). Passed-through connections are not counted here.",
-                vec![Label::new("result", result)],
-            )
-        };
-        let passthrough = |result: &'static str| {
-            r.counter_with(
-                "predictor_tls_passthrough_connections_total",
-                "TLS connections passed to the legacy balancer undecrypted, by result (failed: could not connect or reset).",
-                vec![Label::new("result", result)],
-            )
-        };
-        let bytes = |direction: &'static str| {
-            r.counter_with(
-                "predictor_tls_passthrough_bytes_total",
-                "Bytes of passed-through TLS connections, by direction (in: client to legacy balancer, out: back).",
-                vec![Label::new("direction", direction)],
-            )
-        };
-        let cache = |result: &'static str| {
-            r.counter_with(
-                "predictor_tls_key_cache_total",
-                "Handshakes by whether their certificate's key was already parsed (hit) or parsed first (miss).",
-                vec![Label::new("result", result)],
-            )
-        };
-        let tls = TlsMetrics {
-            handshakes_ok: handshake("ok"),
-            handshakes_failed: handshake("failed"),
-            handshakes_timeout: handshake("timeout"),
-            hellos_malformed: handshake("malformed"),
-            hellos_too_large: handshake("too_large"),
-            hellos_no_sni_closed: handshake("no_sni_closed"),
-            passthrough_ok: passthrough("ok"),
-            passthrough_failed: passthrough("failed"),
-            passthrough_bytes_in: bytes("in"),
-            passthrough_bytes_out: bytes("out"),
-            key_cache_hits: cache("hit"),
-            key_cache_misses: cache("miss"),
-        };
-        let lines = |result: &'static str| {
-            r.counter_with(
-                "predictor_access_log_lines_total",
-                "Access log lines, by result (written; dropped: the queue to the writer was full; failed: the write failed).",
-                vec![Label::new("result", result)],
-            )
-        };
-        let access_log = AccessLogMetrics {
-            written: lines("written"),
-            dropped: lines("dropped"),
-            failed: lines("failed"),
-        };
-        let connections_accepted = r.counter(
-            "predictor_connections_accepted_total",
-            "Client connections accepted, all listeners.",
-        );
+        let (legacy, reload, tls, access_log, connections_accepted) =
+            register(&Registrar(&recorder));
         Metrics {
             recorder,
             handle,
@@ -261,6 +151,116 @@ impl Metrics {
     }
 }
 
+/// Registers every series known at start-up (those of the config's tiers
+/// and pools are registered per snapshot: [`routes`]).
+fn register(
+    r: &Registrar<'_>,
+) -> (
+    LegacyMetrics,
+    ReloadMetrics,
+    TlsMetrics,
+    AccessLogMetrics,
+    Counter,
+) {
+    let probe = r.family(
+        "predictor_legacy_probes_total",
+        "Active checks of the legacy balancer, by result.",
+        "result",
+    );
+    let legacy = LegacyMetrics {
+        connections_opened: r.counter(
+            "predictor_legacy_connections_opened_total",
+            "Connections opened to the legacy balancer.",
+        ),
+        connections_reused: r.counter(
+            "predictor_legacy_connections_reused_total",
+            "Requests sent to the legacy balancer on an already open connection.",
+        ),
+        fast_failures: r.counter(
+            "predictor_legacy_fast_failures_total",
+            "Legacy requests answered 502 at once because the legacy balancer is down.",
+        ),
+        up: r.gauge(
+            "predictor_legacy_up",
+            "1 while the legacy balancer is considered up (probe and passive checks), else 0.",
+        ),
+        probes_ok: probe("ok"),
+        probes_failed: probe("failed"),
+        loops_refused: r.counter(
+            "predictor_loops_refused_total",
+            "Requests refused with 508 because they carried predictor's own hop marker.",
+        ),
+        retries: r.counter(
+            "predictor_legacy_retries_total",
+            "Idempotent legacy requests sent again after their connection closed without an answer.",
+        ),
+    };
+    let reload_result = r.family(
+        "predictor_reloads_total",
+        "Config reloads, by result (ok, error: refused and the old config kept, unchanged: files as last loaded, waiting: a file missing mid-replacement).",
+        "result",
+    );
+    let reload = ReloadMetrics {
+        ok: reload_result("ok"),
+        error: reload_result("error"),
+        unchanged: reload_result("unchanged"),
+        waiting: reload_result("waiting"),
+        duration: r.histogram(
+            "predictor_reload_duration_seconds",
+            "Time from the start of a reload to the new snapshot serving.",
+        ),
+    };
+    let handshake = r.family(
+        "predictor_tls_handshakes_total",
+        "TLS connections on https listeners, by how their handshake ended (ok, failed, timeout; malformed, too_large, no_sni_closed: closed at the ClientHello). Passed-through connections are not counted here.",
+        "result",
+    );
+    let passthrough = r.family(
+        "predictor_tls_passthrough_connections_total",
+        "TLS connections passed to the legacy balancer undecrypted, by result (failed: could not connect or reset).",
+        "result",
+    );
+    let bytes = r.family(
+        "predictor_tls_passthrough_bytes_total",
+        "Bytes of passed-through TLS connections, by direction (in: client to legacy balancer, out: back).",
+        "direction",
+    );
+    let cache = r.family(
+        "predictor_tls_key_cache_total",
+        "Handshakes by whether their certificate's key was already parsed (hit) or parsed first (miss).",
+        "result",
+    );
+    let tls = TlsMetrics {
+        handshakes_ok: handshake("ok"),
+        handshakes_failed: handshake("failed"),
+        handshakes_timeout: handshake("timeout"),
+        hellos_malformed: handshake("malformed"),
+        hellos_too_large: handshake("too_large"),
+        hellos_no_sni_closed: handshake("no_sni_closed"),
+        passthrough_ok: passthrough("ok"),
+        passthrough_failed: passthrough("failed"),
+        passthrough_bytes_in: bytes("in"),
+        passthrough_bytes_out: bytes("out"),
+        key_cache_hits: cache("hit"),
+        key_cache_misses: cache("miss"),
+    };
+    let lines = r.family(
+        "predictor_access_log_lines_total",
+        "Access log lines, by result (written; dropped: the queue to the writer was full; failed: the write failed).",
+        "result",
+    );
+    let access_log = AccessLogMetrics {
+        written: lines("written"),
+        dropped: lines("dropped"),
+        failed: lines("failed"),
+    };
+    let connections_accepted = r.counter(
+        "predictor_connections_accepted_total",
+        "Client connections accepted, all listeners.",
+    );
+    (legacy, reload, tls, access_log, connections_accepted)
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -283,6 +283,17 @@ impl Registrar<'_> {
             .describe_counter(KeyName::from_const_str(name), None, help.into());
         self.0
             .register_counter(&Key::from_parts(name, labels), &METADATA)
+    }
+
+    /// A counter family with one label: a maker of its counters by the
+    /// label's value.
+    fn family(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        label: &'static str,
+    ) -> impl Fn(&'static str) -> Counter + '_ {
+        move |value| self.counter_with(name, help, vec![Label::new(label, value)])
     }
 
     fn gauge(&self, name: &'static str, help: &'static str) -> Gauge {
