@@ -710,7 +710,18 @@ fn a_second_instance_takes_over_without_a_refused_connection() {
             .unwrap();
         assert!(ok.success(), "ip {args:?}");
     };
-    ip(&["netns", "add", &ns]);
+    let added = std::process::Command::new("ip")
+        .args(["netns", "add", &ns])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !added {
+        assert!(
+            std::env::var_os("PREDICTOR_REQUIRE_NETNS").is_none(),
+            "{test}: cannot add a network namespace (PREDICTOR_REQUIRE_NETNS)"
+        );
+        eprintln!("SKIPPED {test}: cannot add a network namespace here");
+        return;
+    }
     struct Remove(String);
     impl Drop for Remove {
         fn drop(&mut self) {
