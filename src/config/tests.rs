@@ -618,3 +618,33 @@ fn the_admin_address_must_not_overlap_a_listener() {
         assert!(with(listen, admin).is_ok(), "{listen} {admin}");
     }
 }
+
+#[test]
+fn access_log_and_request_id_keys_are_checked_with_their_lines() {
+    let load = |extra: &str| {
+        let dir = folder(&format!("{MINIMAL}{extra}"), "", "default = \"migrated\"\n");
+        Config::load(dir.path())
+    };
+    let p = problems(
+        load("[forward]\nrequest_id_header = \"bad header\"\n[access_log]\noutput = \"logs/a.log\"\n")
+            .unwrap_err(),
+    );
+    assert_found(
+        &p,
+        &[
+            (Some(11), "forward.request_id_header"),
+            (Some(13), "access_log.output"),
+        ],
+    );
+    assert!(p[1].message.contains("absolute file path"), "{p:?}");
+    let c = load("[access_log]\noutput = \"/var/log/p.log\"\n").unwrap();
+    assert_eq!(c.access_log, Some(LogOutput::File("/var/log/p.log".into())));
+    assert_eq!(c.forward.request_id_header, "x-request-id");
+    let c = load("[access_log]\nenabled = false\noutput = \"/var/log/p.log\"\n").unwrap();
+    assert_eq!(c.access_log, None);
+    assert_eq!(
+        load("[access_log]\n").unwrap().access_log,
+        Some(LogOutput::Stdout)
+    );
+    assert_eq!(load("").unwrap().access_log, None);
+}

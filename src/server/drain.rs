@@ -9,6 +9,11 @@
 //! has not been read yet is given [`FIRST_REQUEST_GRACE`] to start it, so
 //! that a request the kernel had already queued is answered, not reset.
 //! (hyper-util's `GracefulShutdown` closes such a connection at once.)
+//! That wait polls the connection's request count every 5 ms, during the
+//! drain only and only for connections that never started a request: a
+//! wake-up from `ConnShared::begin` would put a notification on every
+//! request of every connection for the sake of the last second of a
+//! process.
 
 use std::time::Duration;
 
