@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Renders a predictor config folder for ../shared/bench/peers.sh (its
-# PREDICTOR_CONFIG_CMD hook) and prints predictor's arguments.
+# Renders a predictor config folder for benches/peers/peers.sh (its
+# PREDICTOR_CONFIG_CMD hook, this script by default) and prints predictor's
+# arguments.
 #
 #   usage: peer-config.sh DIR PORT H2PORT MAP POOLS
 #     MAP   "host pool" lines (HAProxy map format)
@@ -15,9 +16,9 @@
 # first host of MAP (the one scenarios a, c and d ask for), so predictor
 # forwards the same traffic to the same remote as HAProxy does.
 #
-#   PREDICTOR_BIN=target/release/predictor \
-#   PREDICTOR_CONFIG_CMD="$PWD/benches/peer-config.sh" PREDICTOR_H2C=1 \
-#   bash ../shared/bench/peers.sh --proxies direct,haproxy,nginx,predictor
+#   cargo dist        # target/dist/predictor: profile dist + jemalloc
+#   bash benches/peers/peers.sh --proxies direct,haproxy,nginx,predictor
+#   PREDICTOR_ROUTE=legacy bash benches/peers/peers.sh --proxies direct,haproxy,predictor
 set -euo pipefail
 dir=$1 port=$2 h2port=$3 map=$4 pools=$5
 mkdir -p "$dir"
