@@ -6,14 +6,14 @@
 # requests, divided by 20,000 (start-up, config load and shutdown cancel
 # out). Instruction counts do not vary with the machine's noise.
 #
-#   usage: benches/callgrind.sh [PREDICTOR_BIN]   (default target/release/predictor)
+#   usage: benches/callgrind.sh [PREDICTOR_BIN]   (default target/dist/predictor: `cargo dist`)
 #   needs: valgrind, h2load (nghttp2-client), nginx
 #
 # CG_ROUTE=maintenance measures predictor's own answers instead (no origin).
 # CG_ACCESS_LOG=1 turns the access log on (to a file), its writer thread
 # counted.
 set -euo pipefail
-bin=$(realpath "${1:-target/release/predictor}")
+bin=$(realpath "${1:-target/dist/predictor}")
 work=$(mktemp -d)
 trap 'kill $(cat "$work/nginx.pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
 port=$((20000 + RANDOM % 20000)) origin=$((port + 1))

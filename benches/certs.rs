@@ -1,7 +1,7 @@
 //! The certificate folder at scale (not a criterion bench: it prints a
 //! report).
 //!
-//!     cargo bench --bench certs
+//!     cargo bench --features jemalloc --bench certs
 //!
 //! For 10,000 and 50,000 certificates (one file each, ECDSA P-256 made by
 //! rcgen, two names each: `siteN.example` and `www.siteN.example`): the time
@@ -20,6 +20,7 @@ use predictor::snapshot::{SharedSnapshot, Snapshot};
 use predictor::tls::keys::KeyCache;
 use predictor::tls::store::{CertChanges, CertIndex};
 
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -1,6 +1,6 @@
 //! Reload at scale (not a criterion bench: it prints a report).
 //!
-//!     cargo bench --bench reload
+//!     cargo bench --features jemalloc --bench reload
 //!
 //! A config folder with a 1,000,000-line tenant table (100 filers), watched
 //! the way `predictor run` watches it. Measured from the file system
@@ -26,6 +26,7 @@ use predictor::snapshot::{SharedSnapshot, Snapshot};
 
 /// The allocator of the `predictor` binary, so that memory is measured as
 /// it behaves in production (freed pages returned within a second).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # TLS termination beside HAProxy, same run, same origin (nginx), one worker
-# thread each, set up as ../shared/bench/peers.sh does: the proxy pinned to
+# thread each, set up as benches/peers/peers.sh does: the proxy pinned to
 # CPU 1, the load generator and the origin to CPU 0. Rows: full and resumed
 # TLS 1.3 handshakes (benches/handshakes.rs: a new connection per request,
 # no session offered / the previous ticket offered), then requests over
@@ -10,11 +10,11 @@
 # 1e6 / (CPU us per op), the figure to compare when the client, not the
 # proxy, is the bottleneck. Ratios are what to read. Not run by CI.
 #
-#   cargo build --release && bash benches/tls-peers.sh [seconds]
+#   cargo dist && bash benches/tls-peers.sh [seconds]
 set -euo pipefail
 SECS=${1:-10}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${PREDICTOR_BIN:-$ROOT/target/release/predictor}
+BIN=${PREDICTOR_BIN:-$ROOT/target/dist/predictor}
 CLIENT_CPU=${CLIENT_CPU:-0}
 PROXY_CPU=${PROXY_CPU:-1}
 (cd "$ROOT" && cargo bench -q --bench handshakes --no-run 2>/dev/null)

@@ -172,6 +172,43 @@ async fn the_demo_answers_as_printed() {
     assert_eq!(maintenance.status.as_u16(), 503);
     assert_eq!(maintenance.header("retry-after"), Some("300"));
 
+    // The operator's side: the admin lines answer.
+    let admin_urls: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.trim().strip_prefix("curl -s "))
+        .map(|u| u.trim_matches('\''))
+        .collect();
+    assert_eq!(admin_urls.len(), 3, "{lines:#?}");
+    for url in admin_urls {
+        let rest = url.strip_prefix("http://").unwrap();
+        let (admin, path) = rest.split_at(rest.find('/').unwrap());
+        let reply = get(admin.parse().unwrap(), "admin", path).await;
+        assert_eq!(reply.status.as_u16(), 200, "{url}");
+        let expect = match path {
+            "/status" => "\"generation\"",
+            "/metrics" => "predictor_requests_total",
+            _ => "state:     migrated",
+        };
+        assert!(reply.body.contains(expect), "{url}: {}", reply.body);
+    }
+    // The route line runs as copied, and asks the running demo.
+    let route = lines
+        .iter()
+        .find(|l| l.contains(" route --config "))
+        .expect("a route line");
+    let words: Vec<&str> = route.split_whitespace().collect();
+    let out = Command::new(words[0]).args(&words[1..]).output().unwrap();
+    assert!(out.status.success(), "{route}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("live:      from the running instance"),
+        "{text}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("kill -HUP")),
+        "the folder is watched: no signal to send"
+    );
+
     // SIGTERM drains and exits cleanly.
     Command::new("kill")
         .arg(child.id().to_string())
@@ -281,4 +318,95 @@ fn two_instances_place_every_tenant_identically() {
         firsts.insert(first);
     }
     assert!(firsts.len() > 5, "tenants spread over the pool: {firsts:?}");
+}
+
+/// `predictor check` on `dir`, which must fail: what it printed.
+fn check_fails(dir: &std::path::Path) -> String {
+    let out = predictor()
+        .args(["check", "--config"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// One `check` lists the problems of every file, even when
+/// `predictor.toml` itself is refused; a server id used twice names both
+/// places.
+#[test]
+fn check_reports_the_problems_of_every_file() {
+    let f = Folder::new(
+        "tenants = \"tenants.tsv\"\nmigration = \"migration.toml\"\nworkerz = 2\n\
+         [[listen]]\naddress = \"127.0.0.1:0\"\n[tiers.web]\npool = \"web\"\n\
+         [pools.web]\nservers = [{ id = \"w\", address = \"127.0.0.1:9\" }]\n",
+        "a.example\tt1\tweb\tf1\nb.example\tt2\tgold\tf1\n",
+        "default = \"migratd\"\n",
+    );
+    let err = check_fails(f.path());
+    let at = |file: &str, line: usize| format!("{}:{line}:", f.path().join(file).display());
+    assert!(err.contains(&at("predictor.toml", 3)), "{err}");
+    assert!(err.contains("workerz"), "{err}");
+    assert!(
+        err.contains(&format!("{} unknown tier \"gold\"", at("tenants.tsv", 2))),
+        "{err}"
+    );
+    assert!(err.contains(&at("migration.toml", 1)), "{err}");
+    assert!(err.contains("3 problem(s)"), "{err}");
+
+    // predictor.toml valid as TOML but wrong: a server id used twice is
+    // named at both places; the state file names a filer of no host.
+    f.write(
+        "predictor.toml",
+        "tenants = \"tenants.tsv\"\nmigration = \"migration.toml\"\n\
+         [[listen]]\naddress = \"127.0.0.1:0\"\n[tiers.web]\npool = \"web\"\n\
+         [pools.web]\nservers = [\n  { id = \"w\", address = \"127.0.0.1:9\" },\n  \
+         { id = \"w\", address = \"127.0.0.1:10\" },\n]\n",
+    );
+    f.write("tenants.tsv", "a.example\tt1\tweb\tfiler-02\n");
+    f.write(
+        "migration.toml",
+        "default = \"migrated\"\n[filers]\nfiler-20 = \"maintenance\"\n",
+    );
+    let err = check_fails(f.path());
+    assert!(
+        err.contains(&format!(
+            "{} pools.web.servers[1].id: server id \"w\" is used twice: first at line 9 (pools.web.servers[0].id)",
+            at("predictor.toml", 10)
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{} filer filer-20 has no host in the tenant table; did you mean filer-02?",
+            at("migration.toml", 3)
+        )),
+        "{err}"
+    );
+    assert!(err.contains("2 problem(s)"), "{err}");
+}
+
+/// `--help` says what each command reads, what `run` reacts to and how
+/// each ends.
+#[test]
+fn help_describes_the_config_the_signals_and_the_exit_status() {
+    let help = |cmd: &str| {
+        let out = predictor().args([cmd, "--help"]).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for cmd in ["run", "check", "route"] {
+        let text = help(cmd);
+        assert!(text.contains("--config <DIR>"), "{cmd}: {text}");
+        assert!(text.contains("The config folder"), "{cmd}: {text}");
+        assert!(text.contains("Exit status"), "{cmd}: {text}");
+    }
+    let run = help("run");
+    for word in ["watched", "SIGHUP", "SIGTERM", "SIGUSR1", "/readyz"] {
+        assert!(run.contains(word), "run --help lacks {word}: {run}");
+    }
+    assert!(help("route").contains("[admin]"));
+    let version = predictor().arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&version.stdout);
+    assert!(version.contains("(allocator: "), "{version}");
 }

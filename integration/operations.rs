@@ -699,7 +699,7 @@ fn a_second_instance_takes_over_without_a_refused_connection() {
             std::env::var_os("PREDICTOR_REQUIRE_NETNS").is_none(),
             "{test}: needs root and ip (PREDICTOR_REQUIRE_NETNS)"
         );
-        eprintln!("SKIPPED {test}: needs root and iproute2 for a network namespace");
+        skipped(test, "needs root and iproute2 for a network namespace");
         return;
     }
     let ns = format!("predictor-upgrade-{}", std::process::id());
@@ -719,7 +719,7 @@ fn a_second_instance_takes_over_without_a_refused_connection() {
             std::env::var_os("PREDICTOR_REQUIRE_NETNS").is_none(),
             "{test}: cannot add a network namespace (PREDICTOR_REQUIRE_NETNS)"
         );
-        eprintln!("SKIPPED {test}: cannot add a network namespace here");
+        skipped(test, "cannot add a network namespace here");
         return;
     }
     struct Remove(String);
@@ -735,7 +735,7 @@ fn a_second_instance_takes_over_without_a_refused_connection() {
     // (Linux 5.14 and later.)
     let migrate = "/proc/sys/net/ipv4/tcp_migrate_req";
     if !Path::new(migrate).exists() {
-        eprintln!("SKIPPED {test}: this kernel has no {migrate}");
+        skipped(test, &format!("this kernel has no {migrate}"));
         return;
     }
     ip(&[

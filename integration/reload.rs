@@ -57,7 +57,7 @@ impl Watched {
 
     /// Reload attempts handled by the watch so far, of any result.
     fn handled(&self) -> f64 {
-        ["ok", "error", "unchanged", "waiting"]
+        ["ok", "error", "unchanged", "waiting", "reverted"]
             .iter()
             .map(|r| self.reloads(r))
             .sum()
@@ -457,6 +457,7 @@ async fn the_admin_status_shows_the_last_good_and_failed_reload() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let text = toml(&a, &b) + "[admin]\naddress = \"127.0.0.1:0\"\n";
     let f = Folder::new(&text, &tenants("a"), MIGRATED);
+    f.age();
     let w = Watched::start(f.path()).await;
     let admin = w.proxy.server().admin_addr().unwrap();
     let status = || async {
@@ -479,12 +480,38 @@ async fn the_admin_status_shows_the_last_good_and_failed_reload() {
     assert!(s["reload"]["last_failed"]["at"].as_f64().unwrap() > 1.7e9);
     assert_eq!(s["generation"], 1);
 
+    // Written back to the version serving: nothing loads, the failure is
+    // over (disk and memory agree), and it is logged and counted.
+    f.write("tenants.tsv", &tenants("a"));
+    eventually("the revert seen", || w.reloads("reverted") >= 1.0).await;
+    let s = status().await;
+    assert!(s["reload"]["last_failed"].is_null(), "{s}");
+    assert_eq!(s["generation"], 1, "nothing was loaded");
+    let successful = || async {
+        let body = get(admin, "admin", "/metrics").await.body;
+        let line = body
+            .lines()
+            .find(|l| l.starts_with("predictor_config_last_reload_successful "))
+            .map(str::to_string);
+        line.unwrap_or_default()
+    };
+    assert_eq!(
+        successful().await,
+        "predictor_config_last_reload_successful 1"
+    );
+
+    f.write("tenants.tsv", "s.example\tt1\tnope\tf1\n");
+    eventually("refused again", || w.reloads("error") >= 2.0).await;
+    assert_eq!(
+        successful().await,
+        "predictor_config_last_reload_successful 0"
+    );
     f.write("tenants.tsv", &tenants("b"));
     w.until_served_by("b").await;
     let s = status().await;
     assert_eq!(s["reload"]["last_good"]["generation"], 2);
     assert!(
-        !s["reload"]["last_failed"].is_null(),
-        "kept until the next failure"
+        s["reload"]["last_failed"].is_null(),
+        "a reload taken ends the failure"
     );
 }

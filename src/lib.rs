@@ -35,3 +35,12 @@ pub mod routing;
 pub mod server;
 pub mod snapshot;
 pub mod tls;
+
+/// The global allocator the binary is built with: `jemalloc` with the
+/// feature of that name (production: `cargo dist`), else `system`.
+#[cfg(feature = "jemalloc")]
+pub const ALLOCATOR: &str = "jemalloc";
+/// The global allocator the binary is built with: `jemalloc` with the
+/// feature of that name (production: `cargo dist`), else `system`.
+#[cfg(not(feature = "jemalloc"))]
+pub const ALLOCATOR: &str = "system";

@@ -12,15 +12,23 @@ use predictor::config::ConfigError;
 use predictor::server::Server;
 use predictor::snapshot::{Snapshot, Summary};
 
-/// jemalloc, configured in `.cargo/config.toml` to hand freed pages back
-/// to the OS from a background thread: a reload's temporary build memory
-/// does not stay resident (glibc keeps it once its mmap threshold adapts).
+/// jemalloc (feature `jemalloc`, on in the production build `cargo dist`),
+/// configured in `.cargo/config.toml` to hand freed pages back to the OS
+/// from a background thread: a reload's temporary build memory does not
+/// stay resident (glibc keeps it once its mmap threshold adapts).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// `--version`: the version and the allocator built in.
+#[cfg(feature = "jemalloc")]
+const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (allocator: jemalloc)");
+#[cfg(not(feature = "jemalloc"))]
+const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (allocator: system)");
+
 #[derive(Parser)]
 #[command(
-    version,
+    version = LONG_VERSION,
     about = "HTTP load balancer for mass web hosting, built to migrate a datacenter live"
 )]
 struct Cli {
@@ -28,29 +36,69 @@ struct Cli {
     command: Command,
 }
 
+/// The config folder argument, the same for every command that reads one.
+#[derive(clap::Args)]
+struct ConfigDir {
+    /// The config folder: predictor.toml, and the tenant table and state
+    /// file it names (see config/ for a commented example).
+    #[arg(long, short, value_name = "DIR")]
+    config: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Serve with a config folder. SIGHUP reloads it; SIGTERM/SIGINT drain
-    /// and exit 0 (a second one exits at once); SIGUSR1 reopens the access
-    /// log file.
+    /// Serve with a config folder, reloading it live.
+    ///
+    /// The folder is watched: any change to its files (an edit, a file
+    /// renamed into place, a Kubernetes ConfigMap swap) is validated and
+    /// served about 50 ms later; a change with a problem is refused with
+    /// file:line in the log and the running config keeps serving.
+    ///
+    /// Signals: SIGHUP reloads at once (and reads every certificate file
+    /// again); SIGTERM or SIGINT report not ready (/readyz answers 503),
+    /// stop accepting, let requests in progress finish within
+    /// timeouts.drain and exit; a second SIGTERM/SIGINT exits at once;
+    /// SIGUSR1 reopens the access log file (after logrotate).
+    ///
+    /// Exit status: 0 after a drain; 1 when the folder cannot be loaded
+    /// or a listener cannot be opened at start, or on a second signal
+    /// during the drain.
     Run {
-        /// The config folder (holding predictor.toml).
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigDir,
     },
-    /// Validate a config folder: a one-line summary, or every problem found.
+    /// Validate a config folder without serving it.
+    ///
+    /// Reads every file (predictor.toml, the tenant table, the state
+    /// file, certificates) and prints a one-line summary, or every
+    /// problem found with file:line and what was expected, in all files at
+    /// once (the other files are checked as far as a broken predictor.toml
+    /// allows). Exit status: 0 when the folder would load, 1 otherwise.
     Check {
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigDir,
     },
     /// Show where a host goes, and why.
+    ///
+    /// Prints the normalised host, tenant, tier, filer, migration state,
+    /// pool and its servers in preference order. Asks the running instance
+    /// at the [admin] address of the config (GET /route), which adds each
+    /// server's health, requests in flight, latency and weight; when none
+    /// answers (or the config has no [admin]), answers from the config
+    /// folder alone and says so. Exit status: 0, or 1 when the folder
+    /// cannot be loaded.
     Route {
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigDir,
         /// A host as a client would send it (`Host` header value).
         host: String,
     },
     /// Run on a generated demo config with in-process webservers.
+    ///
+    /// Needs nothing installed: generates a tenant table, starts a few
+    /// webservers and a stand-in legacy balancer in this process, serves,
+    /// and prints ready-to-run curl and route lines (clients and the admin
+    /// listener). Stop with Ctrl-C.
     Demo {
         /// Tenants in the generated table.
         #[arg(long, default_value_t = 10_000)]
@@ -64,9 +112,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config } => run(&config),
-        Command::Check { config } => return check(&config),
-        Command::Route { config, host } => route(&config, &host),
+        Command::Run { config } => run(&config.config),
+        Command::Check { config } => return check(&config.config),
+        Command::Route { config, host } => route(&config.config, &host),
         Command::Demo { tenants, listen } => demo(tenants, listen),
     };
     match result {
@@ -78,15 +126,32 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs to standard error at `info`, or as `RUST_LOG` says (`debug`,
+/// `predictor::proxy=debug,info`: target=level directives).
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let info = || Targets::new().with_default(LevelFilter::INFO);
+    let asked = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let (filter, bad) = match asked.as_deref().map(str::parse::<Targets>) {
+        Some(Ok(targets)) => (targets, None),
+        Some(Err(e)) => (info(), Some(e)),
+        None => (info(), None),
+    };
+    let output = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // Colours only on a terminal, never in files or the journal.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    tracing_subscriber::registry()
+        .with(output)
+        .with(filter)
         .init();
+    if let Some(e) = bad {
+        tracing::warn!(error = %e, "RUST_LOG not understood (expected target=level directives); logging at info");
+    }
 }
 
 fn load(dir: &Path) -> anyhow::Result<Snapshot> {
@@ -191,14 +256,25 @@ fn demo(tenants: usize, listen: SocketAddr) -> anyhow::Result<()> {
         eprintln!("{listen} is taken; picking a free port");
         SocketAddr::new(listen.ip(), 0)
     };
+    // A fixed port, written into the config: `predictor route` finds the
+    // running demo by it.
+    let admin = predictor::demo::free_address(listen.ip())?;
     let dir = std::env::temp_dir().join(format!("predictor-demo-{}", std::process::id()));
-    let folder = predictor::demo::write_folder(&dir, tenants, listen, &backends)?;
+    let at = predictor::demo::Addresses { listen, admin };
+    let folder = predictor::demo::write_folder(&dir, tenants, at, &backends)?;
     let (server, load_ms) = predictor::demo::serve(&dir)?;
     let server = Arc::new(server);
-    let bound = server.local_addrs()[0];
+    let at = predictor::demo::Addresses {
+        listen: server.local_addrs()[0],
+        admin,
+    };
+    // The lines printed run as copied: this binary by its own path.
+    let bin = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "predictor".into());
     print!(
         "{}",
-        predictor::demo::banner(&folder, bound, tenants, load_ms)
+        predictor::demo::banner(&folder, at, &bin, tenants, load_ms)
     );
     let result = control_loop(signals, server, Some(dir.clone()));
     let _ = std::fs::remove_dir_all(&dir);

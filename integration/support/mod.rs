@@ -50,6 +50,21 @@ impl Folder {
         std::fs::write(self.dir.path().join(name), content).unwrap();
     }
 
+    /// Dates every file of the folder a minute back, as a folder written
+    /// well before the start is: the reload watch then knows the files
+    /// serving by their stamps (a folder written just before is read
+    /// again at the first event).
+    pub fn age(&self) {
+        let then = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        for entry in std::fs::read_dir(self.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                let file = std::fs::File::options().write(true).open(&path).unwrap();
+                file.set_modified(then).unwrap();
+            }
+        }
+    }
+
     /// Rewrites a file of the folder with the first `n` occurrences of
     /// `from` replaced by `to` (all with `usize::MAX`).
     pub fn edit(&self, name: &str, from: &str, to: &str, n: usize) {
@@ -289,9 +304,18 @@ pub fn tool(test: &str, cmd: &str, args: &[&str], require: &str) -> bool {
             std::env::var_os(require).is_none(),
             "{test}: {cmd} is required here ({require}) but not installed"
         );
-        eprintln!("SKIPPED {test}: {cmd} is not installed");
+        skipped(test, &format!("{cmd} is not installed"));
     }
     found
+}
+
+/// Says that `test` skipped itself and why, where a plain `cargo test`
+/// shows it: written to the process's standard error directly, which the
+/// test harness does not capture (it captures `eprintln!`, shown only with
+/// `--nocapture` or on failure).
+pub fn skipped(test: &str, why: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
 }
 
 /// An address nothing listens on (bound, then closed).

@@ -55,9 +55,14 @@ struct Failed {
     problems: Vec<String>,
 }
 
+/// Counts by migration state; `total` is their sum (hosts: exact and
+/// wildcard names alike, see [`crate::snapshot::Summary`]).
 #[derive(Serialize)]
 struct ByState {
     total: usize,
+    /// Hosts only: how many of `total` are wildcard names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wildcards: Option<usize>,
     legacy: usize,
     maintenance: usize,
     migrated: usize,
@@ -105,6 +110,7 @@ pub fn render(admin: &super::Admin) -> String {
     let reloads = shared.reload_status();
     let by_state = |total: usize, of: &dyn Fn(MigrationState) -> usize| ByState {
         total,
+        wildcards: None,
         legacy: of(MigrationState::Legacy),
         maintenance: of(MigrationState::Maintenance),
         migrated: of(MigrationState::Migrated),
@@ -160,7 +166,10 @@ pub fn render(admin: &super::Admin) -> String {
             }),
         },
         tenants: by_state(summary.tenants, &|s| summary.tenants_in(s)),
-        hosts: by_state(summary.hosts, &|s| summary.hosts_in(s)),
+        hosts: ByState {
+            wildcards: Some(summary.wildcards),
+            ..by_state(summary.hosts, &|s| summary.hosts_in(s))
+        },
         pools,
         certificates: snap.config.tls.as_ref().map(|_| {
             let now = std::time::SystemTime::now()

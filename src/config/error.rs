@@ -190,6 +190,11 @@ impl<'a> Collector<'a> {
         });
     }
 
+    /// The line of a byte offset of the file.
+    pub(crate) fn line(&self, offset: usize) -> usize {
+        line_of(self.text, offset)
+    }
+
     /// A problem of the whole file (a missing required key).
     pub(crate) fn file_level(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem {

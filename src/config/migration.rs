@@ -12,9 +12,14 @@
 //!
 //! Parsing is independent of the tenant table (so its errors are reported
 //! even when the table is broken); [`MigrationFile::resolve`] then maps names
-//! to the table's numbers. A filer or tenant the table does not know is a
-//! warning, not an error: the state file may run ahead of the table.
+//! to the table's numbers. A filer the table does not know is an error
+//! (`filer-20` for `filer-02` would leave that filer's sites on the default),
+//! named with its line and the nearest filers of the table, unless it is
+//! listed in `prepared_filers = [...]`: a filer whose state is set before its
+//! sites are in the table. A tenant the table does not know is a warning:
+//! per-tenant lines may run ahead of the table.
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use super::raw::{self, RawMigration, RawState};
@@ -29,7 +34,18 @@ pub struct MigrationFile {
     /// `(name, state, line)`.
     pub filers: Vec<(String, MigrationState, usize)>,
     pub tenants: Vec<(String, MigrationState, usize)>,
+    /// Filers allowed to have no host in the table yet.
+    pub prepared: Vec<String>,
     file: std::path::PathBuf,
+}
+
+/// A state file resolved against a tenant table.
+pub struct Resolved {
+    pub states: MigrationStates,
+    /// Worth a look, not stopping the load.
+    pub warnings: Vec<Problem>,
+    /// Refusing the load: a filer the table does not know.
+    pub problems: super::Problems,
 }
 
 /// Reads and parses a state file.
@@ -69,11 +85,24 @@ pub fn parse(path: &Path, text: &str) -> Result<MigrationFile, ConfigError> {
         };
     let filers = entries(raw.filers, "filers");
     let tenants = entries(raw.tenants, "tenants");
+    let mut prepared = Vec::with_capacity(raw.prepared_filers.len());
+    for name in raw.prepared_filers {
+        if is_valid_name(name.get_ref().as_bytes()) {
+            prepared.push(name.into_inner());
+        } else {
+            c.at(
+                name.span(),
+                "prepared_filers",
+                "filer names are 1-64 of A-Z a-z 0-9 _ . - :",
+            );
+        }
+    }
     c.problems.into_result()?;
     Ok(MigrationFile {
         default: state_of(*raw.default.get_ref()),
         filers,
         tenants,
+        prepared,
         file: path.to_path_buf(),
     })
 }
@@ -98,18 +127,18 @@ impl MigrationFile {
         )
     }
 
-    /// Resolves names against `table`; returns the states and a warning per
-    /// filer or tenant the table does not know.
-    pub fn resolve(&self, table: &TenantTable) -> (MigrationStates, Vec<Problem>) {
+    /// Resolves names against `table`: the states, a problem per filer the
+    /// table does not know (unless prepared), a warning per tenant it does
+    /// not know.
+    pub fn resolve(&self, table: &TenantTable) -> Resolved {
         let mut states = MigrationStates::new(self.default, table.filers().len());
         let mut warnings = Vec::new();
+        let mut problems = super::Problems::default();
         for (name, state, line) in &self.filers {
             match table.filer_by_name(name) {
                 Some(f) => states.set_filer(f, *state),
-                None => warnings.push(self.warning(
-                    *line,
-                    format!("filer {name} has no host in the tenant table"),
-                )),
+                None if self.prepared.contains(name) => {}
+                None => problems.push(self.warning(*line, unknown_filer(name, table.filers()))),
             }
         }
         if !self.tenants.is_empty() {
@@ -135,9 +164,14 @@ impl MigrationFile {
                 }
             }
         }
-        (states, warnings)
+        Resolved {
+            states,
+            warnings,
+            problems,
+        }
     }
 
+    /// A problem or warning at `line` of this file.
     fn warning(&self, line: usize, message: String) -> Problem {
         Problem {
             file: self.file.clone(),
@@ -145,5 +179,70 @@ impl MigrationFile {
             key: None,
             message,
         }
+    }
+}
+
+/// A `legacy` state at `line` (`None`: the default) without a `[legacy]`
+/// section in `predictor.toml`.
+pub fn needs_legacy(file: &Path, line: Option<usize>) -> Problem {
+    Problem {
+        file: file.to_path_buf(),
+        line,
+        key: None,
+        message: "state \"legacy\" needs a [legacy] section with the legacy balancer's address in predictor.toml".into(),
+    }
+}
+
+/// Why a filer line is refused, with the nearest names the table has.
+fn unknown_filer(name: &str, known: &[String]) -> String {
+    let mut message = format!("filer {name} has no host in the tenant table");
+    let near = nearest(name, known);
+    if !near.is_empty() {
+        let _ = write!(message, "; did you mean {}?", near.join(" or "));
+    }
+    message.push_str(
+        " (a filer prepared before its sites are in the table goes in prepared_filers = [...])",
+    );
+    message
+}
+
+/// The names of `known` closest to `name` (edit distance, a swap of two
+/// neighbours counting one), at most three, when close enough to be a
+/// typo.
+fn nearest<'a>(name: &str, known: &'a [String]) -> Vec<&'a str> {
+    let bound = (name.chars().count() / 3).max(1);
+    let mut best = usize::MAX;
+    let mut near: Vec<&str> = Vec::new();
+    for k in known {
+        let d = strsim::osa_distance(name, k);
+        if d > bound || d > best {
+            continue;
+        }
+        if d < best {
+            best = d;
+            near.clear();
+        }
+        near.push(k);
+    }
+    near.sort_unstable();
+    near.truncate(3);
+    near
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nearest_filers_are_the_likely_typos() {
+        let known: Vec<String> = (1..=12).map(|i| format!("filer-{i:02}")).collect();
+        assert_eq!(nearest("filer-20", &known), ["filer-02", "filer-10"]);
+        assert_eq!(
+            nearest("filer-1", &known),
+            ["filer-01", "filer-10", "filer-11"]
+        );
+        assert_eq!(nearest("filer-013", &known), ["filer-01", "filer-03"]);
+        assert!(nearest("nas-7", &known).is_empty(), "nothing close");
+        assert!(unknown_filer("nas-7", &known).ends_with("in prepared_filers = [...])"));
     }
 }

@@ -14,6 +14,7 @@
 mod error;
 pub mod migration;
 pub mod raw;
+pub mod salvage;
 pub mod stamp;
 pub mod tenants;
 mod validate;

@@ -233,6 +233,10 @@ pub struct RawServer {
 pub struct RawMigration {
     /// State of every filer and tenant not listed below.
     pub default: Spanned<RawState>,
+    /// Filers that may have a state line before any of their hosts is in
+    /// the tenant table (anywhere else, such a line is refused as a typo).
+    #[serde(default)]
+    pub prepared_filers: Vec<Spanned<String>>,
     #[serde(default)]
     pub filers: BTreeMap<Spanned<String>, Spanned<RawState>>,
     #[serde(default)]

@@ -335,17 +335,45 @@ fn legacy_state_needs_a_legacy_balancer() {
 }
 
 #[test]
-fn unknown_filers_and_tenants_in_the_state_file_are_warnings() {
+fn an_unknown_filer_is_refused_with_the_nearest_names_and_an_unknown_tenant_warned() {
+    let table = "a.example\tt1\tbasic\tfiler-01\nb.example\tt2\tbasic\tfiler-02\n\
+                 c.example\tt3\tbasic\tfiler-10\n";
     let dir = folder(
         MINIMAL,
-        "a.example\tt1\tbasic\tf1\n",
-        "default = \"migrated\"\n[filers]\nf9 = \"maintenance\"\n[tenants]\nt1 = \"maintenance\"\nt9 = \"migrated\"\n",
+        table,
+        "default = \"migrated\"\n[filers]\nfiler-01 = \"migrated\"\nfiler-20 = \"maintenance\"\n",
+    );
+    let p = problems(Snapshot::load(dir.path()).map(|_| ()).unwrap_err());
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].file.ends_with("migration.toml"));
+    assert_eq!(p[0].line, Some(4));
+    assert!(
+        p[0].message.contains(
+            "filer filer-20 has no host in the tenant table; did you mean filer-02 or filer-10?"
+        ),
+        "{}",
+        p[0].message
+    );
+
+    // Prepared before its sites are in the table: taken, and silent.
+    let dir = folder(
+        MINIMAL,
+        table,
+        "default = \"migrated\"\nprepared_filers = [\"filer-20\"]\n[filers]\nfiler-20 = \"maintenance\"\n\
+         [tenants]\nt1 = \"maintenance\"\nt9 = \"migrated\"\n",
     );
     let snap = Snapshot::load(dir.path()).unwrap();
     let w: Vec<String> = snap.warnings.iter().map(|w| w.to_string()).collect();
-    assert_eq!(w.len(), 2, "{w:?}");
-    assert!(w[0].contains(":3: filer f9 has no host"));
-    assert!(w[1].contains(":6: tenant t9 has no host"));
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains(":7: tenant t9 has no host"), "{w:?}");
+
+    let dir = folder(
+        MINIMAL,
+        table,
+        "default = \"migrated\"\nprepared_filers = [\"bad name\"]\n",
+    );
+    let p = problems(Snapshot::load(dir.path()).map(|_| ()).unwrap_err());
+    assert_found(&p, &[(Some(2), "prepared_filers")]);
 }
 
 #[test]

@@ -57,6 +57,8 @@ pub struct ReloadMetrics {
     pub unchanged: Counter,
     /// Watch events after which a file was missing (mid-replacement).
     pub waiting: Counter,
+    /// Refused changes undone: the folder is back to the version serving.
+    pub reverted: Counter,
     /// From the start of a reload to the new snapshot serving.
     pub duration: Histogram,
 }
@@ -197,7 +199,7 @@ fn register(
     };
     let reload_result = r.family(
         "predictor_reloads_total",
-        "Config reloads, by result (ok, error: refused and the old config kept, unchanged: files as last loaded, waiting: a file missing mid-replacement).",
+        "Config reloads, by result (ok, error: refused and the old config kept, unchanged: files as last loaded, waiting: a file missing mid-replacement, reverted: the folder written back to the version serving after a refused change, which clears the failure).",
         "result",
     );
     let reload = ReloadMetrics {
@@ -205,6 +207,7 @@ fn register(
         error: reload_result("error"),
         unchanged: reload_result("unchanged"),
         waiting: reload_result("waiting"),
+        reverted: reload_result("reverted"),
         duration: r.histogram(
             "predictor_reload_duration_seconds",
             "Time from the start of a reload to the new snapshot serving.",

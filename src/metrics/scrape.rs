@@ -33,9 +33,13 @@ pub fn render(out: &mut String, snap: &Snapshot, reloads: &Status, process: Proc
     gauge(
         out,
         "predictor_build_info",
-        "Always 1; the version of the running binary as a label.",
+        "Always 1; the version of the running binary and its allocator (jemalloc in production builds, system otherwise) as labels.",
         &[(
-            format!("{{version=\"{}\"}}", env!("CARGO_PKG_VERSION")),
+            format!(
+                "{{version=\"{}\",allocator=\"{}\"}}",
+                env!("CARGO_PKG_VERSION"),
+                crate::ALLOCATOR
+            ),
             1.0,
         )],
     );
@@ -177,7 +181,7 @@ fn migration(out: &mut String, snap: &Snapshot) {
     gauge(
         out,
         "predictor_hosts",
-        "Host names of the tenant table (wildcards not included) by their tenant's migration state.",
+        "Host names of the tenant table, exact and wildcard (*.example.com counts as one), by their tenant's migration state; they add up to every host of the table.",
         &by_state(&|s| summary.hosts_in(s)),
     );
 }

@@ -51,6 +51,9 @@ pub enum Outcome {
     Reloaded(u64),
     /// The files are as last loaded: nothing to do.
     Unchanged,
+    /// The files are back to the version serving after a refused change:
+    /// nothing to load, and the failure is cleared.
+    Reverted,
     /// Refused; the previous snapshot keeps serving.
     Refused,
     /// A file is missing (mid-replacement): not tried yet.
@@ -62,7 +65,9 @@ pub enum Outcome {
 pub struct Status {
     /// When, and the generation it installed.
     pub last_good: Option<(SystemTime, u64)>,
-    /// When, and every problem (one per line, with file:line).
+    /// The refused change still on disk: when, and every problem (one per
+    /// line, with file:line). Cleared by the next reload taken, or when
+    /// the folder is written back to the version serving.
     pub last_failed: Option<(SystemTime, String)>,
 }
 
@@ -161,6 +166,16 @@ impl Reloader {
         if !force && config_same && certs_same {
             // Certificate files touched but as serving: nothing to look at.
             last.certs = CertChanges::None;
+            if last.serving.as_ref() == seen && last.refused.take().is_some() {
+                // A refused change written back to the version serving:
+                // disk and memory agree again, so the failure is over.
+                self.shared.clear_failure();
+                self.metrics.reload.reverted.increment(1);
+                tracing::info!(
+                    "config folder back to the version serving; the refused change is cleared"
+                );
+                return Outcome::Reverted;
+            }
             self.metrics.reload.unchanged.increment(1);
             tracing::debug!("config files unchanged; nothing to reload");
             return Outcome::Unchanged;
@@ -387,7 +402,10 @@ mod tests {
     fn files_written_just_before_the_load_are_read_again() {
         let dir = folder();
         let r = reloader(dir.path());
+        let before = r.shared.load_full();
         assert_eq!(r.reload(false), Outcome::Reloaded(2));
+        // The table's content is the one read: compared, not parsed again.
+        assert!(Arc::ptr_eq(&before.tenants, &r.shared.load().tenants));
         // Now known: the same files again change nothing.
         assert_eq!(r.reload(false), Outcome::Unchanged);
     }
@@ -401,10 +419,42 @@ mod tests {
         assert_eq!(r.reload(false), Outcome::Refused);
         assert_eq!(r.reload(false), Outcome::Unchanged);
         assert!(r.status().last_failed.is_some());
+        // Taken: the failure is over.
+        std::fs::write(dir.path().join("tenants.tsv"), "a.example\tt1\tweb\tf3\n").unwrap();
+        assert_eq!(r.reload(false), Outcome::Reloaded(2));
+        assert!(r.status().last_failed.is_none());
+        std::fs::write(dir.path().join("tenants.tsv"), "a.example\tt1\tnope\tf1\n").unwrap();
+        assert_eq!(r.reload(false), Outcome::Refused);
         std::fs::remove_file(dir.path().join("tenants.tsv")).unwrap();
         assert_eq!(r.reload(false), Outcome::Incomplete);
         std::fs::write(dir.path().join("tenants.tsv"), "a.example\tt1\tweb\tf2\n").unwrap();
-        assert_eq!(r.reload(false), Outcome::Reloaded(2));
+        assert_eq!(r.reload(false), Outcome::Reloaded(3));
+    }
+
+    #[test]
+    fn writing_back_the_version_serving_clears_a_refused_change() {
+        let dir = folder();
+        age(dir.path());
+        let r = reloader(dir.path());
+        let state = dir.path().join("migration.toml");
+        let serving = std::fs::read_to_string(&state).unwrap();
+        std::fs::write(&state, "default = \"migratd\"\n").unwrap();
+        assert_eq!(r.reload(false), Outcome::Refused);
+        assert!(r.status().last_failed.is_some());
+        let count = |result: &str| {
+            r.metrics
+                .render()
+                .contains(&format!("predictor_reloads_total{{result=\"{result}\"}} 1"))
+        };
+        assert!(count("error"));
+        std::fs::write(&state, serving).unwrap();
+        assert_eq!(r.reload(false), Outcome::Reverted);
+        assert!(r.status().last_failed.is_none(), "the failure is over");
+        assert!(count("reverted"));
+        assert_eq!(r.shared.load().generation, 1, "nothing was loaded");
+        // Once cleared, the same files are just unchanged.
+        assert_eq!(r.reload(false), Outcome::Unchanged);
+        assert!(count("reverted"), "counted once");
     }
 
     #[test]

@@ -63,9 +63,10 @@ pub struct Snapshot {
     /// Things worth a look that do not stop the load (a filer in the state
     /// file that has no host).
     pub warnings: Vec<Problem>,
-    /// The tenant file as read, when it did not change while being read:
-    /// a reload that finds it unchanged keeps the table (and placement).
-    pub tenants_stamp: Option<FileStamp>,
+    /// The tenant file as read (its stamp and digest, when it did not
+    /// change while being read): a reload that finds it unchanged keeps
+    /// the table (and placement).
+    pub tenants_file: config::tenants::TableFile,
     /// Counts for operators, computed on first ask (walks every tenant).
     summary: std::sync::OnceLock<Summary>,
     /// The request series of this config's routes, tiers and pools,
@@ -80,7 +81,15 @@ impl Snapshot {
     /// Loads and validates every file of the config folder `dir`.
     pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
         let read_from = std::time::SystemTime::now();
-        let config = Config::load(dir)?;
+        let config = match Config::load(dir) {
+            Ok(config) => config,
+            // The other files are checked as far as the refused one
+            // allows: one look lists every problem of the folder.
+            Err(ConfigError::Invalid(p)) => {
+                return Err(ConfigError::Invalid(config::salvage::check_rest(dir, p)));
+            }
+            Err(e) => return Err(e),
+        };
         let mut snap = Self::from_config(config)?;
         snap.read_from = read_from;
         Ok(snap)
@@ -101,45 +110,61 @@ impl Snapshot {
     ) -> Result<Snapshot, ConfigError> {
         let read_from = std::time::SystemTime::now();
         let config = Config::load(dir)?;
-        let same_table = prev.tenants_stamp.is_some()
-            && prev.config.tenants_file == config.tenants_file
-            && tier_names(&prev.config) == tier_names(&config)
-            && FileStamp::of(&config.tenants_file) == prev.tenants_stamp;
-        if !same_table {
-            let mut snap = Self::build(config, None, Some((&prev.certs, certs)))?;
-            snap.read_from = read_from;
-            return Ok(snap);
-        }
+        let same_source = prev.config.tenants_file == config.tenants_file
+            && tier_names(&prev.config) == tier_names(&config);
+        let same_stamp = prev.tenants_file.stamp.is_some()
+            && FileStamp::of(&config.tenants_file) == prev.tenants_file.stamp;
         let same_placement = prev.config.pools == config.pools
             && prev.config.tiers == config.tiers
             && prev.config.placement == config.placement;
         let kept = Kept {
             tenants: prev.tenants.clone(),
-            stamp: prev.tenants_stamp,
+            file: prev.tenants_file,
             placement: same_placement.then(|| prev.placement.clone()),
         };
-        let mut snap = Self::build(config, Some(kept), Some((&prev.certs, certs)))?;
+        let table = match (same_source, same_stamp, prev.tenants_file.digest) {
+            (true, true, _) => Table::Kept(kept),
+            // Other stamps (written just before the start, touched,
+            // written again as it was): the content is compared before
+            // anything is parsed.
+            (true, false, Some(digest)) => Table::IfSame(kept, digest),
+            (true, false, None) | (false, _, _) => Table::Load,
+        };
+        let mut snap = Self::build(config, table, Some((&prev.certs, certs)))?;
         snap.read_from = read_from;
         Ok(snap)
     }
 
     /// Loads the files named by an already validated `config`.
     pub fn from_config(config: Config) -> Result<Snapshot, ConfigError> {
-        Self::build(config, None, None)
+        Self::build(config, Table::Load, None)
     }
 
     fn build(
         config: Config,
-        kept: Option<Kept>,
+        table: Table,
         prev_certs: Option<(&Arc<CertIndex>, &CertChanges)>,
     ) -> Result<Snapshot, ConfigError> {
+        use config::tenants::{Loaded, TableFile, load_read, load_unless};
         let read_from = std::time::SystemTime::now();
         // Read both files before failing, to report all problems at once.
-        let (tenants, stamp, placement) = match kept {
-            Some(k) => (Ok(k.tenants), k.stamp, k.placement),
-            None => match config::tenants::load_stamped(&config) {
-                Ok((t, stamp)) => (Ok(Arc::new(t)), stamp, None),
-                Err(e) => (Err(e), None, None),
+        let unread = TableFile {
+            stamp: None,
+            digest: None,
+        };
+        let (tenants, file, placement) = match table {
+            Table::Kept(k) => (Ok(k.tenants), k.file, k.placement),
+            Table::IfSame(k, digest) => match load_unless(&config, digest) {
+                Ok(Loaded::Same(file)) => {
+                    tracing::debug!("tenant table rewritten as it was; kept without parsing");
+                    (Ok(k.tenants), file, k.placement)
+                }
+                Ok(Loaded::Table(t, file)) => (Ok(Arc::new(t)), file, None),
+                Err(e) => (Err(e), unread, None),
+            },
+            Table::Load => match load_read(&config) {
+                Ok((t, file)) => (Ok(Arc::new(t)), file, None),
+                Err(e) => (Err(e), unread, None),
             },
         };
         let migration = config::migration::load(&config.migration_file);
@@ -169,12 +194,10 @@ impl Snapshot {
             if config.legacy.is_none() {
                 for (state, line) in m.states_used() {
                     if state == MigrationState::Legacy {
-                        problems.push(Problem {
-                            file: config.migration_file.clone(),
+                        problems.push(config::migration::needs_legacy(
+                            &config.migration_file,
                             line,
-                            key: None,
-                            message: "state \"legacy\" needs a [legacy] section with the legacy balancer's address in predictor.toml".into(),
-                        });
+                        ));
                     }
                 }
             }
@@ -213,8 +236,10 @@ impl Snapshot {
                 });
             }
         }
+        let resolved = migration.resolve(&tenants);
+        problems.extend(resolved.problems);
         problems.into_result()?;
-        let (states, mut warnings) = migration.resolve(&tenants);
+        let (states, mut warnings) = (resolved.states, resolved.warnings);
         // A certificate refused does not stop the load: its names go
         // without (to the default certificate), the others serve.
         warnings.extend(certs.refused().iter().map(|e| Problem {
@@ -251,7 +276,7 @@ impl Snapshot {
             live: LiveSet::fresh(&config),
             config: Arc::new(config),
             tenants,
-            tenants_stamp: stamp,
+            tenants_file: file,
             summary: std::sync::OnceLock::new(),
             route_metrics: std::sync::OnceLock::new(),
             read_from,
@@ -300,8 +325,19 @@ impl Snapshot {
 /// What a reload keeps of the previous snapshot.
 struct Kept {
     tenants: Arc<TenantTable>,
-    stamp: Option<FileStamp>,
+    file: config::tenants::TableFile,
     placement: Option<Arc<Placement>>,
+}
+
+/// Where a snapshot's tenant table comes from.
+enum Table {
+    /// The previous snapshot's: its file has the stamp it was read with.
+    Kept(Kept),
+    /// The previous snapshot's if the file's content has this digest;
+    /// parsed otherwise.
+    IfSame(Kept, config::tenants::Digest),
+    /// Parsed from the file.
+    Load,
 }
 
 /// The certificate index of `[tls]`: the previous one updated with the
@@ -364,14 +400,25 @@ impl SharedSnapshot {
             .clone()
     }
 
-    /// Records a reload's result (`Ok(generation)` or the problems).
+    /// Records a reload's result (`Ok(generation)` or the problems). A
+    /// reload taken clears the last failure: disk and memory agree again.
     pub fn record_reload(&self, result: Result<u64, String>) {
         let mut s = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
         let now = std::time::SystemTime::now();
         match result {
-            Ok(generation) => s.last_good = Some((now, generation)),
+            Ok(generation) => {
+                s.last_good = Some((now, generation));
+                s.last_failed = None;
+            }
             Err(problems) => s.last_failed = Some((now, problems)),
         }
+    }
+
+    /// Clears the last failure without a reload: the folder was written
+    /// back to the version serving. Returns whether there was one.
+    pub fn clear_failure(&self) -> bool {
+        let mut s = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
+        s.last_failed.take().is_some()
     }
 
     /// The current snapshot; cheap, meant to be called once per request.
@@ -426,10 +473,10 @@ mod tests {
         let dir = folder("a.example\tt1\tweb\tf1\n", "default = \"migrated\"\n");
         // Just written: too recent to be trusted by its stamp.
         let fresh = Snapshot::load(dir.path()).unwrap();
-        assert!(fresh.tenants_stamp.is_none());
+        assert!(fresh.tenants_file.stamp.is_none());
         age(&dir.path().join("tenants.tsv"));
         let first = Snapshot::load(dir.path()).unwrap();
-        assert!(first.tenants_stamp.is_some());
+        assert!(first.tenants_file.stamp.is_some());
         // The state file changes: the table and placement are kept.
         std::fs::write(
             dir.path().join("migration.toml"),
@@ -468,5 +515,37 @@ mod tests {
         let fourth = Snapshot::load_after(dir.path(), &third, &CertChanges::None).unwrap();
         assert!(Arc::ptr_eq(&third.tenants, &fourth.tenants));
         assert!(!Arc::ptr_eq(&third.placement, &fourth.placement));
+    }
+
+    #[test]
+    fn a_table_written_just_before_the_load_is_compared_not_parsed_again() {
+        let table = "a.example\tt1\tweb\tf1\nb.example\tt2\tweb\tf1\n";
+        let dir = folder(table, "default = \"migrated\"\n");
+        let path = dir.path().join("tenants.tsv");
+        // Just written (a deploy that renders the folder and starts at
+        // once): its stamp cannot be trusted, its content can.
+        let first = Snapshot::load(dir.path()).unwrap();
+        assert!(first.tenants_file.stamp.is_none());
+        assert!(first.tenants_file.digest.is_some());
+        let second = Snapshot::load_after(dir.path(), &first, &CertChanges::None).unwrap();
+        assert!(
+            Arc::ptr_eq(&first.tenants, &second.tenants),
+            "same content: kept"
+        );
+        assert!(Arc::ptr_eq(&first.placement, &second.placement));
+        // Written again as it was, with another stamp: still kept.
+        std::fs::write(&path, table).unwrap();
+        age(&path);
+        let third = Snapshot::load_after(dir.path(), &second, &CertChanges::None).unwrap();
+        assert!(Arc::ptr_eq(&first.tenants, &third.tenants));
+        assert!(
+            third.tenants_file.stamp.is_some(),
+            "settled now: known by stamp"
+        );
+        // Other content of the same length: parsed.
+        std::fs::write(&path, table.replace("f1\nb", "f2\nb")).unwrap();
+        let fourth = Snapshot::load_after(dir.path(), &third, &CertChanges::None).unwrap();
+        assert!(!Arc::ptr_eq(&third.tenants, &fourth.tenants));
+        assert_eq!(fourth.tenants.filers().len(), 2);
     }
 }

@@ -1,5 +1,10 @@
 //! Counts describing a snapshot: what `predictor check` prints, and the
 //! migration's progress (tenants and hosts by state).
+//!
+//! One rule for hosts everywhere (`check`, `/status`, `/metrics`): a host
+//! is a name line of the tenant table, exact or wildcard (`*.example.com`
+//! is one host); `wildcards` says how many of them are wildcards. So the
+//! hosts by state always add up to the total.
 
 use std::fmt;
 
@@ -9,7 +14,9 @@ use crate::routing::migration::MigrationState;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Summary {
     pub tenants: usize,
+    /// Host names of the table, exact and wildcard.
     pub hosts: usize,
+    /// How many of `hosts` are wildcards.
     pub wildcards: usize,
     pub tiers: usize,
     pub pools: usize,
@@ -36,7 +43,7 @@ impl Summary {
         let t = &snap.tenants;
         let mut s = Summary {
             tenants: t.tenant_count(),
-            hosts: t.host_count(),
+            hosts: t.host_count() + t.wildcard_count(),
             wildcards: t.wildcard_count(),
             tiers: snap.config.tiers.len(),
             pools: snap.config.pools.len(),
@@ -72,7 +79,7 @@ impl fmt::Display for Summary {
             f,
             "{} tenants, {} hosts ({} wildcards), {} tiers, {} pools, {} servers, {} filers; tenants",
             self.tenants,
-            self.hosts + self.wildcards,
+            self.hosts,
             self.wildcards,
             self.tiers,
             self.pools,

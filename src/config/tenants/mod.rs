@@ -24,28 +24,110 @@ use report::{FirstLines, describe_mismatch};
 
 /// Reads the tenant table named by `config`.
 pub fn load(config: &Config) -> Result<TenantTable, ConfigError> {
-    load_stamped(config).map(|(table, _)| table)
+    load_read(config).map(|(table, _)| table)
 }
 
-/// [`load`], and the stamp of the file read when it did not change while
-/// being read (so that a later reload can tell the table is still good).
-pub fn load_stamped(config: &Config) -> Result<(TenantTable, Option<FileStamp>), ConfigError> {
-    let path = &config.tenants_file;
-    let file = std::fs::File::open(path).map_err(|source| ConfigError::Read {
-        path: path.clone(),
-        source,
-    })?;
-    let before = file.metadata().ok();
-    let before = before.as_ref().and_then(FileStamp::from_metadata);
-    let table = parse(path, &file, config)?;
-    let after = file.metadata().ok();
-    let after = after.as_ref().and_then(FileStamp::from_metadata);
-    // Still the file at that path, not written meanwhile, and not written
-    // so recently that a write within the same timestamp tick could follow
-    // unseen (git's "racily clean" rule).
-    let stamp =
-        before.filter(|b| after == Some(*b) && FileStamp::of(path) == Some(*b) && !b.is_recent());
-    Ok((table, stamp))
+/// The content of a tenant file as a load read it: its length and a
+/// 128-bit xxh3 hash, taken in the counting pass (no extra read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Digest {
+    len: u64,
+    hash: u128,
+}
+
+/// What a load knows of the tenant file it read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableFile {
+    /// The file's stamp, when it did not change while being read and was
+    /// last written well before (git's "racily clean" rule): a later
+    /// reload that finds the same stamp keeps the table without reading.
+    pub stamp: Option<FileStamp>,
+    /// The content read, when the file did not change while being read:
+    /// a later reload that finds other stamps (a file written just before
+    /// the start, touched, or written again as it was) compares it before
+    /// parsing again.
+    pub digest: Option<Digest>,
+}
+
+/// What [`load_unless`] found.
+pub enum Loaded {
+    /// The file holds the content of the digest given: not parsed.
+    Same(TableFile),
+    Table(TenantTable, TableFile),
+}
+
+/// Reads the tenant table named by `config`, with what is known of the
+/// file read.
+pub fn load_read(config: &Config) -> Result<(TenantTable, TableFile), ConfigError> {
+    Counted::open(config)?.parse(config)
+}
+
+/// [`load_read`], unless the file's content is the one of `known`: then
+/// it is read once, to compare, and not parsed.
+pub fn load_unless(config: &Config, known: Digest) -> Result<Loaded, ConfigError> {
+    let counted = Counted::open(config)?;
+    if counted.digest == known {
+        Ok(Loaded::Same(counted.finish()))
+    } else {
+        counted.parse(config).map(|(t, f)| Loaded::Table(t, f))
+    }
+}
+
+/// A tenant file after the first pass: its lines and digest.
+struct Counted<'a> {
+    path: &'a Path,
+    file: std::fs::File,
+    before: Option<FileStamp>,
+    lines: usize,
+    digest: Digest,
+}
+
+impl<'a> Counted<'a> {
+    fn open(config: &'a Config) -> Result<Counted<'a>, ConfigError> {
+        let path = config.tenants_file.as_path();
+        let mut file = std::fs::File::open(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let before = file.metadata().ok();
+        let before = before.as_ref().and_then(FileStamp::from_metadata);
+        let (lines, digest) = count(path, &mut file)?;
+        Ok(Counted {
+            path,
+            file,
+            before,
+            lines,
+            digest,
+        })
+    }
+
+    fn parse(mut self, config: &Config) -> Result<(TenantTable, TableFile), ConfigError> {
+        let tiers: Vec<&str> = config.tiers.iter().map(|t| t.name.as_str()).collect();
+        let table = parse_counted(
+            self.path,
+            &mut self.file,
+            Some(&tiers),
+            self.lines,
+            self.digest,
+        )?;
+        Ok((table, self.finish()))
+    }
+
+    /// What is known of the file once read.
+    fn finish(self) -> TableFile {
+        let after = self.file.metadata().ok();
+        let after = after.as_ref().and_then(FileStamp::from_metadata);
+        // Still the file at that path, and not written while read.
+        let steady = self
+            .before
+            .filter(|b| after == Some(*b) && FileStamp::of(self.path) == Some(*b));
+        TableFile {
+            // Not written so recently that a write within the same
+            // timestamp tick could follow unseen.
+            stamp: steady.filter(|b| !b.is_recent()),
+            digest: steady.map(|_| self.digest),
+        }
+    }
 }
 
 /// Lines handed from the reading thread to the host thread at a time.
@@ -66,21 +148,52 @@ const READ_BUFFER: usize = 256 << 10;
 /// a third pass looking for that first line (only when the file is bad).
 pub fn parse<R: Read + Seek>(
     file: &Path,
-    mut reader: R,
+    reader: R,
     config: &Config,
+) -> Result<TenantTable, ConfigError> {
+    let tiers: Vec<&str> = config.tiers.iter().map(|t| t.name.as_str()).collect();
+    parse_with_tiers(file, reader, Some(&tiers))
+}
+
+/// [`parse`] against a list of tier names, or, with `None` (the tiers of a
+/// `predictor.toml` that could not be read), taking any well-formed tier
+/// name: every other check still runs.
+pub fn parse_with_tiers<R: Read + Seek>(
+    file: &Path,
+    mut reader: R,
+    tiers: Option<&[&str]>,
+) -> Result<TenantTable, ConfigError> {
+    let (lines, digest) = count(file, &mut reader)?;
+    parse_counted(file, reader, tiers, lines, digest)
+}
+
+/// The first pass: lines and digest of `reader`.
+fn count<R: Read>(file: &Path, reader: &mut R) -> Result<(usize, Digest), ConfigError> {
+    count_lines(reader).map_err(|source| ConfigError::Read {
+        path: file.to_path_buf(),
+        source,
+    })
+}
+
+/// The parse, after the first pass found `lines` and `digest`.
+fn parse_counted<R: Read + Seek>(
+    file: &Path,
+    mut reader: R,
+    tiers: Option<&[&str]>,
+    lines: usize,
+    digest: Digest,
 ) -> Result<TenantTable, ConfigError> {
     let read_error = |source| ConfigError::Read {
         path: file.to_path_buf(),
         source,
     };
-    let (lines, bytes) = count_lines(&mut reader).map_err(read_error)?;
+    let bytes = digest.len as usize;
     reader.seek(SeekFrom::Start(0)).map_err(read_error)?;
-    let tiers: Vec<&str> = config.tiers.iter().map(|t| t.name.as_str()).collect();
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Batch>(2);
     let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Batch>();
     let mut front = Front::new(
         file,
-        &tiers,
+        tiers,
         TenantsBuilder::with_capacity(lines, bytes),
         full_tx,
         empty_rx,
@@ -99,6 +212,8 @@ pub fn parse<R: Read + Seek>(
         Ok::<_, ConfigError>((read, back))
     })?;
     let (number, tail) = read.map_err(read_error)?;
+    let tier_names = front.tier_names();
+    let tiers: Vec<&str> = tier_names.iter().map(String::as_str).collect();
     let (tenants, mut problems, mismatches) = front.into_parts();
     if !tail.is_empty() {
         let text = tail.strip_suffix(b"\r").unwrap_or(&tail);
@@ -143,19 +258,25 @@ pub fn parse<R: Read + Seek>(
     Ok(TenantTable::assemble(tenants, hosts))
 }
 
-/// Lines and bytes of the input (a last line without `\n` counts).
-fn count_lines<R: Read>(reader: &mut R) -> std::io::Result<(usize, usize)> {
+/// Lines of the input (a last line without `\n` counts), and the digest
+/// of its bytes.
+fn count_lines<R: Read>(reader: &mut R) -> std::io::Result<(usize, Digest)> {
     let mut buf = vec![0u8; READ_BUFFER];
-    let (mut lines, mut bytes) = (1, 0);
+    let mut hash = xxhash_rust::xxh3::Xxh3::new();
+    let (mut lines, mut bytes) = (1, 0u64);
     loop {
         let n = match reader.read(&mut buf) {
-            Ok(0) => return Ok((lines, bytes)),
+            Ok(0) => {
+                let hash = hash.digest128();
+                return Ok((lines, Digest { len: bytes, hash }));
+            }
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
         lines += memchr::memchr_iter(b'\n', &buf[..n]).count();
-        bytes += n;
+        hash.update(&buf[..n]);
+        bytes += n as u64;
     }
 }
 

@@ -67,7 +67,12 @@ impl<T> Kept<T> {
 /// The reading thread's side of a parse.
 pub(super) struct Front<'a> {
     file: &'a Path,
-    tiers: &'a [&'a str],
+    /// The tiers of `predictor.toml`; `None` when it could not be read
+    /// (`check` of a broken folder): any well-formed tier name is taken,
+    /// numbered as first seen, so that the rest of the file is checked.
+    tiers: Option<&'a [&'a str]>,
+    /// The tier names seen, without a known list.
+    learned: Vec<Vec<u8>>,
     tenants: TenantsBuilder,
     /// The tier of the previous line (most lines repeat a few tiers).
     last_tier: Option<(&'a [u8], TierId)>,
@@ -84,7 +89,7 @@ pub(super) struct Front<'a> {
 impl<'a> Front<'a> {
     pub(super) fn new(
         file: &'a Path,
-        tiers: &'a [&'a str],
+        tiers: Option<&'a [&'a str]>,
         tenants: TenantsBuilder,
         full: SyncSender<Batch>,
         empty: Receiver<Batch>,
@@ -92,6 +97,7 @@ impl<'a> Front<'a> {
         Front {
             file,
             tiers,
+            learned: Vec::new(),
             tenants,
             last_tier: None,
             batch: Batch::default(),
@@ -107,6 +113,18 @@ impl<'a> Front<'a> {
     pub(super) fn finish_sending(&mut self) {
         self.flush();
         self.full = None;
+    }
+
+    /// The tier names by number: the known list, or those seen.
+    pub(super) fn tier_names(&self) -> Vec<String> {
+        match self.tiers {
+            Some(tiers) => tiers.iter().map(|t| t.to_string()).collect(),
+            None => self
+                .learned
+                .iter()
+                .map(|t| String::from_utf8_lossy(t).into_owned())
+                .collect(),
+        }
     }
 
     /// The tenants found, the problems described, and the lines whose
@@ -201,19 +219,35 @@ impl<'a> Front<'a> {
                 return Ok(id);
             }
         }
-        let found = self.tiers.iter().position(|t| t.as_bytes() == name);
+        let Some(tiers) = self.tiers else {
+            return self.learn_tier(name);
+        };
+        let found = tiers.iter().position(|t| t.as_bytes() == name);
         match found {
             Some(i) => {
                 let id = i as TierId;
-                self.last_tier = Some((self.tiers[i].as_bytes(), id));
+                self.last_tier = Some((tiers[i].as_bytes(), id));
                 Ok(id)
             }
             None => Err(format!(
                 "unknown tier {:?} (expected one of: {})",
                 String::from_utf8_lossy(name),
-                self.tiers.join(", ")
+                tiers.join(", ")
             )),
         }
+    }
+
+    /// Without the list of tiers: the number of a well-formed name, given
+    /// as first seen.
+    fn learn_tier(&mut self, name: &[u8]) -> Result<TierId, String> {
+        let name = name_field(name, "tier")?;
+        if let Some(i) = self.learned.iter().position(|t| t == name) {
+            return Ok(i as TierId);
+        }
+        let id = TierId::try_from(self.learned.len())
+            .map_err(|_| format!("more than {} tiers", TierId::MAX))?;
+        self.learned.push(name.to_vec());
+        Ok(id)
     }
 }
 

@@ -1,7 +1,7 @@
 //! `[pools.NAME]` and `[tiers.NAME]`: names, server ids unique over all
 //! pools, addresses unique within a pool, tiers resolved to pool indexes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::super::raw::{RawAgent, RawEject, RawServer, Spanned};
@@ -23,7 +23,8 @@ pub(super) fn pools_of(
     if pools.len() > MAX_POOLS {
         c.file_level("pools", format!("at most {MAX_POOLS} pools"));
     }
-    let mut ids: HashSet<String> = HashSet::new();
+    // Each id with where it was first seen (line, key path).
+    let mut ids: HashMap<String, (usize, String)> = HashMap::new();
     let mut out = Vec::with_capacity(pools.len());
     for (name, pool) in pools {
         let key = format!("pools.{}", name.get_ref());
@@ -133,7 +134,7 @@ fn server(
     c: &mut Collector<'_>,
     key: &str,
     s: RawServer,
-    ids: &mut HashSet<String>,
+    ids: &mut HashMap<String, (usize, String)>,
 ) -> Option<Server> {
     let id_ok = if !is_valid_name(s.id.get_ref().as_bytes()) {
         c.at(
@@ -142,17 +143,16 @@ fn server(
             "server ids are 1-64 of A-Z a-z 0-9 _ . - :",
         );
         false
-    } else if !ids.insert(s.id.get_ref().clone()) {
-        c.at(
-            s.id.span(),
-            format!("{key}.id"),
-            format!(
-                "server id {:?} is used twice; ids are unique over all pools",
-                s.id.get_ref()
-            ),
+    } else if let Some((line, first)) = ids.get(s.id.get_ref()) {
+        let message = format!(
+            "server id {:?} is used twice: first at line {line} ({first}); ids are unique over all pools",
+            s.id.get_ref()
         );
+        c.at(s.id.span(), format!("{key}.id"), message);
         false
     } else {
+        let first = (c.line(s.id.span().start), format!("{key}.id"));
+        ids.insert(s.id.get_ref().clone(), first);
         true
     };
     let weight = int(c, &format!("{key}.weight"), s.weight, 1, 1, MAX_WEIGHT) as u32;
