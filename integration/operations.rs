@@ -20,6 +20,7 @@ use crate::support::relay::Relay;
 use crate::support::*;
 
 const TENANTS: &str = "gold.example\tt-gold\tgold\tf-new\n\
+                       *.shop.gold.example\tt-gold\tgold\tf-new\n\
                        basic.example\tt-basic\tbasic\tf-new\n\
                        old.example\tt-old\tbasic\tf-old\n\
                        night.example\tt-night\tgold\tf-night\n";
@@ -147,10 +148,27 @@ async fn metrics_after_known_traffic_parse_by_name_and_labels() {
 
     // Gauges read at scrape time.
     let gauge = |name: &str, labels: &[(&str, &str)]| m.value(name, labels);
-    for (state, n) in [("legacy", 1.0), ("maintenance", 1.0), ("migrated", 2.0)] {
-        assert_eq!(gauge("predictor_tenants", &[("state", state)]), n);
-        assert_eq!(gauge("predictor_hosts", &[("state", state)]), n);
+    // Hosts: exact and wildcard names alike (the wildcard is gold's),
+    // adding up to the total /status gives.
+    for (state, tenants, hosts) in [
+        ("legacy", 1.0, 1.0),
+        ("maintenance", 1.0, 1.0),
+        ("migrated", 2.0, 3.0),
+    ] {
+        assert_eq!(gauge("predictor_tenants", &[("state", state)]), tenants);
+        assert_eq!(gauge("predictor_hosts", &[("state", state)]), hosts);
     }
+    let status: serde_json::Value =
+        serde_json::from_str(&get(admin, "admin", "/status").await.body).unwrap();
+    let hosts = &status["hosts"];
+    assert_eq!(hosts["total"], 5, "{hosts}");
+    assert_eq!(hosts["wildcards"], 1, "{hosts}");
+    let sum: u64 = ["legacy", "maintenance", "migrated"]
+        .iter()
+        .map(|s| hosts[s].as_u64().unwrap())
+        .sum();
+    assert_eq!(sum, 5, "{hosts}");
+    assert_eq!(status["tenants"]["total"], 4);
     assert_eq!(gauge("predictor_pool_servers", &[("pool", "gold")]), 1.0);
     assert_eq!(gauge("predictor_pool_servers_up", &[("pool", "gold")]), 1.0);
     assert_eq!(gauge("predictor_pool_in_flight", &[("pool", "gold")]), 0.0);
