@@ -4,7 +4,8 @@
 //! request as a strict intermediary must ([`handler`]), the header rules
 //! ([`headers`]), client-side timeouts and framing checks ([`client_io`]),
 //! the per-worker upstream connection pools ([`upstream`]), the streamed
-//! response body ([`body`]), the 421 of a request for another tenant than
+//! response body ([`body`]), the HTTP/1.1 codec of the own hot path being
+//! built ([`h1`]: heads, framing, chunked bodies; not wired in yet), the 421 of a request for another tenant than
 //! its TLS connection's ([`misdirected`]) and the mapping of failures to
 //! statuses ([`error`]).
 //!
@@ -18,6 +19,7 @@ pub mod body;
 pub mod client_io;
 pub mod error;
 pub mod forwarding;
+pub mod h1;
 pub mod handler;
 pub mod headers;
 pub mod misdirected;

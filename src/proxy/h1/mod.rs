@@ -1,0 +1,190 @@
+//! HTTP/1.1 message framing for predictor's own hot path (issue 16): the
+//! request and response heads as `httparse` reads them, checked the way a
+//! strict intermediary must, and the body framing they imply.
+//!
+//! Owns: which bytes of a buffer are the head, which header lines it has
+//! (as ranges into that buffer: nothing is copied, no `HeaderMap`), what
+//! frames the body that follows ([`Framing`], [`ResponseFraming`]), and a
+//! streaming validator of chunked bodies ([`chunked`]). Pure: no I/O, no
+//! allocation once a [`request::RequestHead`] or [`response::ResponseHead`]
+//! is reused for the next message.
+//!
+//! What is refused, and why (RFC 9112, and where proxies were burnt):
+//! a request with both `Content-Length` and `Transfer-Encoding`, two
+//! `Content-Length` lines or a list in one, a length that is not plain
+//! digits or overflows, a `Transfer-Encoding` other than exactly one
+//! `chunked`, `Transfer-Encoding` in HTTP/1.0, obs-fold, a line ending in a
+//! bare LF, NUL/CR/LF inside a value, two `Host` lines, an HTTP/1.1 request
+//! without `Host`. A refused request gets `400` (`431` for a head too
+//! large) and nothing reaches an upstream; a refused response is a `502`
+//! and its connection is closed.
+//!
+//! Status: the codec and its tests; the request path still runs on hyper
+//! until the connection driver that uses this lands (issue 16).
+
+pub mod chunked;
+pub mod request;
+pub mod response;
+
+#[cfg(test)]
+mod tests;
+
+use std::ops::Range;
+
+/// One header line: its name and value as ranges into the head's buffer
+/// (the value without surrounding whitespace).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    pub name: Range<usize>,
+    pub value: Range<usize>,
+}
+
+/// The protocol version of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+/// How a request's body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body (no `Content-Length`, or `0`, and not chunked).
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// How a response's body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseFraming {
+    /// No body: an answer to `HEAD`, a 1xx, 204 or 304 (whatever the
+    /// headers say), or `Content-Length: 0`.
+    None,
+    Length(u64),
+    Chunked,
+    /// Read to the end of the connection, which is not reused.
+    UntilClose,
+    /// `101 Switching Protocols` to a request that asked to upgrade: from
+    /// here on, bytes are passed both ways unparsed.
+    Upgrade,
+}
+
+/// What `Connection` (and the version) say about the connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionFlags {
+    pub close: bool,
+    pub keep_alive: bool,
+    pub upgrade: bool,
+}
+
+/// Whether the parse found a whole head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// More bytes are needed.
+    Partial,
+    /// The head is complete and this many bytes long.
+    Complete(usize),
+}
+
+/// At most this many header lines in a head (a `431` beyond).
+pub const MAX_HEADERS: usize = 100;
+
+/// The position of `part` inside `buf` (`part` is a subslice of it, as
+/// `httparse` hands them out).
+fn range_in(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let start = (part.as_ptr() as usize).saturating_sub(buf.as_ptr() as usize);
+    start..start + part.len()
+}
+
+/// Trims spaces and tabs on both sides.
+fn trim(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+/// A `Content-Length` value: 1 to 20 digits, nothing else (no sign, no
+/// list, no hex), within `u64`.
+fn content_length(v: &[u8]) -> Option<u64> {
+    let v = trim(v);
+    if v.is_empty() || v.len() > 20 {
+        return None;
+    }
+    v.iter().try_fold(0u64, |n, &b| {
+        let d = b.checked_sub(b'0').filter(|d| *d <= 9)?;
+        n.checked_mul(10)?.checked_add(u64::from(d))
+    })
+}
+
+/// Whether the head `head` (up to and including its final CRLF CRLF) has a
+/// line that ends in a bare LF, or a NUL anywhere.
+fn has_bare_lf_or_nul(head: &[u8]) -> bool {
+    if memchr::memchr(0, head).is_some() {
+        return true;
+    }
+    memchr::memchr_iter(b'\n', head).any(|i| i == 0 || head[i - 1] != b'\r')
+}
+
+/// The comma-separated tokens of a `Connection` value, folded into `flags`.
+fn connection_tokens(v: &[u8], flags: &mut ConnectionFlags) {
+    for token in v.split(|&b| b == b',') {
+        let token = trim(token);
+        if token.eq_ignore_ascii_case(b"close") {
+            flags.close = true;
+        } else if token.eq_ignore_ascii_case(b"keep-alive") {
+            flags.keep_alive = true;
+        } else if token.eq_ignore_ascii_case(b"upgrade") {
+            flags.upgrade = true;
+        }
+    }
+}
+
+/// The header fields both heads check the same way.
+#[derive(Default)]
+struct Checked {
+    length: Option<u64>,
+    chunked: bool,
+    connection: ConnectionFlags,
+}
+
+/// Why a head's framing fields are refused (the caller words the side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FieldError {
+    TwoLengths,
+    BadLength,
+    TwoEncodings,
+    NotChunked,
+}
+
+impl Checked {
+    /// Takes one field into account.
+    fn field(&mut self, name: &[u8], value: &[u8], seen: &mut u8) -> Result<(), FieldError> {
+        if name.eq_ignore_ascii_case(b"content-length") {
+            if *seen & LENGTH != 0 {
+                return Err(FieldError::TwoLengths);
+            }
+            *seen |= LENGTH;
+            self.length = Some(content_length(value).ok_or(FieldError::BadLength)?);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            if *seen & ENCODING != 0 {
+                return Err(FieldError::TwoEncodings);
+            }
+            *seen |= ENCODING;
+            if !trim(value).eq_ignore_ascii_case(b"chunked") {
+                return Err(FieldError::NotChunked);
+            }
+            self.chunked = true;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            connection_tokens(value, &mut self.connection);
+        }
+        Ok(())
+    }
+}
+
+const LENGTH: u8 = 1;
+const ENCODING: u8 = 2;
