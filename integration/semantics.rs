@@ -235,3 +235,51 @@ async fn slow_heads_get_408_and_idle_connections_close() {
     assert!(closed.is_ok(), "the idle connection was not closed");
     assert!(rest.is_empty());
 }
+
+/// A client whose chunked body is malformed gets 400 and its connection
+/// closed; the request counts as a client error, and nothing counts
+/// against the webserver that was receiving it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_request_body_is_the_clients_error() {
+    // One failure ejects: a body blamed on the server would show at once.
+    let (_a, _b, _l, folder) = setup("[pools.web.eject]\nfailures = 1\n").await;
+    let p = Proxy::start(&folder);
+    for body in ["zz\r\n", "5\r\nhello\r\nxyz"] {
+        let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+        let head = "POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\n\r\n";
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(body.as_bytes()).await.unwrap();
+        if body.ends_with("xyz") {
+            // A client that gives up mid-body.
+            s.shutdown().await.unwrap();
+        }
+        let r = read_response(&mut s).await;
+        if !r.is_empty() {
+            assert_eq!(status_of(&r), 400, "{body:?}: {r}");
+            assert!(r.to_ascii_lowercase().contains("connection: close"), "{r}");
+        }
+    }
+    let m = prom::scrape(p.server());
+    let class = |c: &str| {
+        m.get(
+            "predictor_requests_total",
+            &[("route", "local"), ("pool", "web"), ("class", c)],
+        )
+        .unwrap_or(0.0)
+    };
+    assert_eq!(class("5xx"), 0.0, "not the server's fault");
+    assert!(class("4xx") >= 1.0);
+    let snap = p.server().snapshot().load_full();
+    let health = snap
+        .live
+        .pool(0)
+        .server(0)
+        .health(predictor::health::now_ms());
+    assert_eq!(
+        (health.admission, health.ejections),
+        (predictor::placement::choose::Admission::Up, 0),
+        "the webserver is not ejected: {health:?}"
+    );
+    // And it still serves.
+    assert_eq!(get(p.addr, "a.example", "/").await.status.as_u16(), 200);
+}

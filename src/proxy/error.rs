@@ -52,6 +52,14 @@ pub enum ProxyError {
         #[source]
         source: hyper::Error,
     },
+    /// The client's request body broke while it was being sent upstream
+    /// (a malformed chunk, a connection closed mid-body): the client's
+    /// fault, whatever the upstream did.
+    #[error("the request body from the client broke: {source}")]
+    ClientBody {
+        #[source]
+        source: hyper::Error,
+    },
     #[error("{addr} switched protocols without being asked to")]
     UnexpectedUpgrade { addr: SocketAddr },
     #[error("no server to try in pool {pool}")]
@@ -77,6 +85,7 @@ impl ProxyError {
             | ProxyError::AuthorityMismatch { .. }
             | ProxyError::ConflictingFraming
             | ProxyError::Connect
+            | ProxyError::ClientBody { .. }
             | ProxyError::Misdirected { .. } => Side::Client,
             ProxyError::ConnectFailed { .. }
             | ProxyError::ConnectTimeout { .. }
@@ -111,7 +120,8 @@ impl ProxyError {
             | ProxyError::MissingHost
             | ProxyError::DuplicateHost
             | ProxyError::AuthorityMismatch { .. }
-            | ProxyError::ConflictingFraming => StatusCode::BAD_REQUEST,
+            | ProxyError::ConflictingFraming
+            | ProxyError::ClientBody { .. } => StatusCode::BAD_REQUEST,
             ProxyError::Connect => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::ConnectFailed { .. }
@@ -124,6 +134,24 @@ impl ProxyError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ProxyError::LoopDetected => StatusCode::LOOP_DETECTED,
+        }
+    }
+
+    /// The failure of an exchange whose request was sent: the client's
+    /// when its own body is what broke (hyper's client reports a body
+    /// stream error as a "user" error caused by the body's error, which
+    /// here is always the client connection's), else the upstream's.
+    pub fn exchange(addr: SocketAddr, source: hyper::Error) -> ProxyError {
+        let body_broke = source.is_user()
+            && std::error::Error::source(&source).is_some_and(|c| c.is::<hyper::Error>());
+        if body_broke {
+            ProxyError::ClientBody { source }
+        } else {
+            ProxyError::Upstream {
+                addr,
+                sent: true,
+                source,
+            }
         }
     }
 
@@ -151,7 +179,10 @@ impl ProxyError {
     /// Whether the client connection must be closed after the answer
     /// (the request's framing cannot be trusted).
     pub fn closes_connection(&self) -> bool {
-        matches!(self, ProxyError::ConflictingFraming)
+        matches!(
+            self,
+            ProxyError::ConflictingFraming | ProxyError::ClientBody { .. }
+        )
     }
 }
 

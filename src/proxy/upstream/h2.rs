@@ -158,13 +158,7 @@ impl H2Upstream {
                     req = copy.request();
                     retried = true;
                 }
-                _ => {
-                    return Err(ProxyError::Upstream {
-                        addr,
-                        sent: true,
-                        source,
-                    });
-                }
+                _ => return Err(ProxyError::exchange(addr, source)),
             }
         }
     }

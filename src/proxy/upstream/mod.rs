@@ -398,13 +398,7 @@ impl Upstreams {
                         fresh = true;
                         continue;
                     }
-                    _ => {
-                        return Err(ProxyError::Upstream {
-                            addr,
-                            sent: true,
-                            source,
-                        });
-                    }
+                    _ => return Err(ProxyError::exchange(addr, source)),
                 }
             }
         }
