@@ -159,3 +159,107 @@ async fn bursts_reuse_their_upstream_connections() {
         "the second burst opened new upstream connections"
     );
 }
+
+/// A webserver that takes requests and dies before answering them (it
+/// reads a request head, then closes): how many connections it took.
+async fn dying_server() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use tokio::io::AsyncReadExt;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let taken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = taken.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                // Dies with the request in flight.
+                drop(s);
+            });
+        }
+    });
+    (addr, taken)
+}
+
+/// Idempotent requests in flight on a webserver that dies go to the next
+/// server of their list, within the pool's retry budget; a POST is not
+/// sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_on_a_dying_server_go_to_the_next_one() {
+    let alive = Backend::start("alive").await;
+    let (dying, taken) = dying_server().await;
+    let sites = 60;
+    let tenants: String = (0..sites)
+        .map(|i| format!("s{i}.example\tt{i}\tweb\tf\n"))
+        .collect();
+    // No ejection: every site whose first server is the dying one tries it.
+    let folder = Folder::new(
+        &config_toml(
+            &[("web", vec![("alive", alive.addr), ("dying", dying)])],
+            None,
+            "[pools.web.eject]\nfailures = 0\n[admin]\naddress = \"127.0.0.1:0\"\n",
+        ),
+        &tenants,
+        "default = \"migrated\"\n",
+    );
+    let p = Proxy::start(&folder);
+    let took = || taken.load(std::sync::atomic::Ordering::SeqCst);
+    // Which sites go to the dying server first, with the budget full.
+    let mut first_dying = Vec::new();
+    for i in 0..sites {
+        let before = took();
+        let a = get(p.addr, &format!("s{i}.example"), "/").await;
+        if took() > before {
+            first_dying.push(i);
+        }
+        if first_dying.len() <= 20 {
+            assert_eq!(a.status.as_u16(), 200, "s{i}: {}", a.body);
+            assert_eq!(a.body, "alive");
+        }
+    }
+    assert!(first_dying.len() > 20, "{first_dying:?}");
+    let m = prom::Exposition::parse(
+        &get(p.server().admin_addr().unwrap(), "admin", "/metrics")
+            .await
+            .body,
+    );
+    let retries = |result| {
+        m.value(
+            "predictor_pool_retries_total",
+            &[("pool", "web"), ("result", result)],
+        )
+    };
+    // The burst of 20, plus one per ten requests placed since.
+    let sent = retries("sent");
+    assert!((20.0..=26.0).contains(&sent), "{sent}");
+    assert!(retries("refused") >= 1.0, "a spent budget refuses");
+    assert_eq!(
+        sent + retries("refused"),
+        first_dying.len() as f64,
+        "every request the dying server took was retried or refused"
+    );
+
+    // Not idempotent: never sent twice.
+    let s = first_dying[0];
+    let mut c = h1(p.addr).await;
+    let post = http::Request::post("/")
+        .header("host", format!("s{s}.example"))
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"x")))
+        .unwrap();
+    let a = read(c.send_request(post).await.unwrap()).await;
+    assert_eq!(a.status.as_u16(), 502);
+    assert!(alive.seen().iter().all(|r| r.method != http::Method::POST));
+}

@@ -14,6 +14,7 @@
 //! Readers: placement, through [`ServerState::live`].
 
 pub mod agent;
+pub mod budget;
 pub mod check;
 mod eject;
 mod registry;

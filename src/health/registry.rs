@@ -137,6 +137,7 @@ impl PoolLive {
     pub fn begin(self: &Arc<Self>, i: ServerIdx) -> InFlight {
         self.server(i).add_in_flight(1);
         self.state.in_flight.fetch_add(1, Relaxed);
+        self.state.retry.deposit();
         InFlight {
             pool: self.clone(),
             server: i,

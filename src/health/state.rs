@@ -34,6 +34,8 @@ pub struct PoolState {
     pub(super) weight: AtomicU32,
     /// Hot tenants' records ([`Hot`] packed), by ring point's low bits.
     hot: Box<[AtomicU64]>,
+    /// How many requests may go to a second server.
+    pub retry: super::budget::RetryBudget,
 }
 
 /// Slots of a pool's hot-tenant table (8 bytes each).
@@ -45,6 +47,7 @@ impl Default for PoolState {
             in_flight: AtomicU32::new(0),
             weight: AtomicU32::new(0),
             hot: (0..HOT_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            retry: Default::default(),
         }
     }
 }

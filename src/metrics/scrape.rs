@@ -70,7 +70,12 @@ pub fn render(out: &mut String, snap: &Snapshot, reloads: &Status, process: Proc
 
 /// One gauge family: `samples` are (labels as rendered, value).
 fn gauge(out: &mut String, name: &str, help: &str, samples: &[(String, f64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    family(out, "gauge", name, help, samples);
+}
+
+/// One family of `kind` (`gauge`, `counter`).
+fn family(out: &mut String, kind: &str, name: &str, help: &str, samples: &[(String, f64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     for (labels, v) in samples {
         let _ = writeln!(out, "{name}{labels} {v}");
     }
@@ -155,6 +160,25 @@ fn servers(out: &mut String, snap: &Snapshot) {
                 .filter(|s| s.health(now).admission != Admission::Down)
                 .count() as f64
         }),
+    );
+    // Counters kept by the pools' live state (carried across reloads).
+    let retries: Vec<(String, f64)> = pools()
+        .flat_map(|(pool, live)| {
+            let budget = &live.state().retry;
+            [("sent", budget.sent()), ("refused", budget.refused())].map(|(result, n)| {
+                (
+                    format!("{{pool=\"{}\",result=\"{result}\"}}", pool.name),
+                    n as f64,
+                )
+            })
+        })
+        .collect();
+    family(
+        out,
+        "counter",
+        "predictor_pool_retries_total",
+        "Idempotent requests whose connection died unanswered, by result: sent to the next server of their list (sent) or answered 502 because the pool's retry budget (10 % of its requests, bursts of 20) was spent (refused).",
+        &retries,
     );
 }
 

@@ -22,7 +22,7 @@ use super::headers::{self, Scan};
 use super::request_id::RequestIds;
 use super::target::{origin_form, request_authority};
 use super::trace::Trace;
-use super::upstream::{Exchange, H2Upstream, Settings, Upstreams};
+use super::upstream::{Exchange, H2Upstream, Retry, Settings, Upstreams};
 use super::{misdirected, placed};
 use crate::access_log;
 use crate::config::UpstreamProtocol;
@@ -185,7 +185,7 @@ async fn forward(
         max_idle: snap.config.limits.upstream_idle_per_server,
         max_lifetime: None,
         max_pending: None,
-        retry_idempotent: false,
+        retry: Retry::Never,
     };
     let n = match decision.action {
         Action::Reject(status) => {
@@ -229,7 +229,7 @@ async fn forward(
                 max_idle: l.max_idle,
                 max_lifetime: Some(l.max_lifetime),
                 max_pending: Some(l.max_pending_connects),
-                retry_idempotent: true,
+                retry: Retry::SameTarget,
             };
             legacy = Some(LegacyHop {
                 marker: (l.hop_header.clone(), snap.hop_value.clone()),
@@ -301,6 +301,11 @@ async fn forward(
 
     let body = trace.request_body(body, id);
     let req = Request::from_parts(parts, body);
+    if let Some(p) = &placement {
+        // A webserver dying under its requests in flight costs none of
+        // the idempotent ones: the next server of their list takes them.
+        settings.retry = Retry::NextTarget(p.retry_budget());
+    }
     let worker = &ctx.worker;
     let sent = Instant::now();
     let result = match &legacy {

@@ -88,6 +88,11 @@ pub fn place(
 }
 
 impl Placed {
+    /// The pool's retry budget.
+    pub fn retry_budget(&self) -> &crate::health::budget::RetryBudget {
+        &self.in_flight.pool().state().retry
+    }
+
     /// Records the outcome: servers that could not be reached count a
     /// failure, the one that answered its latency and whether its status
     /// is a failure; the in-flight count moves to the server that

@@ -46,7 +46,11 @@ impl Default for H2Upstream {
 
 impl H2Upstream {
     /// The open connection to `addr`, when it can take a request.
-    fn usable(&self, addr: SocketAddr, settings: &Settings) -> Option<SendRequest<RequestBody>> {
+    fn usable(
+        &self,
+        addr: SocketAddr,
+        settings: &Settings<'_>,
+    ) -> Option<SendRequest<RequestBody>> {
         let mut slot = self.conn.borrow_mut();
         let c = slot.as_mut()?;
         let now = Instant::now();
@@ -70,7 +74,7 @@ impl H2Upstream {
     async fn sender(
         &self,
         addr: SocketAddr,
-        settings: &Settings,
+        settings: &Settings<'_>,
     ) -> Result<(SendRequest<RequestBody>, bool), ProxyError> {
         if let Some(s) = self.usable(addr, settings) {
             return Ok((s, true));
@@ -105,7 +109,7 @@ impl H2Upstream {
         &self,
         addr: SocketAddr,
         req: Request<RequestBody>,
-        settings: &Settings,
+        settings: &Settings<'_>,
     ) -> Result<Exchange, ProxyError> {
         let mut req = to_h2(req);
         let mut retry = RetryCopy::of(&req, settings);

@@ -13,10 +13,11 @@
 //! bounded (`max_pending`): further requests wait for a slot (or for a
 //! connection coming back) up to the connect timeout. A request that comes
 //! back unsent from a pooled connection the server had just closed goes
-//! again on another connection; with `retry_idempotent`, a bodiless
-//! idempotent request whose connection died before any answer is sent
-//! once more on a new connection; a request that fails to connect goes to
-//! the next server of its preference list.
+//! again on another connection; a bodiless idempotent request whose
+//! connection died before any answer is sent once more, as [`Retry`] says
+//! (the legacy balancer: on a new connection; a pool: to the next server,
+//! within the pool's retry budget); a request that fails to connect goes
+//! to the next server of its preference list.
 
 mod h2;
 mod watch;
@@ -43,9 +44,23 @@ use watch::{Awaiting, Watch, Watched};
 
 pub use h2::H2Upstream;
 
+/// What to do with a bodiless idempotent request whose connection died
+/// before any answer (RFC 9110 §9.2.2: it may be sent again).
+#[derive(Debug, Clone, Copy)]
+pub enum Retry<'a> {
+    /// Answer the failure.
+    Never,
+    /// Once more, on a new connection to the same address (the legacy
+    /// balancer: one address, which spreads the request itself).
+    SameTarget,
+    /// Once more, to the next server of the preference list, within the
+    /// pool's budget (HAProxy's `retry-on` + `option redispatch`).
+    NextTarget(&'a crate::health::budget::RetryBudget),
+}
+
 /// Timeouts and limits of one forwarding, taken from the snapshot.
 #[derive(Debug, Clone, Copy)]
-pub struct Settings {
+pub struct Settings<'a> {
     pub connect: Duration,
     pub response: Duration,
     pub idle: Duration,
@@ -54,9 +69,8 @@ pub struct Settings {
     pub max_lifetime: Option<Duration>,
     /// Connects in progress per address and worker.
     pub max_pending: Option<usize>,
-    /// Send a bodiless idempotent request again, once, when its connection
-    /// died before any answer.
-    pub retry_idempotent: bool,
+    /// A bodiless idempotent request whose connection died unanswered.
+    pub retry: Retry<'a>,
 }
 
 struct IdleConn {
@@ -136,17 +150,17 @@ struct RetryCopy {
 impl RetryCopy {
     /// Boxed: kept across the send, it would otherwise grow every
     /// request's future (and its moves) by its size.
-    fn of(req: &Request<RequestBody>, settings: &Settings) -> Option<Box<RetryCopy>> {
+    fn of(req: &Request<RequestBody>, settings: &Settings<'_>) -> Option<Box<RetryCopy>> {
         use http_body::Body;
-        (settings.retry_idempotent && req.method().is_idempotent() && req.body().is_end_stream())
-            .then(|| {
-                Box::new(RetryCopy {
-                    method: req.method().clone(),
-                    uri: req.uri().clone(),
-                    version: req.version(),
-                    headers: req.headers().clone(),
-                })
+        let may = !matches!(settings.retry, Retry::Never);
+        (may && req.method().is_idempotent() && req.body().is_end_stream()).then(|| {
+            Box::new(RetryCopy {
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                version: req.version(),
+                headers: req.headers().clone(),
             })
+        })
     }
 
     fn request(self) -> Request<RequestBody> {
@@ -186,7 +200,7 @@ impl Upstreams {
     fn checkout(
         &self,
         addr: SocketAddr,
-        settings: &Settings,
+        settings: &Settings<'_>,
     ) -> Option<(SendRequest<RequestBody>, Rc<Watch>, Instant)> {
         let mut map = self.idle.borrow_mut();
         let list = map.get_mut(&addr)?;
@@ -243,7 +257,7 @@ impl Upstreams {
     async fn connect_slot(
         &self,
         addr: SocketAddr,
-        settings: &Settings,
+        settings: &Settings<'_>,
     ) -> Result<Option<OwnedSemaphorePermit>, ProxyError> {
         let Some(max) = settings.max_pending else {
             return Ok(None);
@@ -295,7 +309,7 @@ impl Upstreams {
         self: &Rc<Self>,
         targets: &[SocketAddr],
         mut req: Request<RequestBody>,
-        settings: &Settings,
+        settings: &Settings<'_>,
         fresh: bool,
     ) -> Result<Exchange, ProxyError> {
         let mut last = None;
@@ -390,15 +404,30 @@ impl Upstreams {
                     continue 'targets;
                 }
                 let source = e.into_error();
-                match retry.take() {
-                    Some(copy) if unanswered(&source) => {
+                let copy = match retry.take() {
+                    Some(copy) if unanswered(&source) => copy,
+                    _ => return Err(ProxyError::exchange(addr, source)),
+                };
+                match settings.retry {
+                    Retry::SameTarget => {
                         tracing::debug!(%addr, error = %source, reused, "connection died unanswered; sending the idempotent request again");
                         req = copy.request();
                         retried = true;
                         fresh = true;
                         continue;
                     }
-                    _ => return Err(ProxyError::exchange(addr, source)),
+                    Retry::NextTarget(budget)
+                        if attempt + 1 < targets.len() && budget.withdraw() =>
+                    {
+                        tracing::debug!(%addr, error = %source, reused, "connection died unanswered; sending the idempotent request to the next server");
+                        req = copy.request();
+                        retried = true;
+                        last = Some(ProxyError::exchange(addr, source));
+                        continue 'targets;
+                    }
+                    Retry::NextTarget(_) | Retry::Never => {
+                        return Err(ProxyError::exchange(addr, source));
+                    }
                 }
             }
         }
