@@ -14,10 +14,15 @@
 //! | [`placement`] | tenant -> servers of its pool, in ring order (pure) |
 //! | [`snapshot`] | the immutable routing snapshot and its atomic swap |
 //! | [`proxy`] | one request from client to upstream and back |
-//! | [`server`] | sockets, worker threads, reload, drain, readiness |
+//! | [`health`] | servers' live state: checks, agents, ejection, load, retry budgets |
+//! | [`legacy`] | the tunnel to the legacy balancer: its probe and passive health |
+//! | [`tls`] | the certificate folder, SNI, ClientHello peeking for passthrough |
+//! | [`server`] | sockets, worker threads, drain, readiness |
+//! | [`reload`] | the folder watch and reloads while serving |
 //! | [`admin`] | the operators' listener: metrics, health, status, route |
 //! | [`metrics`] | every metric, declared with its help text |
 //! | [`access_log`] | JSON lines per request, written off the request path |
+//! | [`mem`] | memory hints for the big tables (the one module with `unsafe`) |
 //! | [`demo`] | the self-contained demo (`predictor demo`) |
 
 pub mod access_log;

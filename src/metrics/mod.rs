@@ -64,7 +64,7 @@ pub struct ReloadMetrics {
 }
 
 /// The metrics of the `https` listeners (certificate counts are rendered
-/// from the snapshot at scrape time: `tls::exposition`).
+/// from the snapshot at scrape time: `metrics::scrape::certificates`).
 #[derive(Clone)]
 pub struct TlsMetrics {
     pub handshakes_ok: Counter,

@@ -14,6 +14,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
+use super::account::Account;
 use super::body::ResponseBody;
 use super::client_io::ConnShared;
 use super::error::{ProxyError, Side, page};
@@ -21,7 +22,6 @@ use super::forwarding::{Client, Forwarding};
 use super::headers::{self, Scan};
 use super::request_id::RequestIds;
 use super::target::{origin_form, request_authority};
-use super::trace::Trace;
 use super::upstream::{Exchange, H2Upstream, Retry, Settings, Upstreams};
 use super::{misdirected, placed};
 use crate::access_log;
@@ -34,7 +34,7 @@ use crate::routing::{self, Action, RouteKind};
 use crate::snapshot::{SharedSnapshot, Snapshot};
 
 /// What the requests of one worker share.
-pub struct Worker {
+pub struct WorkerShared {
     pub snapshot: Arc<SharedSnapshot>,
     pub upstreams: Rc<Upstreams>,
     /// The HTTP/2 connection to the legacy balancer (`protocol = "h2c"`).
@@ -51,7 +51,7 @@ pub struct Worker {
 
 /// What the requests of one client connection share.
 pub struct ConnCtx {
-    pub worker: Rc<Worker>,
+    pub worker: Rc<WorkerShared>,
     pub conn: Arc<ConnShared>,
     /// The client's address, formatted for the forwarding headers.
     pub client: Client,
@@ -66,7 +66,7 @@ impl ConnCtx {
     /// `proto` is the scheme the client used (`http` or `https`), for
     /// the forwarding headers.
     pub fn new(
-        worker: Rc<Worker>,
+        worker: Rc<WorkerShared>,
         conn: Arc<ConnShared>,
         peer: SocketAddr,
         proto: &'static str,
@@ -90,8 +90,8 @@ pub async fn handle(
     let active = ctx.conn.begin();
     let started = std::time::Instant::now();
     let method = req.method().clone();
-    let mut trace = Trace::default();
-    let response = match forward(&ctx, req, &mut trace, started).await {
+    let mut account = Account::default();
+    let response = match forward(&ctx, req, &mut account, started).await {
         Ok(r) => r,
         Err(e) => {
             match e.side() {
@@ -105,7 +105,7 @@ pub async fn handle(
             error_response(&e)
         }
     };
-    let log = trace.answered(response.status(), started, &ctx.worker);
+    let log = account.answered(response.status(), started, &ctx.worker);
     Ok(response.map(|b| b.with_active(active).with_log(log)))
 }
 
@@ -144,12 +144,12 @@ fn check(
     Ok((authority, host))
 }
 
-/// Routes and forwards one request; `trace` gets its route's series and
+/// Routes and forwards one request; `account` gets its route's series and
 /// its log record.
 async fn forward(
     ctx: &ConnCtx,
     mut req: Request<Incoming>,
-    trace: &mut Trace,
+    account: &mut Account,
     started: std::time::Instant,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let version = req.version();
@@ -158,12 +158,12 @@ async fn forward(
     let snap = ctx.worker.snapshot.load();
     let routes = snap.route_metrics(&ctx.worker.metrics);
     if snap.config.access_log.is_some() && ctx.worker.log.is_some() {
-        trace.log_from(ctx.peer, &req, started, routes);
+        account.log_from(ctx.peer, &req, started, routes);
     }
     let (authority, host) = match check(ctx, &req, &scan, &snap) {
         Ok(found) => found,
         Err(e) => {
-            trace.routed(routes.slot(RouteKind::Rejected, None), None);
+            account.routed(routes.slot(RouteKind::Rejected, None), None);
             return Err(e);
         }
     };
@@ -173,7 +173,7 @@ async fn forward(
     };
     let tier = decision.tenant.map(|m| snap.tenants.record(m.tenant).tier);
     let tenant = decision.tenant.map(|m| snap.tenants.name(m.tenant));
-    trace.routed(routes.slot(decision.kind(), tier), tenant);
+    account.routed(routes.slot(decision.kind(), tier), tenant);
     let mut targets = [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_ATTEMPTS];
     let mut tenant_header = None;
     let mut legacy = None;
@@ -299,7 +299,7 @@ async fn forward(
     parts.uri = origin_form(parts.uri);
     parts.version = Version::HTTP_11;
 
-    let body = trace.request_body(body, id);
+    let body = account.request_body(body, id);
     let req = Request::from_parts(parts, body);
     if let Some(p) = &placement {
         // A webserver dying under its requests in flight costs none of
@@ -325,7 +325,7 @@ async fn forward(
         Ok(ex) => Some(targets[usize::from(ex.attempt).min(n - 1)]),
         Err(e) => e.failed_server(),
     };
-    trace.sent(sent.elapsed(), server);
+    account.sent(sent.elapsed(), server);
     if let Some(l) = &legacy {
         legacy_outcome(worker, l, &result);
     }
@@ -343,7 +343,12 @@ async fn forward(
         // The drain waits for the stream (up to its deadline) while this
         // receiver lives.
         let draining = ctx.worker.upgraded.subscribe();
-        tokio::task::spawn_local(tunnel(client_upgrade, upstream_upgrade, ctx.peer, draining));
+        tokio::task::spawn_local(splice_upgraded(
+            client_upgrade,
+            upstream_upgrade,
+            ctx.peer,
+            draining,
+        ));
         let (mut parts, _) = exchange.response.into_parts();
         let up = parts.headers.get(header::UPGRADE).cloned();
         let scan = Scan::of(&parts.headers);
@@ -369,7 +374,7 @@ async fn forward(
 }
 
 /// Feeds the tunnel's passive health and the legacy connection metrics.
-fn legacy_outcome(worker: &Worker, l: &LegacyHop, result: &Result<Exchange, ProxyError>) {
+fn legacy_outcome(worker: &WorkerShared, l: &LegacyHop, result: &Result<Exchange, ProxyError>) {
     let m = &worker.metrics.legacy;
     match result {
         Ok(ex) => {
@@ -413,7 +418,7 @@ fn error_response(e: &ProxyError) -> Response<ResponseBody> {
 }
 
 /// Copies bytes both ways between an upgraded client and upstream.
-async fn tunnel(
+async fn splice_upgraded(
     client: OnUpgrade,
     upstream: OnUpgrade,
     peer: SocketAddr,

@@ -4,7 +4,8 @@
 //! request as a strict intermediary must ([`handler`]), the header rules
 //! ([`headers`]), client-side timeouts and framing checks ([`client_io`]),
 //! the per-worker upstream connection pools ([`upstream`]), the streamed
-//! response body ([`body`]), the HTTP/1.1 codec of the own hot path being
+//! response body ([`body`]), what a request's metrics and log line are made
+//! of ([`account`]), the HTTP/1.1 codec of the own hot path being
 //! built ([`h1`]: heads, framing, chunked bodies; not wired in yet), the 421 of a request for another tenant than
 //! its TLS connection's ([`misdirected`]) and the mapping of failures to
 //! statuses ([`error`]).
@@ -15,6 +16,7 @@
 //! becomes a [`ProxyError`] whose side, retry safety and status are decided
 //! in one place.
 
+pub mod account;
 pub mod body;
 pub mod client_io;
 pub mod error;
@@ -27,7 +29,6 @@ pub mod placed;
 pub mod request_id;
 pub mod target;
 pub mod timer;
-pub mod trace;
 pub mod upstream;
 
 pub use error::{ProxyError, Side};

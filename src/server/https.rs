@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use super::worker::Builders;
 use crate::config::NoSni;
 use crate::proxy::client_io::{ClientIo, ConnShared, Mode};
-use crate::proxy::handler::{self, ConnCtx, Worker};
+use crate::proxy::handler::{self, ConnCtx, WorkerShared};
 use crate::routing::{Action, host};
 use crate::snapshot::Snapshot;
 use crate::tls::hello::{self, HelloError, Rewind};
@@ -78,7 +78,7 @@ fn way(snap: &Snapshot, sni: Option<&str>) -> Way {
 }
 
 pub(super) async fn serve(
-    worker: Rc<Worker>,
+    worker: Rc<WorkerShared>,
     builders: &Builders,
     watcher: Watcher,
     mut stream: TcpStream,

@@ -16,7 +16,7 @@ use super::{Shared, https};
 use crate::config::Protocol;
 use crate::proxy::LocalExec;
 use crate::proxy::client_io::{ClientIo, ConnShared, Mode};
-use crate::proxy::handler::{self, ConnCtx, Worker};
+use crate::proxy::handler::{self, ConnCtx, WorkerShared};
 use crate::proxy::request_id::RequestIds;
 use crate::proxy::upstream::{H2Upstream, Upstreams};
 
@@ -46,7 +46,7 @@ pub(super) fn run(
     };
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
-        let worker = Rc::new(Worker {
+        let worker = Rc::new(WorkerShared {
             snapshot: snapshot.clone(),
             upstreams: Upstreams::new(),
             legacy_h2: H2Upstream::default(),
@@ -140,7 +140,7 @@ impl Builders {
 }
 
 async fn accept_loop(
-    worker: Rc<Worker>,
+    worker: Rc<WorkerShared>,
     builders: Rc<Builders>,
     drain: Rc<Drain>,
     listener: TcpListener,
@@ -177,7 +177,7 @@ async fn accept_loop(
 }
 
 async fn serve(
-    worker: Rc<Worker>,
+    worker: Rc<WorkerShared>,
     builders: Rc<Builders>,
     watcher: Watcher,
     stream: TcpStream,
@@ -214,7 +214,7 @@ async fn serve(
 }
 
 /// Closes pooled upstream connections that sat idle too long.
-async fn sweep(worker: Rc<Worker>) {
+async fn sweep(worker: Rc<WorkerShared>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tick.tick().await;

@@ -1,5 +1,5 @@
-//! What a request's metrics and access log line are made of, gathered as
-//! it goes: its route's series (once routed), and, while the access log is
+//! The account phase of a request: what its metrics and access log line
+//! are made of, gathered as it goes: its route's series (once routed), and, while the access log is
 //! on, its [`Record`] (head, tenant, server, timings, bytes).
 
 use std::net::SocketAddr;
@@ -12,19 +12,19 @@ use http::{HeaderValue, Request, StatusCode, header};
 use hyper::body::Incoming;
 
 use super::body::RequestBody;
-use super::handler::Worker;
+use super::handler::WorkerShared;
 use crate::access_log::{Record, RequestLine, Sender};
 use crate::metrics::routes::{RouteSlot, RouteTable};
 use crate::routing::RouteKind;
 
 #[derive(Default)]
-pub struct Trace {
+pub struct Account {
     slot: Option<Arc<RouteSlot>>,
     /// Set when the access log is on.
     log: Option<Box<Record>>,
 }
 
-impl Trace {
+impl Account {
     /// Starts the log record from the request's head (the access log is
     /// on); until routed, it counts as rejected.
     pub fn log_from(
@@ -101,7 +101,7 @@ impl Trace {
         self,
         status: StatusCode,
         started: Instant,
-        worker: &Worker,
+        worker: &WorkerShared,
     ) -> Option<Box<(Record, Rc<Sender>)>> {
         if let Some(slot) = &self.slot {
             slot.answered(status);
