@@ -49,7 +49,7 @@ async fn the_next_server_on_the_ring_takes_over() {
     let mut firsts_dead = 0;
     for i in 0..20 {
         let host = format!("s{i}.example");
-        if predictor::routing::explain::explain(&snap, &host).servers[0].id == "dead" {
+        if predictor::admin::explain::explain(&snap, &host).servers[0].id == "dead" {
             firsts_dead += 1;
         }
         let a = get(p.addr, &host, "/").await;

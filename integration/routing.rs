@@ -142,7 +142,7 @@ async fn requests_land_where_route_says() {
     let mut used = std::collections::HashSet::new();
     for i in 0..30 {
         let host = format!("site{i}.example");
-        let e = predictor::routing::explain::explain(&snap, &host);
+        let e = predictor::admin::explain::explain(&snap, &host);
         let expected = &e.servers[0].id;
         for _ in 0..3 {
             assert_eq!(&get(p.addr, &host, "/").await.body, expected, "{host}");

@@ -9,6 +9,7 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`model`] | the shared vocabulary: managed headers, ring points, attempt bound (a leaf) |
 //! | [`config`] | reading and validating the config folder |
 //! | [`routing`] | host -> tenant -> migration state -> action (pure) |
 //! | [`placement`] | tenant -> servers of its pool, in ring order (pure) |
@@ -33,6 +34,7 @@ pub mod health;
 pub mod legacy;
 pub mod mem;
 pub mod metrics;
+pub mod model;
 pub mod placement;
 pub mod proxy;
 pub mod reload;

@@ -218,7 +218,7 @@ fn route(dir: &Path, host: &str) -> anyhow::Result<()> {
         None => "no [admin] address in the config".to_string(),
     };
     println!("live:      not shown: {live}; from the config folder alone");
-    print!("{}", predictor::routing::explain::explain(&snap, host));
+    print!("{}", predictor::admin::explain::explain(&snap, host));
     Ok(())
 }
 

@@ -22,6 +22,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+pub mod explain;
 mod status;
 
 use crate::legacy::Tunnel;
@@ -89,7 +90,7 @@ fn answer(req: &Request<Incoming>, admin: &Admin) -> Response<Full<Bytes>> {
         "/route" => match req.uri().query().and_then(host_param) {
             Some(host) => text(
                 StatusCode::OK,
-                crate::routing::explain::explain(&snapshot.load(), &host).to_string(),
+                explain::explain(&snapshot.load(), &host).to_string(),
             ),
             None => text(
                 StatusCode::BAD_REQUEST,

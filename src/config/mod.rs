@@ -291,7 +291,7 @@ pub struct PlacementSettings {
     /// flight (HAProxy's `hash-balance-factor`, as a ratio).
     pub balance_factor: f64,
     /// How long a hot tenant's grown affinity set is kept at least before
-    /// it shrinks back by one server ([`crate::placement::hot`]).
+    /// it shrinks back by one server (placement's `hot` module).
     pub hot_hold: Duration,
 }
 

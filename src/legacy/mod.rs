@@ -10,7 +10,7 @@
 //!
 //! The forwarding itself (pooled connections, retries, timeouts) is the
 //! proxy's upstream code with the `[legacy]` settings; the request rules of
-//! this path (hop marker, forwarding headers) are in [`crate::proxy`].
+//! this path (hop marker, forwarding headers) are the proxy's.
 //!
 //! Invariants: a `Tunnel` outlives config reloads (it belongs to the
 //! server, not the snapshot); the request path reads one atomic while the

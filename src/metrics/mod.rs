@@ -3,7 +3,7 @@
 //! route, tier, pool and status class), gauges read from the live state at
 //! scrape time in [`scrape`].
 //!
-//! Owns the Prometheus recorder of one running [`Server`](crate::server::Server)
+//! Owns the Prometheus recorder of one running server
 //! and the handles the request path increments. Handles are registered
 //! ahead of use (at start-up, or once per snapshot for the per-tier ones),
 //! so recording is an atomic add, never a registry lookup. Each server has

@@ -23,11 +23,9 @@ pub mod choose;
 pub mod hot;
 mod ring;
 
-use std::hash::BuildHasher;
-
-use hashring::DefaultHashBuilder;
-
 pub use ring::Ring;
+
+pub use crate::model::{MAX_ATTEMPTS, ring_point};
 
 use crate::config::{Config, PoolId, ServerIdx};
 use crate::routing::tenants::{TenantIdx, TenantRecord, TenantTable};
@@ -36,18 +34,6 @@ use crate::routing::tenants::{TenantIdx, TenantRecord, TenantTable};
 pub const VNODES_PER_WEIGHT: u32 = 100;
 /// Distinct servers precomputed per ring slot (the request path's depth).
 pub const PREFIX: usize = MAX_ATTEMPTS;
-/// Most servers a request tries (the bound of `limits.upstream_attempts`).
-pub const MAX_ATTEMPTS: usize = 8;
-
-/// A tenant's point on every ring: the top 32 bits of the hash `hashring`
-/// gives the tenant's name as a key (kept in 4 bytes per tenant, so a
-/// million tenants cost 4 MB less). A tenant lands where `hashring` puts it
-/// unless a ring point falls between the truncated and the full hash,
-/// about 2 tenants in a million; either way the same on every instance.
-pub fn ring_point(tenant: &str) -> u32 {
-    (DefaultHashBuilder.hash_one(tenant) >> 32) as u32
-}
-
 /// Puts `home` first in the head of a preference list `out`; the others
 /// keep their ring order (the last one drops out if `home` was not there).
 #[inline]

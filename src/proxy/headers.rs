@@ -6,56 +6,15 @@
 //! passed on. The forwarding headers (`X-Forwarded-*`, `Forwarded`, `Via`)
 //! are [`super::forwarding`]'s. No other header name or value is rewritten.
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 
-pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
-
-/// Hop-by-hop headers present in a message, as bits.
-const CONNECTION: u8 = 1;
-const TE: u8 = 2;
-const TRANSFER_ENCODING: u8 = 4;
-const UPGRADE: u8 = 8;
-const KEEP_ALIVE_BIT: u8 = 16;
-const PROXY_CONNECTION_BIT: u8 = 32;
-const HTTP2_SETTINGS_BIT: u8 = 64;
-
-/// Headers predictor sets or removes itself; a config may not reuse them.
-pub fn is_managed_header(name: &HeaderName) -> bool {
-    hop_bit(name) != 0
-        || name == header::HOST
-        || name == header::VIA
-        || name == header::CONTENT_LENGTH
-        || name == X_FORWARDED_FOR
-        || name == X_FORWARDED_PROTO
-        || name == X_FORWARDED_HOST
-        || name == header::FORWARDED
-}
-
-/// The bit of a hop-by-hop header, 0 for any other.
-fn hop_bit(name: &HeaderName) -> u8 {
-    if name == header::CONNECTION {
-        CONNECTION
-    } else if name == header::TE {
-        TE
-    } else if name == header::TRANSFER_ENCODING {
-        TRANSFER_ENCODING
-    } else if name == header::UPGRADE {
-        UPGRADE
-    } else if name == KEEP_ALIVE {
-        KEEP_ALIVE_BIT
-    } else if name == PROXY_CONNECTION {
-        PROXY_CONNECTION_BIT
-    } else if name == HTTP2_SETTINGS {
-        HTTP2_SETTINGS_BIT
-    } else {
-        0
-    }
-}
+pub use crate::model::headers::{
+    X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, is_managed_header,
+};
+use crate::model::headers::{
+    CONNECTION, HTTP2_SETTINGS, HTTP2_SETTINGS_BIT, KEEP_ALIVE, KEEP_ALIVE_BIT, PROXY_CONNECTION,
+    PROXY_CONNECTION_BIT, TE, TRANSFER_ENCODING, UPGRADE, hop_bit,
+};
 
 /// What one pass over a message's headers found: everything the header
 /// rules need, so that they look up and remove only what is there.
@@ -203,7 +162,7 @@ pub(crate) fn test_map(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut m = HeaderMap::new();
     for (k, v) in pairs {
         m.append(
-            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
             HeaderValue::from_str(v).unwrap(),
         );
     }
@@ -213,6 +172,7 @@ pub(crate) fn test_map(pairs: &[(&str, &str)]) -> HeaderMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::HeaderName;
 
     use super::test_map as map;
 

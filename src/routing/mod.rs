@@ -10,7 +10,6 @@
 //! a function of the snapshot's tables and the host, so it is unit-testable,
 //! benchable alone, and the same on every instance.
 
-pub mod explain;
 pub mod host;
 pub mod index;
 pub mod migration;

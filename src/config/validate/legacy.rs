@@ -145,7 +145,7 @@ pub(super) fn header_name(
     h: &Spanned<String>,
 ) -> Option<HeaderName> {
     match HeaderName::from_bytes(h.get_ref().as_bytes()) {
-        Ok(name) if !crate::proxy::is_managed_header(&name) => Some(name),
+        Ok(name) if !crate::model::headers::is_managed_header(&name) => Some(name),
         Ok(_) => {
             c.at(
                 h.span(),

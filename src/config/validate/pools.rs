@@ -14,7 +14,7 @@ const MAX_POOLS: usize = 255;
 const MAX_SERVERS_PER_POOL: usize = 4096;
 const MAX_WEIGHT: i64 = 256;
 /// Most servers a site may use (the request path tries at most this many).
-const MAX_K: i64 = crate::placement::MAX_ATTEMPTS as i64;
+const MAX_K: i64 = crate::model::MAX_ATTEMPTS as i64;
 
 pub(super) fn pools_of(
     c: &mut Collector<'_>,

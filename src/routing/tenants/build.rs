@@ -83,7 +83,7 @@ impl TenantsBuilder {
         for (i, l) in lines.iter().enumerate() {
             let point = match i.checked_sub(1).map(|p| (&lines[p], points[p])) {
                 Some((prev, point)) if same(prev.name, l.name) => point,
-                _ => crate::placement::ring_point(std::str::from_utf8(l.name).unwrap_or_default()),
+                _ => crate::model::ring_point(std::str::from_utf8(l.name).unwrap_or_default()),
             };
             points.push(point);
         }
@@ -112,7 +112,7 @@ impl TenantsBuilder {
             Some(t) if same(self.name(t), name) => t,
             _ => {
                 let point = point.unwrap_or_else(|| {
-                    crate::placement::ring_point(std::str::from_utf8(name).unwrap_or_default())
+                    crate::model::ring_point(std::str::from_utf8(name).unwrap_or_default())
                 });
                 let t = self.find_or_add(name, tier, filer, point)?;
                 self.last = Some(t);

@@ -29,7 +29,7 @@ pub const MAX_FILERS: usize = FilerIdx::MAX as usize + 1;
 /// What routing needs to know of a tenant, in 12 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TenantRecord {
-    /// The tenant's point on placement rings ([`crate::placement::ring_point`]).
+    /// The tenant's point on placement rings ([`crate::model::ring_point`]).
     pub ring_point: u32,
     name_offset: u32,
     name_len: u8,

@@ -1,14 +1,16 @@
 //! "Where would this host go, and why": the routing decision of a snapshot
-//! spelled out for an operator (`predictor route`).
+//! spelled out for an operator (`predictor route`, `GET /route`). On the
+//! admin side: it reads the snapshot and the servers' live state, which
+//! the pure routing layer below must not name.
 
 use std::fmt;
 use std::net::SocketAddr;
 
-use super::host::{HostError, normalize};
-use super::migration::{MigrationState, StateSource};
-use super::tenants::MatchKind;
-use super::{Action, RouteKind};
 use crate::health;
+use crate::routing::host::{HostError, normalize};
+use crate::routing::migration::{MigrationState, StateSource};
+use crate::routing::tenants::MatchKind;
+use crate::routing::{Action, RouteKind};
 use crate::placement::choose::{self, Admission};
 use crate::snapshot::Snapshot;
 
