@@ -18,7 +18,8 @@
 //! | [`health`] | servers' live state: checks, agents, ejection, load, retry budgets |
 //! | [`legacy`] | the tunnel to the legacy balancer: its probe and passive health |
 //! | [`tls`] | the certificate folder, SNI, ClientHello peeking for passthrough |
-//! | [`server`] | sockets, worker threads, drain, readiness |
+//! | [`lifecycle`] | readiness, draining, open connections: what the server sets and the admin listener reports |
+//! | [`server`] | sockets, worker threads, drain |
 //! | [`reload`] | the folder watch and reloads while serving |
 //! | [`admin`] | the operators' listener: metrics, health, status, route |
 //! | [`metrics`] | every metric, declared with its help text |
@@ -32,6 +33,7 @@ pub mod config;
 pub mod demo;
 pub mod health;
 pub mod legacy;
+pub mod lifecycle;
 pub mod mem;
 pub mod metrics;
 pub mod model;

@@ -27,7 +27,7 @@ mod status;
 
 use crate::legacy::Tunnel;
 use crate::metrics::Metrics;
-use crate::server::Lifecycle;
+use crate::lifecycle::Lifecycle;
 use crate::snapshot::SharedSnapshot;
 
 /// What the admin listener reads.

@@ -11,7 +11,7 @@
 use std::fmt::Write;
 
 use crate::placement::choose::Admission;
-use crate::reload::Status;
+use crate::snapshot::ReloadStatus as Status;
 use crate::routing::migration::MigrationState;
 use crate::snapshot::Snapshot;
 

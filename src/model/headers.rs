@@ -3,7 +3,7 @@
 //! config may not name any of them (a tenant or hop header), and the
 //! request path rewrites only these.
 
-use http::header::{self, HeaderName};
+use http::header::{self, HeaderName, HeaderValue};
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -51,6 +51,38 @@ pub fn hop_bit(name: &HeaderName) -> u8 {
         HTTP2_SETTINGS_BIT
     } else {
         0
+    }
+}
+
+
+/// `Via` values for this hop, by the version the message was received in.
+#[derive(Debug, Clone)]
+pub struct ViaValues {
+    http10: HeaderValue,
+    http11: HeaderValue,
+    http2: HeaderValue,
+}
+
+impl ViaValues {
+    /// `name` is an RFC 9110 token (validated in config).
+    pub fn new(name: &str) -> Self {
+        let v = |version: &str| {
+            HeaderValue::from_str(&format!("{version} {name}"))
+                .unwrap_or_else(|_| HeaderValue::from_static("1.1 predictor"))
+        };
+        ViaValues {
+            http10: v("1.0"),
+            http11: v("1.1"),
+            http2: v("2.0"),
+        }
+    }
+
+    pub fn for_version(&self, version: http::Version) -> &HeaderValue {
+        match version {
+            http::Version::HTTP_10 | http::Version::HTTP_09 => &self.http10,
+            http::Version::HTTP_2 | http::Version::HTTP_3 => &self.http2,
+            _ => &self.http11,
+        }
     }
 }
 

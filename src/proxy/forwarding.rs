@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderValue};
 
 use super::headers::{Scan, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
+pub use crate::model::headers::ViaValues;
 
 /// The client side of a connection, formatted once per connection.
 #[derive(Debug, Clone)]
@@ -164,37 +165,6 @@ pub fn client_address(ip: IpAddr) -> HeaderValue {
         }
         v6 => HeaderValue::from_str(&v6.to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
-    }
-}
-
-/// `Via` values for this hop, by the version the message was received in.
-#[derive(Debug, Clone)]
-pub struct ViaValues {
-    http10: HeaderValue,
-    http11: HeaderValue,
-    http2: HeaderValue,
-}
-
-impl ViaValues {
-    /// `name` is an RFC 9110 token (validated in config).
-    pub fn new(name: &str) -> Self {
-        let v = |version: &str| {
-            HeaderValue::from_str(&format!("{version} {name}"))
-                .unwrap_or_else(|_| HeaderValue::from_static("1.1 predictor"))
-        };
-        ViaValues {
-            http10: v("1.0"),
-            http11: v("1.1"),
-            http2: v("2.0"),
-        }
-    }
-
-    pub fn for_version(&self, version: http::Version) -> &HeaderValue {
-        match version {
-            http::Version::HTTP_10 | http::Version::HTTP_09 => &self.http10,
-            http::Version::HTTP_2 | http::Version::HTTP_3 => &self.http2,
-            _ => &self.http11,
-        }
     }
 }
 

@@ -26,14 +26,15 @@ mod fingerprint;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
 pub use fingerprint::Fingerprint;
 
 use crate::metrics::Metrics;
-use crate::snapshot::SharedSnapshot;
+use crate::config::ConfigError;
+use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::tls::store::{self, CertChanges};
 
 /// Quiet time after the last event of a burst before reloading.
@@ -60,16 +61,7 @@ pub enum Outcome {
     Incomplete,
 }
 
-/// The last good and last failed reload, for operators.
-#[derive(Debug, Clone, Default)]
-pub struct Status {
-    /// When, and the generation it installed.
-    pub last_good: Option<(SystemTime, u64)>,
-    /// The refused change still on disk: when, and every problem (one per
-    /// line, with file:line). Cleared by the next reload taken, or when
-    /// the folder is written back to the version serving.
-    pub last_failed: Option<(SystemTime, String)>,
-}
+pub use crate::snapshot::ReloadStatus as Status;
 
 #[derive(Default)]
 struct Seen {
@@ -188,7 +180,7 @@ impl Reloader {
             return Outcome::Incomplete;
         }
         let started = std::time::Instant::now();
-        match crate::server::reload(&self.shared, &self.dir, &last.certs) {
+        match apply(&self.shared, &self.dir, &last.certs) {
             Ok(generation) => {
                 // The files as they were before loading: a write landing
                 // during the load differs from them, and reloads again (a
@@ -213,6 +205,50 @@ impl Reloader {
                 self.metrics.reload.error.increment(1);
                 Outcome::Refused
             }
+        }
+    }
+}
+
+/// Builds a snapshot from `dir` and swaps it in; the old one keeps serving
+/// when anything is wrong. The tenant table is parsed again only when its
+/// file changed ([`Snapshot::load_after`]), a certificate file only when
+/// named by `certs`.
+pub fn apply(
+    shared: &SharedSnapshot,
+    dir: &Path,
+    certs: &CertChanges,
+) -> Result<u64, ConfigError> {
+    let started = std::time::Instant::now();
+    let current = shared.load_full();
+    let next = Snapshot::load_after(dir, &current, certs);
+    // The previous snapshot is freed as soon as no request holds it.
+    drop(current);
+    match next {
+        Ok(next) => {
+            for w in &next.warnings {
+                tracing::warn!("{w}");
+            }
+            let generation = shared.store(next);
+            shared.record_reload(Ok(generation));
+            tracing::info!(
+                generation,
+                took_ms = started.elapsed().as_millis() as u64,
+                "config reloaded"
+            );
+            Ok(generation)
+        }
+        Err(e) => {
+            tracing::error!(
+                problems = e.count(),
+                "reload refused, the previous config keeps serving"
+            );
+            shared.record_reload(Err(e.to_string()));
+            // One line per problem, each with its file:line, so a log
+            // search for the file finds them.
+            for problem in e.to_string().lines() {
+                tracing::error!("reload problem: {problem}");
+            }
+            Err(e)
         }
     }
 }
@@ -375,7 +411,7 @@ mod tests {
                 .write(true)
                 .open(dir.join(f))
                 .unwrap();
-            file.set_modified(SystemTime::now() - Duration::from_secs(60))
+            file.set_modified(std::time::SystemTime::now() - Duration::from_secs(60))
                 .unwrap();
         }
     }

@@ -18,11 +18,10 @@
 mod control;
 mod drain;
 mod https;
-mod lifecycle;
 mod listen;
 mod worker;
 
-pub use lifecycle::{Lifecycle, NotReady};
+pub use crate::lifecycle::{Lifecycle, NotReady};
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -180,7 +179,7 @@ impl Server {
     /// Loads the config folder again and installs it; on error the running
     /// snapshot stays. Blocking: call from a blocking thread.
     pub fn reload(&self, dir: &Path) -> Result<u64, ConfigError> {
-        reload(&self.snapshot, dir, &CertChanges::All)
+        crate::reload::apply(&self.snapshot, dir, &CertChanges::All)
     }
 
     /// Readiness, draining and open connections.
@@ -217,46 +216,3 @@ impl Server {
     }
 }
 
-/// Builds a snapshot from `dir` and swaps it in; the old one keeps serving
-/// when anything is wrong. The tenant table is parsed again only when its
-/// file changed ([`Snapshot::load_after`]), a certificate file only when
-/// named by `certs`.
-pub fn reload(
-    shared: &SharedSnapshot,
-    dir: &Path,
-    certs: &CertChanges,
-) -> Result<u64, ConfigError> {
-    let started = std::time::Instant::now();
-    let current = shared.load_full();
-    let next = Snapshot::load_after(dir, &current, certs);
-    // The previous snapshot is freed as soon as no request holds it.
-    drop(current);
-    match next {
-        Ok(next) => {
-            for w in &next.warnings {
-                tracing::warn!("{w}");
-            }
-            let generation = shared.store(next);
-            shared.record_reload(Ok(generation));
-            tracing::info!(
-                generation,
-                took_ms = started.elapsed().as_millis() as u64,
-                "config reloaded"
-            );
-            Ok(generation)
-        }
-        Err(e) => {
-            tracing::error!(
-                problems = e.count(),
-                "reload refused, the previous config keeps serving"
-            );
-            shared.record_reload(Err(e.to_string()));
-            // One line per problem, each with its file:line, so a log
-            // search for the file finds them.
-            for problem in e.to_string().lines() {
-                tracing::error!("reload problem: {problem}");
-            }
-            Err(e)
-        }
-    }
-}

@@ -9,6 +9,7 @@
 mod summary;
 
 use std::path::Path;
+use std::time::SystemTime;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -20,7 +21,7 @@ use crate::config::stamp::FileStamp;
 use crate::config::{self, Config, ConfigError, Problem, Problems, ServerIdx};
 use crate::health::{LiveSet, Registry};
 use crate::placement::Placement;
-use crate::proxy::forwarding::ViaValues;
+use crate::model::headers::ViaValues;
 use crate::routing::host::Host;
 use crate::routing::migration::{MigrationState, MigrationStates};
 use crate::routing::tenants::{TenantIdx, TenantTable};
@@ -366,6 +367,17 @@ fn tier_names(c: &Config) -> Vec<&str> {
     c.tiers.iter().map(|t| t.name.as_str()).collect()
 }
 
+/// The last good and last failed reload, for operators.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadStatus {
+    /// When, and the generation it installed.
+    pub last_good: Option<(SystemTime, u64)>,
+    /// The refused change still on disk: when, and every problem (one per
+    /// line, with file:line). Cleared by the next reload taken, or when
+    /// the folder is written back to the version serving.
+    pub last_failed: Option<(SystemTime, String)>,
+}
+
 /// The snapshot every worker reads; replaced whole by a reload.
 pub struct SharedSnapshot {
     current: ArcSwap<Snapshot>,
@@ -373,7 +385,7 @@ pub struct SharedSnapshot {
     /// Servers' live state by identity, bound into every snapshot stored.
     registry: Registry,
     /// The last good and last failed reload (written by reloads only).
-    reloads: std::sync::Mutex<crate::reload::Status>,
+    reloads: std::sync::Mutex<ReloadStatus>,
 }
 
 impl SharedSnapshot {
@@ -385,7 +397,7 @@ impl SharedSnapshot {
             current: ArcSwap::from_pointee(first),
             generation: AtomicU64::new(1),
             registry,
-            reloads: std::sync::Mutex::new(crate::reload::Status {
+            reloads: std::sync::Mutex::new(ReloadStatus {
                 last_good: Some((std::time::SystemTime::now(), 1)),
                 last_failed: None,
             }),
@@ -393,7 +405,7 @@ impl SharedSnapshot {
     }
 
     /// The last good and last failed reload.
-    pub fn reload_status(&self) -> crate::reload::Status {
+    pub fn reload_status(&self) -> ReloadStatus {
         self.reloads
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -3,7 +3,7 @@
 //! until exit), and the client connections open.
 //!
 //! Read by the admin listener (`/readyz`, `/metrics`); written by the
-//! workers as they start and by [`Server::shutdown`](super::Server::shutdown).
+//! workers as they start and by the server's shutdown.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
