@@ -68,7 +68,7 @@ fn tsv(n: usize) -> Vec<u8> {
 }
 
 fn build(config: &Config, text: &[u8]) -> TenantTable {
-    predictor::config::tenants::parse(Path::new("bench.tsv"), Cursor::new(text), config).unwrap()
+    predictor::load::tenants::parse(Path::new("bench.tsv"), Cursor::new(text), config).unwrap()
 }
 
 /// Deterministic shuffle (xorshift), so runs compare.

@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod config;
 mod deploy;
 mod failures;
 mod legacy;
@@ -13,4 +14,5 @@ mod reload;
 mod routing;
 mod semantics;
 mod streaming;
+mod structure;
 mod tls;

@@ -219,7 +219,7 @@ async fn https_serves_each_site_its_certificate_over_http1_and_http2() {
     assert_eq!(m("predictor_tls_key_cache_total{result=\"hit\"}"), 3.0);
     let snap = proxy.server().snapshot().load();
     let mut text = String::new();
-    predictor::metrics::scrape::certificates(&mut text, &snap, 0);
+    predictor::admin::scrape::certificates(&mut text, &snap, 0);
     assert!(text.contains("predictor_tls_certificates 3\n"), "{text}");
     assert!(
         text.contains("predictor_tls_certificates_expiring 0\n"),
@@ -227,7 +227,7 @@ async fn https_serves_each_site_its_certificate_over_http1_and_http2() {
     );
     // Far in the future every certificate has expired.
     let mut text = String::new();
-    predictor::metrics::scrape::certificates(&mut text, &snap, 1 << 40);
+    predictor::admin::scrape::certificates(&mut text, &snap, 1 << 40);
     assert!(
         text.contains("predictor_tls_certificates_expiring 3\n"),
         "{text}"

@@ -10,7 +10,8 @@
 //! | module | owns |
 //! |---|---|
 //! | [`model`] | the shared vocabulary: managed headers, ring points, attempt bound (a leaf) |
-//! | [`config`] | reading and validating the config folder |
+//! | [`config`] | reading and validating `predictor.toml` (problems with file:line) |
+//! | [`load`] | the tenant table and migration state, parsed into routing's tables |
 //! | [`routing`] | host -> tenant -> migration state -> action (pure) |
 //! | [`placement`] | tenant -> servers of its pool, in ring order (pure) |
 //! | [`snapshot`] | the immutable routing snapshot and its atomic swap |
@@ -34,6 +35,7 @@ pub mod demo;
 pub mod health;
 pub mod legacy;
 pub mod lifecycle;
+pub mod load;
 pub mod mem;
 pub mod metrics;
 pub mod model;

@@ -7,11 +7,11 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use crate::health;
+use crate::placement::choose::{self, Admission};
 use crate::routing::host::{HostError, normalize};
 use crate::routing::migration::{MigrationState, StateSource};
 use crate::routing::tenants::MatchKind;
 use crate::routing::{Action, RouteKind};
-use crate::placement::choose::{self, Admission};
 use crate::snapshot::Snapshot;
 
 /// A routing decision with everything that led to it.

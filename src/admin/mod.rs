@@ -23,11 +23,12 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 pub mod explain;
+pub mod scrape;
 mod status;
 
 use crate::legacy::Tunnel;
-use crate::metrics::Metrics;
 use crate::lifecycle::Lifecycle;
+use crate::metrics::Metrics;
 use crate::snapshot::SharedSnapshot;
 
 /// What the admin listener reads.
@@ -126,13 +127,13 @@ fn metrics(admin: &Admin) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     let l = &admin.lifecycle;
-    let process = crate::metrics::scrape::Process {
+    let process = scrape::Process {
         connections_open: l.connections_open(),
         connections_max: l.max_connections(),
         draining: l.is_draining(),
         now_unix,
     };
-    crate::metrics::scrape::render(
+    scrape::render(
         &mut body,
         &admin.snapshot.load(),
         &admin.snapshot.reload_status(),
@@ -157,7 +158,7 @@ fn host_param(query: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// `host` percent-encoded for [`host_param`].
+/// `host` percent-encoded for the `host` query parameter of `/route`.
 pub fn encode_host(host: &str) -> String {
     host.bytes()
         .map(|b| match b {

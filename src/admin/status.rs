@@ -29,7 +29,7 @@ struct Status {
 #[derive(Serialize)]
 struct Certificates {
     indexed: usize,
-    /// Expiring within `metrics::scrape::EXPIRING_DAYS` days, or expired.
+    /// Expiring within `scrape::EXPIRING_DAYS` days, or expired.
     expiring: usize,
     /// Files refused at the last load, each with why (file first).
     refused: Vec<String>,
@@ -175,7 +175,7 @@ pub fn render(admin: &super::Admin) -> String {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64);
-            let soon = now + crate::metrics::scrape::EXPIRING_DAYS * 86_400;
+            let soon = now + super::scrape::EXPIRING_DAYS * 86_400;
             let files = snap.certs.files();
             Certificates {
                 indexed: files.len(),

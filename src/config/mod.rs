@@ -1,22 +1,21 @@
 //! The config folder: `predictor.toml`, the tenant table and the migration
 //! state, turned into validated, typed values.
 //!
-//! Owns: reading and validating every input file. [`raw`] holds the files as
+//! Owns: reading and validating `predictor.toml`. [`raw`] holds the files as
 //! written (the only serde types); [`Config`] is what the rest of the program
 //! sees: every value checked, every default filled in, every reference (tier
 //! to pool) resolved to an index. Invariant: a `Config` that exists is valid;
 //! a file that fails any check yields [`ConfigError::Invalid`] listing every
 //! problem found with file, line and key, and nothing partial is returned.
 //!
-//! The tenant table and the migration state are parsed by [`tenants`] and
-//! [`migration`] into the structures [`crate::routing`] reads.
+//! The tenant table and the migration state are parsed by the `load`
+//! module into the structures routing reads; the problems of those files
+//! are the same [`Problem`]s. The raw form of the state file is here too
+//! ([`raw`]: the only serde types).
 
 mod error;
-pub mod migration;
 pub mod raw;
-pub mod salvage;
 pub mod stamp;
-pub mod tenants;
 mod validate;
 
 /// Configs for other modules' unit tests.
@@ -43,7 +42,7 @@ use std::time::Duration;
 
 use http::{HeaderName, StatusCode};
 
-pub(crate) use error::Collector;
+pub(crate) use error::{Collector, line_of};
 pub use error::{ConfigError, MAX_REPORTED, Problem, Problems};
 
 /// Name of the main file inside a config folder.
@@ -464,6 +463,3 @@ const NAME_OK: [bool; 256] = {
     }
     ok
 };
-
-#[cfg(test)]
-mod tests;

@@ -28,8 +28,6 @@ use tokio::sync::watch;
 pub use registry::{InFlight, LiveSet, PoolLive, Registry};
 pub use state::{Health, PoolState, ServerState, WEIGHT_SCALE};
 
-use crate::snapshot::SharedSnapshot;
-
 static EPOCH: OnceLock<Instant> = OnceLock::new();
 
 /// Milliseconds since the process's first call: the clock every health
@@ -52,7 +50,12 @@ const TICK: Duration = Duration::from_millis(100);
 /// snapshot, each at its interval, and refreshes the pools' weight totals,
 /// until `shutdown`. A reload's new pools and intervals apply at the next
 /// tick; results land on the states, whatever snapshot is current by then.
-pub async fn run(snapshot: std::sync::Arc<SharedSnapshot>, mut shutdown: watch::Receiver<bool>) {
+/// `current` gives the config serving and its pools' live states (the
+/// caller reads them from the current snapshot).
+pub async fn run(
+    current: impl Fn() -> (std::sync::Arc<crate::config::Config>, LiveSet),
+    mut shutdown: watch::Receiver<bool>,
+) {
     // Next due time (ms) of each pool's checks and agents, by pool name.
     let mut due: std::collections::HashMap<String, (u64, u64)> = Default::default();
     let mut tick = tokio::time::interval(TICK);
@@ -62,10 +65,10 @@ pub async fn run(snapshot: std::sync::Arc<SharedSnapshot>, mut shutdown: watch::
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let snap = snapshot.load_full();
+        let (config, set) = current();
         let now = now_ms();
-        due.retain(|name, _| snap.config.pools.iter().any(|p| &p.name == name));
-        for (pool, live) in snap.config.pools.iter().zip(snap.live.pools()) {
+        due.retain(|name, _| config.pools.iter().any(|p| &p.name == name));
+        for (pool, live) in config.pools.iter().zip(set.pools()) {
             live.refresh_weight(now);
             let (next_check, next_agent) = due.entry(pool.name.clone()).or_insert((now, now));
             if let Some(probe) = &pool.check {

@@ -71,8 +71,8 @@ impl Registry {
     }
 }
 
-/// The live state of one snapshot's pools.
-#[derive(Debug, Default)]
+/// The live state of one snapshot's pools (a clone shares them).
+#[derive(Debug, Default, Clone)]
 pub struct LiveSet {
     pools: Box<[Arc<PoolLive>]>,
 }

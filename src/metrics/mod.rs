@@ -1,7 +1,8 @@
 //! Every metric predictor exports, declared in this module with its help
 //! text: counters and histograms here and in [`routes`] (requests by
-//! route, tier, pool and status class), gauges read from the live state at
-//! scrape time in [`scrape`].
+//! route, tier, pool and status class); the gauges read from the live
+//! state at scrape time are the admin listener's (`admin::scrape`), which
+//! declares them with their help text the same way.
 //!
 //! Owns the Prometheus recorder of one running server
 //! and the handles the request path increments. Handles are registered
@@ -15,7 +16,6 @@
 //! never a host, tenant or client address.
 
 pub mod routes;
-pub mod scrape;
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{
@@ -64,7 +64,7 @@ pub struct ReloadMetrics {
 }
 
 /// The metrics of the `https` listeners (certificate counts are rendered
-/// from the snapshot at scrape time: `metrics::scrape::certificates`).
+/// from the snapshot at scrape time: `admin::scrape::certificates`).
 #[derive(Clone)]
 pub struct TlsMetrics {
     pub handshakes_ok: Counter,

@@ -54,7 +54,6 @@ pub fn hop_bit(name: &HeaderName) -> u8 {
     }
 }
 
-
 /// `Via` values for this hop, by the version the message was received in.
 #[derive(Debug, Clone)]
 pub struct ViaValues {
@@ -85,4 +84,3 @@ impl ViaValues {
         }
     }
 }
-

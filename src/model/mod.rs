@@ -2,12 +2,15 @@
 //! A leaf: it imports nothing of the crate, so every module may use it
 //! without an import cycle.
 //!
-//! Owns: the headers predictor manages ([`headers`]), a tenant's point on
+//! Owns: host normalisation ([`host`]: what a request's `Host`, a table's
+//! line and a config's address all go through), the headers predictor
+//! manages ([`headers`]), a tenant's point on
 //! the placement rings ([`ring_point`], which the tenant table computes
 //! when loaded and placement walks), and the bound of attempts per request
 //! ([`MAX_ATTEMPTS`], which the config validates and placement fills).
 
 pub mod headers;
+pub mod host;
 
 use std::hash::BuildHasher;
 

@@ -8,12 +8,12 @@
 
 use http::header::{self, HeaderMap, HeaderValue};
 
-pub use crate::model::headers::{
-    X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, is_managed_header,
-};
 use crate::model::headers::{
     CONNECTION, HTTP2_SETTINGS, HTTP2_SETTINGS_BIT, KEEP_ALIVE, KEEP_ALIVE_BIT, PROXY_CONNECTION,
     PROXY_CONNECTION_BIT, TE, TRANSFER_ENCODING, UPGRADE, hop_bit,
+};
+pub use crate::model::headers::{
+    X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, is_managed_header,
 };
 
 /// What one pass over a message's headers found: everything the header

@@ -32,8 +32,8 @@ use tokio::sync::{mpsc, watch};
 
 pub use fingerprint::Fingerprint;
 
-use crate::metrics::Metrics;
 use crate::config::ConfigError;
+use crate::metrics::Metrics;
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::tls::store::{self, CertChanges};
 
@@ -107,7 +107,7 @@ impl Reloader {
         }
     }
 
-    /// Whether [`watch`] has installed its watch (changes from then on
+    /// Whether [`watch`](fn@watch) has installed its watch (changes from then on
     /// are seen).
     pub fn watching(&self) -> bool {
         self.watching.load(std::sync::atomic::Ordering::SeqCst)
@@ -213,11 +213,7 @@ impl Reloader {
 /// when anything is wrong. The tenant table is parsed again only when its
 /// file changed ([`Snapshot::load_after`]), a certificate file only when
 /// named by `certs`.
-pub fn apply(
-    shared: &SharedSnapshot,
-    dir: &Path,
-    certs: &CertChanges,
-) -> Result<u64, ConfigError> {
+pub fn apply(shared: &SharedSnapshot, dir: &Path, certs: &CertChanges) -> Result<u64, ConfigError> {
     let started = std::time::Instant::now();
     let current = shared.load_full();
     let next = Snapshot::load_after(dir, &current, certs);

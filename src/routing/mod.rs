@@ -10,7 +10,7 @@
 //! a function of the snapshot's tables and the host, so it is unit-testable,
 //! benchable alone, and the same on every instance.
 
-pub mod host;
+pub use crate::model::host;
 pub mod index;
 pub mod migration;
 pub mod tenants;

@@ -70,7 +70,7 @@ fn migrated_tenants_go_to_their_tiers_pool() {
     };
     assert_eq!(c.tier(tier).name, "shared");
     assert_eq!(c.pool(pool).name, "small");
-    assert_eq!(point, crate::placement::ring_point("t-shop"));
+    assert_eq!(point, crate::model::ring_point("t-shop"));
     assert_eq!(d.state, Some((Migrated, StateSource::Filer)));
 
     let d = decide(&c, &t, &m, "x.y.apps.example");

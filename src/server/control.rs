@@ -38,7 +38,12 @@ impl Control {
                 admin.metrics.clone(),
                 shutdown.clone(),
             ));
-            let health = tokio::spawn(crate::health::run(admin.snapshot.clone(), shutdown.clone()));
+            let shared = admin.snapshot.clone();
+            let current = move || {
+                let snap = shared.load();
+                (snap.config.clone(), snap.live.clone())
+            };
+            let health = tokio::spawn(crate::health::run(current, shutdown.clone()));
             let metrics = admin.metrics.clone();
             let serving = match self.listener.map(tokio::net::TcpListener::from_std) {
                 Some(Ok(listener)) => Some(tokio::spawn(crate::admin::serve(listener, admin))),

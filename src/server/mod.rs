@@ -92,10 +92,12 @@ impl Server {
                     .iter()
                     .any(|l| l.protocol == Protocol::Https) =>
             {
-                Some(
-                    crate::tls::server_config(snapshot.clone(), t.key_cache, &metrics.tls)
-                        .map_err(std::io::Error::other)?,
-                )
+                Some({
+                    let shared = snapshot.clone();
+                    let current = move || shared.load().certs.clone();
+                    crate::tls::server_config(current, t.key_cache, &metrics.tls)
+                        .map_err(std::io::Error::other)?
+                })
             }
             _ => None,
         };
@@ -215,4 +217,3 @@ impl Server {
         }
     }
 }
-

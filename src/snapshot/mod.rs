@@ -9,9 +9,9 @@
 mod summary;
 
 use std::path::Path;
-use std::time::SystemTime;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -20,8 +20,8 @@ use http::HeaderValue;
 use crate::config::stamp::FileStamp;
 use crate::config::{self, Config, ConfigError, Problem, Problems, ServerIdx};
 use crate::health::{LiveSet, Registry};
-use crate::placement::Placement;
 use crate::model::headers::ViaValues;
+use crate::placement::Placement;
 use crate::routing::host::Host;
 use crate::routing::migration::{MigrationState, MigrationStates};
 use crate::routing::tenants::{TenantIdx, TenantTable};
@@ -67,7 +67,7 @@ pub struct Snapshot {
     /// The tenant file as read (its stamp and digest, when it did not
     /// change while being read): a reload that finds it unchanged keeps
     /// the table (and placement).
-    pub tenants_file: config::tenants::TableFile,
+    pub tenants_file: crate::load::tenants::TableFile,
     /// Counts for operators, computed on first ask (walks every tenant).
     summary: std::sync::OnceLock<Summary>,
     /// The request series of this config's routes, tiers and pools,
@@ -87,7 +87,9 @@ impl Snapshot {
             // The other files are checked as far as the refused one
             // allows: one look lists every problem of the folder.
             Err(ConfigError::Invalid(p)) => {
-                return Err(ConfigError::Invalid(config::salvage::check_rest(dir, p)));
+                return Err(ConfigError::Invalid(crate::load::salvage::check_rest(
+                    dir, p,
+                )));
             }
             Err(e) => return Err(e),
         };
@@ -146,7 +148,7 @@ impl Snapshot {
         table: Table,
         prev_certs: Option<(&Arc<CertIndex>, &CertChanges)>,
     ) -> Result<Snapshot, ConfigError> {
-        use config::tenants::{Loaded, TableFile, load_read, load_unless};
+        use crate::load::tenants::{Loaded, TableFile, load_read, load_unless};
         let read_from = std::time::SystemTime::now();
         // Read both files before failing, to report all problems at once.
         let unread = TableFile {
@@ -168,7 +170,7 @@ impl Snapshot {
                 Err(e) => (Err(e), unread, None),
             },
         };
-        let migration = config::migration::load(&config.migration_file);
+        let migration = crate::load::migration::load(&config.migration_file);
         let mut problems = Problems::default();
         let mut fail = |e: ConfigError| match e {
             ConfigError::Invalid(p) => {
@@ -195,7 +197,7 @@ impl Snapshot {
             if config.legacy.is_none() {
                 for (state, line) in m.states_used() {
                     if state == MigrationState::Legacy {
-                        problems.push(config::migration::needs_legacy(
+                        problems.push(crate::load::migration::needs_legacy(
                             &config.migration_file,
                             line,
                         ));
@@ -326,7 +328,7 @@ impl Snapshot {
 /// What a reload keeps of the previous snapshot.
 struct Kept {
     tenants: Arc<TenantTable>,
-    file: config::tenants::TableFile,
+    file: crate::load::tenants::TableFile,
     placement: Option<Arc<Placement>>,
 }
 
@@ -336,7 +338,7 @@ enum Table {
     Kept(Kept),
     /// The previous snapshot's if the file's content has this digest;
     /// parsed otherwise.
-    IfSame(Kept, config::tenants::Digest),
+    IfSame(Kept, crate::load::tenants::Digest),
     /// Parsed from the file.
     Load,
 }

@@ -18,7 +18,7 @@
 //! Metrics: handshakes by result, passthrough connections and bytes, key
 //! cache hits and misses (`crate::metrics::TlsMetrics`), and the
 //! certificate gauges rendered from the snapshot at scrape time
-//! (`crate::metrics::scrape::certificates`).
+//! (the admin listener's `scrape::certificates`).
 //!
 
 pub mod hello;
@@ -39,10 +39,11 @@ pub struct Termination {
 
 /// The rustls configuration of the `https` listeners: TLS 1.3 and 1.2
 /// with the provider's modern suites, ALPN `h2` then `http/1.1`, and the
-/// certificate of each handshake from the current snapshot's index (keys
+/// certificate of each handshake from the index `current` gives (the
+/// current snapshot's; keys
 /// loaded on first use into a cache of `key_cache` entries).
 pub fn server_config(
-    snapshot: Arc<crate::snapshot::SharedSnapshot>,
+    current: impl Fn() -> Arc<store::CertIndex> + Send + Sync + 'static,
     key_cache: usize,
     metrics: &crate::metrics::TlsMetrics,
 ) -> Result<Termination, rustls::Error> {
@@ -50,7 +51,7 @@ pub fn server_config(
         metrics.key_cache_hits.clone(),
         metrics.key_cache_misses.clone(),
     ));
-    let resolver = keys::Resolver::new(move || snapshot.load().certs.clone(), keys.clone());
+    let resolver = keys::Resolver::new(current, keys.clone());
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()

@@ -113,7 +113,7 @@ pub(super) fn probe(c: &mut Collector<'_>, key: &str, p: RawProbe) -> Option<Pro
     };
     let host = match &p.host {
         None => Some(http::HeaderValue::from_static("predictor-probe")),
-        Some(v) => match crate::routing::host::normalize(v.get_ref().as_bytes()) {
+        Some(v) => match crate::model::host::normalize(v.get_ref().as_bytes()) {
             Ok(_) => http::HeaderValue::from_str(v.get_ref()).ok(),
             Err(e) => {
                 c.at(

@@ -73,7 +73,7 @@ fn exact_then_longest_wildcard() {
     let r = table.record(m.tenant);
     assert_eq!((r.tier, table.filer_name(r.filer)), (1, "f2"));
     assert_eq!(table.filer_by_name("f1"), Some(0));
-    assert_eq!(r.ring_point, crate::placement::ring_point("t2"));
+    assert_eq!(r.ring_point, crate::model::ring_point("t2"));
 }
 
 #[test]

@@ -11,7 +11,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{ConfigError, MAIN_FILE, Problem, Problems, migration, tenants};
+use super::{migration, tenants};
+use crate::config::{ConfigError, MAIN_FILE, Problem, Problems};
 use crate::routing::migration::MigrationState;
 
 /// The tenant table's usual name, used when `predictor.toml` cannot say.
@@ -22,7 +23,7 @@ pub const DEFAULT_MIGRATION: &str = "migration.toml";
 /// What could be read of a refused `predictor.toml` (the [`raw`] types
 /// refuse a file with one unknown key whole; this reads what is there).
 ///
-/// [`raw`]: super::raw
+/// [`raw`]: crate::config::raw
 struct Salvaged {
     tenants: (PathBuf, bool),
     migration: (PathBuf, bool),

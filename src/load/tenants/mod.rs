@@ -15,9 +15,9 @@ mod report;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
-use super::stamp::FileStamp;
+use crate::config::stamp::FileStamp;
 
-use super::{Config, ConfigError, Problem, Problems, is_valid_name};
+use crate::config::{Config, ConfigError, Problem, Problems, is_valid_name};
 use crate::routing::tenants::{AddError, TenantTable, TenantsBuilder};
 use pipeline::{Batch, Front, add_hosts};
 use report::{FirstLines, describe_mismatch};

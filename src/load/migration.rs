@@ -22,8 +22,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::raw::{self, RawMigration, RawState};
-use super::{Collector, ConfigError, Problem, is_valid_name};
+use crate::config::raw::{self, RawMigration, RawState};
+use crate::config::{Collector, ConfigError, Problem, Problems, is_valid_name};
 use crate::routing::migration::{MigrationState, MigrationStates};
 use crate::routing::tenants::TenantTable;
 
@@ -45,7 +45,7 @@ pub struct Resolved {
     /// Worth a look, not stopping the load.
     pub warnings: Vec<Problem>,
     /// Refusing the load: a filer the table does not know.
-    pub problems: super::Problems,
+    pub problems: Problems,
 }
 
 /// Reads and parses a state file.
@@ -59,7 +59,7 @@ pub fn load(path: &Path) -> Result<MigrationFile, ConfigError> {
 
 pub fn parse(path: &Path, text: &str) -> Result<MigrationFile, ConfigError> {
     let raw: RawMigration = raw::parse(path, text).map_err(|p| {
-        let mut ps = super::Problems::default();
+        let mut ps = Problems::default();
         ps.push(p);
         ConfigError::Invalid(ps)
     })?;
@@ -77,7 +77,7 @@ pub fn parse(path: &Path, text: &str) -> Result<MigrationFile, ConfigError> {
                     );
                     continue;
                 }
-                let line = super::error::line_of(text, name.span().start);
+                let line = crate::config::line_of(text, name.span().start);
                 out.push((name.into_inner(), state_of(*state.get_ref()), line));
             }
             out.sort_by_key(|e| e.2);
@@ -133,7 +133,7 @@ impl MigrationFile {
     pub fn resolve(&self, table: &TenantTable) -> Resolved {
         let mut states = MigrationStates::new(self.default, table.filers().len());
         let mut warnings = Vec::new();
-        let mut problems = super::Problems::default();
+        let mut problems = Problems::default();
         for (name, state, line) in &self.filers {
             match table.filer_by_name(name) {
                 Some(f) => states.set_filer(f, *state),

@@ -1,7 +1,12 @@
+//! Loading whole config folders: the shipped example, every key's
+//! validation with its file:line, the tenant table and state file against
+//! the config, certificates. (Through the library's public API, as
+//! `predictor run` and `check` load them.)
+
 use std::path::{Path, PathBuf};
 
-use super::*;
-use crate::snapshot::Snapshot;
+use predictor::config::*;
+use predictor::snapshot::Snapshot;
 
 fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
@@ -57,7 +62,7 @@ fn the_shipped_example_is_valid_and_complete() {
     assert_eq!(c.unknown_hosts, UnknownHosts::Legacy);
     let l = c.legacy.as_ref().unwrap();
     assert_eq!(l.address.to_string(), "10.20.0.10:80");
-    assert_eq!(l.protocol, crate::config::UpstreamProtocol::Http1);
+    assert_eq!(l.protocol, predictor::config::UpstreamProtocol::Http1);
     assert_eq!(l.max_lifetime, std::time::Duration::from_secs(600));
     assert_eq!(l.hop_header, "x-predictor-hop");
     assert_eq!((l.probe.rise, l.probe.fall), (2, 3));
@@ -96,7 +101,7 @@ fn the_shipped_example_is_valid_and_complete() {
 #[test]
 fn the_example_shows_every_key() {
     let text = std::fs::read_to_string(example_dir().join(MAIN_FILE)).unwrap();
-    let raw_src = include_str!("raw.rs");
+    let raw_src = include_str!("../src/config/raw.rs");
     let start = raw_src.find("pub struct RawConfig").unwrap();
     let end = raw_src.find("/// The migration state file").unwrap();
     for line in raw_src[start..end].lines() {
@@ -297,7 +302,7 @@ fn big_table_problems_keep_line_order_and_first_lines() {
         ConfigError::Invalid(p) => {
             assert_eq!(p.total(), 300);
             let kept: Vec<usize> = p.iter().map(|p| p.line.unwrap()).collect();
-            assert_eq!(kept, (1..=super::MAX_REPORTED).collect::<Vec<_>>());
+            assert_eq!(kept, (1..=MAX_REPORTED).collect::<Vec<_>>());
         }
         other => panic!("{other}"),
     }
@@ -514,7 +519,7 @@ fn health_defaults() {
     let p = &c.pools[0];
     assert_eq!((p.check.clone(), p.agent), (None, None));
     assert_eq!(p.eject.failures, 5);
-    assert_eq!(p.eject.on, crate::config::EjectOn::Gateway);
+    assert_eq!(p.eject.on, predictor::config::EjectOn::Gateway);
     assert_eq!(p.eject.base, std::time::Duration::from_secs(10));
     assert_eq!(p.eject.max, std::time::Duration::from_secs(300));
     let example = Config::load(&example_dir()).unwrap();
@@ -578,7 +583,7 @@ fn a_missing_certificate_folder_or_default_refuses_the_load() {
     assert!(snap.warnings[0].message.contains("no certificate"));
     assert_eq!(snap.certs.refused().len(), 1);
     let mut gauges = String::new();
-    crate::metrics::scrape::certificates(&mut gauges, &snap, 0);
+    predictor::admin::scrape::certificates(&mut gauges, &snap, 0);
     assert!(
         gauges.contains("predictor_tls_certificates_refused 1\n"),
         "{gauges}"
@@ -616,7 +621,7 @@ fn passthrough_keys_are_checked_with_their_lines() {
             "10.0.0.1:443".to_string(),
             false,
             true,
-            crate::config::NoSni::Close
+            predictor::config::NoSni::Close
         )
     );
 }

@@ -11,8 +11,8 @@
 use std::fmt::Write;
 
 use crate::placement::choose::Admission;
-use crate::snapshot::ReloadStatus as Status;
 use crate::routing::migration::MigrationState;
+use crate::snapshot::ReloadStatus as Status;
 use crate::snapshot::Snapshot;
 
 /// Days before expiry from which a certificate counts as expiring soon.
