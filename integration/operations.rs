@@ -463,7 +463,7 @@ async fn the_access_log_line_carries_every_field_and_the_id_sent_upstream() {
     // A trusted proxy's id goes on.
     let trusted = "[forward]\ntrusted_proxies = [\"127.0.0.3\"]\n";
     f.edit("predictor.toml", "[forward]\n", trusted, 1);
-    p.server().reload(f.path()).unwrap();
+    reload(p.server(), f.path()).unwrap();
     let req = Request::get("/")
         .header("host", "gold.example")
         .header("x-request-id", "edge-42")

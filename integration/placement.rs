@@ -9,7 +9,7 @@ use predictor::placement::choose::Admission;
 
 use crate::support::agent::AgentServer;
 use crate::support::backend::Backend;
-use crate::support::{Folder, Proxy, WAIT, config_toml, get};
+use crate::support::{Folder, Proxy, WAIT, config_toml, get, reload};
 
 const SITES: usize = 60;
 
@@ -137,7 +137,7 @@ async fn connect_failures_eject_a_server_without_active_checks() {
     assert_eq!((h.admission, h.ejections), (Admission::Down, 1), "{h:?}");
     assert!(h.ejected_for_ms > 50_000, "{h:?}");
     // Its ejection survives a reload that keeps it.
-    proxy.server().reload(dir.path()).unwrap();
+    reload(proxy.server(), dir.path()).unwrap();
     assert_eq!(dead_state().admission, Admission::Down);
     assert_eq!(who_serves(&proxy).await, first);
 }

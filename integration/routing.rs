@@ -177,7 +177,7 @@ async fn a_reload_applies_to_open_connections() {
             "f-night = \"maintenance\"\nf-old = \"migrated\"",
         ),
     );
-    let generation = p.server().reload(w.folder.path()).unwrap();
+    let generation = reload(p.server(), w.folder.path()).unwrap();
     assert_eq!(generation, 2);
     assert_eq!(ask(&mut conn).await.body, "web-shared");
 
@@ -186,7 +186,7 @@ async fn a_reload_applies_to_open_connections() {
         "migration.toml",
         "default = \"legacy\"\n[filers]\nf-old = \"gone\"\n",
     );
-    assert!(p.server().reload(w.folder.path()).is_err());
+    assert!(reload(p.server(), w.folder.path()).is_err());
     assert_eq!(ask(&mut conn).await.body, "web-shared");
     assert_eq!(p.server().snapshot().load().generation, 2);
 }

@@ -318,6 +318,21 @@ pub fn skipped(test: &str, why: &str) {
     let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
 }
 
+/// Reloads `dir` into `server` the way production does (a
+/// [`predictor::reload::Reloader`], as the folder watch and `SIGHUP` use),
+/// forced: the generation installed, or what happened instead.
+pub fn reload(
+    server: &predictor::server::Server,
+    dir: &Path,
+) -> Result<u64, predictor::reload::Outcome> {
+    let r =
+        predictor::reload::Reloader::new(server.snapshot().clone(), dir, server.metrics().clone());
+    match r.reload(true) {
+        predictor::reload::Outcome::Reloaded(generation) => Ok(generation),
+        other => Err(other),
+    }
+}
+
 /// An address nothing listens on (bound, then closed).
 pub fn dead_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

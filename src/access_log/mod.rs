@@ -26,7 +26,6 @@ pub use record::{Record, RequestLine};
 pub use writer::Writer;
 
 use crate::metrics::Metrics;
-use crate::snapshot::SharedSnapshot;
 
 /// Lines queued for the writer at most; beyond, lines are dropped.
 pub const QUEUE: usize = 65_536;
@@ -59,13 +58,15 @@ pub struct Handle {
 }
 
 /// Starts the writer thread; returns the senders' prototype and its handle.
+/// `current` gives the config serving (the writer follows its
+/// `[access_log]`).
 pub fn start(
-    snapshot: Arc<SharedSnapshot>,
+    current: impl Fn() -> Arc<crate::config::Config> + Send + 'static,
     metrics: Arc<Metrics>,
 ) -> std::io::Result<(Sender, Handle)> {
     let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
     let reopen = Arc::new(AtomicBool::new(false));
-    let writer = Writer::new(rx, snapshot, metrics.clone(), reopen.clone());
+    let writer = Writer::new(rx, Box::new(current), metrics.clone(), reopen.clone());
     let thread = std::thread::Builder::new()
         .name("predictor-log".into())
         .spawn(move || writer.run())?;

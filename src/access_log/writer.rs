@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use crate::config::LogOutput;
 use crate::metrics::Metrics;
-use crate::snapshot::SharedSnapshot;
 
 /// How often the writer looks at the config and the reopen flag when no
 /// line arrives.
@@ -17,9 +16,13 @@ const TICK: Duration = Duration::from_millis(250);
 /// Lines written between two flushes at most.
 const BATCH: usize = 4096;
 
+/// Gives the config serving.
+pub type Current = Box<dyn Fn() -> Arc<crate::config::Config> + Send>;
+
 pub struct Writer {
     rx: Receiver<Vec<u8>>,
-    snapshot: Arc<SharedSnapshot>,
+    /// The config serving.
+    current: Current,
     metrics: Arc<Metrics>,
     reopen: Arc<AtomicBool>,
     /// What is open, and where to.
@@ -31,13 +34,13 @@ pub struct Writer {
 impl Writer {
     pub fn new(
         rx: Receiver<Vec<u8>>,
-        snapshot: Arc<SharedSnapshot>,
+        current: Current,
         metrics: Arc<Metrics>,
         reopen: Arc<AtomicBool>,
     ) -> Writer {
         Writer {
             rx,
-            snapshot,
+            current,
             metrics,
             reopen,
             open: None,
@@ -70,7 +73,7 @@ impl Writer {
     /// Opens, closes or reopens the output as the config and the reopen
     /// flag say.
     fn follow_config(&mut self) {
-        let want = self.snapshot.load().config.access_log.clone();
+        let want = (self.current)().access_log.clone();
         let reopen = self.reopen.swap(false, Ordering::AcqRel);
         let same = self.open.as_ref().map(|(o, _)| o) == want.as_ref();
         if same && !reopen {

@@ -11,25 +11,25 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::Tunnel;
-use crate::config::Probe;
+use crate::config::{Config, Probe};
 use crate::metrics::Metrics;
-use crate::snapshot::SharedSnapshot;
 
-/// Probes the legacy balancer of the current snapshot until `shutdown`.
-/// The address and settings are read again before every probe, so a
-/// reload takes effect at the next one.
+/// Probes the legacy balancer of the config `current` gives (the current
+/// snapshot's) until `shutdown`. The address and settings are read again
+/// before every probe, so a reload takes effect at the next one.
 pub async fn run(
     tunnel: Arc<Tunnel>,
-    snapshot: Arc<SharedSnapshot>,
+    current: impl Fn() -> Arc<Config>,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        let legacy = snapshot.load().config.legacy.clone();
-        let wait = match legacy {
+        let config = current();
+        let wait = match &config.legacy {
             None => Duration::from_secs(1),
             Some(l) => {
-                let result = check(l.address, &l.probe, l.hop_header.as_str(), &snapshot).await;
+                let marker = (l.hop_header.as_str(), config.proxy.name.as_str());
+                let result = check(l.address, &l.probe, marker).await;
                 match &result {
                     Ok(status) => {
                         metrics.legacy.probes_ok.increment(1);
@@ -59,14 +59,9 @@ pub async fn run(
 }
 
 /// One probe: the status of the answer, or why there was none.
-async fn check(
-    addr: SocketAddr,
-    probe: &Probe,
-    hop_header: &str,
-    snapshot: &SharedSnapshot,
-) -> Result<u16, String> {
-    let name = snapshot.load().config.proxy.name.clone();
-    // Marked like forwarded traffic, so a balancer that sends the probe
-    // back to predictor gets a 508, still an answer.
-    crate::health::check::status(addr, probe, Some((hop_header, name.as_str()))).await
+/// Marked like forwarded traffic (`marker`: the hop header and its
+/// value), so a balancer that sends the probe back to predictor gets a
+/// 508, still an answer.
+async fn check(addr: SocketAddr, probe: &Probe, marker: (&str, &str)) -> Result<u16, String> {
+    crate::health::check::status(addr, probe, Some(marker)).await
 }

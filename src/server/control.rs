@@ -32,9 +32,10 @@ impl Control {
         };
         let admin = Arc::new(self.admin);
         runtime.block_on(async move {
+            let shared = admin.snapshot.clone();
             let probe = tokio::spawn(probe::run(
                 admin.tunnel.clone(),
-                admin.snapshot.clone(),
+                move || shared.load().config.clone(),
                 admin.metrics.clone(),
                 shutdown.clone(),
             ));

@@ -24,18 +24,16 @@ mod worker;
 pub use crate::lifecycle::{Lifecycle, NotReady};
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use tokio::sync::watch;
 
 use crate::access_log;
-use crate::config::{ConfigError, Protocol};
+use crate::config::Protocol;
 use crate::legacy::Tunnel;
 use crate::metrics::Metrics;
 use crate::snapshot::{SharedSnapshot, Snapshot};
-use crate::tls::store::CertChanges;
 
 /// A started server.
 pub struct Server {
@@ -101,7 +99,9 @@ impl Server {
             }
             _ => None,
         };
-        let (log_sender, log_handle) = access_log::start(snapshot.clone(), metrics.clone())?;
+        let shared = snapshot.clone();
+        let current = move || shared.load().config.clone();
+        let (log_sender, log_handle) = access_log::start(current, metrics.clone())?;
         let lifecycle = Arc::new(Lifecycle::new(workers, config.limits.max_connections));
         let shared = Shared {
             snapshot: snapshot.clone(),
@@ -176,12 +176,6 @@ impl Server {
     /// The state of the tunnel to the legacy balancer.
     pub fn tunnel(&self) -> &Arc<Tunnel> {
         &self.tunnel
-    }
-
-    /// Loads the config folder again and installs it; on error the running
-    /// snapshot stays. Blocking: call from a blocking thread.
-    pub fn reload(&self, dir: &Path) -> Result<u64, ConfigError> {
-        crate::reload::apply(&self.snapshot, dir, &CertChanges::All)
     }
 
     /// Readiness, draining and open connections.
