@@ -1,14 +1,15 @@
 //! The proxy: one HTTP request from a client to an upstream and back.
 //!
-//! Owns everything between hyper's server and hyper's client: checking the
-//! request as a strict intermediary must ([`handler`]), the header rules
+//! Owns everything between hyper's server and hyper's client: the phases
+//! of a request ([`phase`]: check, plan, rewrite, send, respond; run in
+//! sequence by [`handler`]), the header rules
 //! ([`headers`]), client-side timeouts and framing checks ([`client_io`]),
 //! the per-worker upstream connection pools ([`upstream`]), the streamed
 //! response body ([`body`]), what a request's metrics and log line are made
-//! of ([`account`]), the HTTP/1.1 codec of the own hot path being
-//! built ([`h1`]: heads, framing, chunked bodies; not wired in yet), the 421 of a request for another tenant than
-//! its TLS connection's ([`misdirected`]) and the mapping of failures to
-//! statuses ([`error`]).
+//! of ([`account`]), the HTTP/1.1 codec of the own hot path being built
+//! ([`h1`]: heads, framing, chunked bodies; not wired in yet), the 421 of
+//! a request for another tenant than its TLS connection's
+//! ([`misdirected`]) and the mapping of failures to statuses ([`error`]).
 //!
 //! Invariants: a request reads the snapshot once and routes on it alone;
 //! bodies are streamed, never collected; nothing on this path takes a lock
@@ -25,6 +26,7 @@ pub mod h1;
 pub mod handler;
 pub mod headers;
 pub mod misdirected;
+pub mod phase;
 pub mod placed;
 pub mod request_id;
 pub mod target;

@@ -1,0 +1,126 @@
+//! The respond phase: the upstream's answer back to the client (an
+//! upgrade spliced both ways, the response's hop-by-hop headers removed,
+//! `Via` added, the body streamed), and the pages predictor answers
+//! itself.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use super::super::body::ResponseBody;
+use super::super::error::{ProxyError, page};
+use super::super::handler::ConnCtx;
+use super::super::headers::{self, Scan};
+use super::super::upstream::Exchange;
+use super::plan::Forward;
+
+/// The client's response to `exchange`, for the request `forward` was.
+#[inline]
+pub fn respond(
+    ctx: &ConnCtx,
+    mut exchange: Exchange,
+    forward: &mut Forward,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let in_flight = forward.in_flight.take();
+    let via_back = forward
+        .fixed
+        .via_back
+        .take()
+        .unwrap_or_else(|| HeaderValue::from_static("1.1 predictor"));
+    let client_upgrade = forward.client_upgrade.take();
+    let is_upgrade = client_upgrade.is_some();
+    if exchange.response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            return Err(ProxyError::UnexpectedUpgrade {
+                addr: exchange
+                    .conn
+                    .as_ref()
+                    .map(|c| c.addr())
+                    .or(forward.server)
+                    .unwrap_or(forward.targets[0]),
+            });
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut exchange.response);
+        ctx.conn.set_upgraded();
+        // The drain waits for the stream (up to its deadline) while this
+        // receiver lives.
+        let draining = ctx.worker.upgraded.subscribe();
+        tokio::task::spawn_local(splice_upgraded(
+            client_upgrade,
+            upstream_upgrade,
+            ctx.peer,
+            draining,
+        ));
+        let (mut parts, _) = exchange.response.into_parts();
+        let up = parts.headers.get(header::UPGRADE).cloned();
+        let scan = Scan::of(&parts.headers);
+        headers::strip_hop_by_hop(&mut parts.headers, &scan, up);
+        parts.headers.append(header::VIA, via_back);
+        return Ok(Response::from_parts(
+            parts,
+            ResponseBody::empty().with_in_flight(in_flight),
+        ));
+    }
+
+    let (mut parts, body) = exchange.response.into_parts();
+    let scan = Scan::of(&parts.headers);
+    headers::strip_hop_by_hop(&mut parts.headers, &scan, None);
+    parts.headers.append(header::VIA, via_back);
+    // An upgrade that was declined leaves a connection in an unclear state:
+    // it is not reused.
+    let conn = if is_upgrade { None } else { exchange.conn };
+    Ok(Response::from_parts(
+        parts,
+        ResponseBody::upstream(body, conn).with_in_flight(in_flight),
+    ))
+}
+
+/// A page predictor answers itself.
+pub fn local(status: StatusCode, body: Bytes) -> Response<ResponseBody> {
+    let mut r = Response::new(ResponseBody::local(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// The answer to a request that failed (the status from
+/// [`ProxyError::status`], the one mapping of errors to statuses).
+pub fn error_response(e: &ProxyError) -> Response<ResponseBody> {
+    let status = e.status();
+    let mut r = local(status, Bytes::from_static(page(status).as_bytes()));
+    if e.closes_connection() {
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
+}
+
+/// Copies bytes both ways between an upgraded client and upstream.
+async fn splice_upgraded(
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    peer: SocketAddr,
+    _draining: tokio::sync::watch::Receiver<()>,
+) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(client = %peer, error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let (mut c, mut u) = (TokioIo::new(client), TokioIo::new(upstream));
+    match tokio::io::copy_bidirectional(&mut c, &mut u).await {
+        Ok((up, down)) => tracing::debug!(client = %peer, up, down, "upgraded stream closed"),
+        Err(e) => tracing::debug!(client = %peer, error = %e, "upgraded stream failed"),
+    }
+}

@@ -1,0 +1,111 @@
+//! The rewrite phase: the request as the upstream gets it. HTTP/1.1,
+//! origin-form, the routed `Host`; hop-by-hop headers removed (an upgrade
+//! keeps its own two); `X-Forwarded-*`, `Forwarded` and `Via` set, with a
+//! client's own values kept only from a trusted proxy; the tenant header
+//! and the hop marker where the plan says; a request id (a trusted
+//! proxy's kept, else a new one).
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Request, Version};
+use hyper::body::Incoming;
+
+use super::super::account::Account;
+use super::super::body::RequestBody;
+use super::super::forwarding::Forwarding;
+use super::super::handler::ConnCtx;
+use super::super::headers::{self, Scan};
+use super::super::target::origin_form;
+use super::plan::Forward;
+use crate::snapshot::Snapshot;
+
+/// What the rewrite reads of the snapshot, copied out before it is let go
+/// (filled by the plan, for a forward only).
+#[derive(Default)]
+pub struct Fixed {
+    /// The client is a trusted proxy (its forwarding headers and request
+    /// id are kept).
+    trusted: bool,
+    id_header: Option<HeaderName>,
+    forwarded: bool,
+    /// `Via` for the request, by the version it came in.
+    via: Option<HeaderValue>,
+    /// `Via` for the response (from an HTTP/1.1 upstream).
+    pub via_back: Option<HeaderValue>,
+}
+
+impl Fixed {
+    pub fn fill(&mut self, snap: &Snapshot, client: IpAddr, version: Version) {
+        let forward = &snap.config.forward;
+        self.trusted = forward.trusts(client);
+        self.id_header = Some(forward.request_id_header.clone());
+        self.forwarded = forward.forwarded;
+        self.via = Some(snap.via.for_version(version).clone());
+        self.via_back = Some(snap.via.for_version(Version::HTTP_11).clone());
+    }
+}
+
+/// Rewrites `req` for `forward`; `authority` is the one it was routed by.
+/// The request for the upstream (an upgrade's client side goes to
+/// `forward.client_upgrade`).
+#[inline]
+pub fn request(
+    ctx: &ConnCtx,
+    mut req: Request<Incoming>,
+    scan: &Scan,
+    authority: Option<HeaderValue>,
+    forward: &mut Forward,
+    account: &mut Account,
+) -> Request<RequestBody> {
+    let version = req.version();
+    let upgrade = if version == Version::HTTP_11 {
+        headers::upgrade_protocol(req.headers(), scan).cloned()
+    } else {
+        None
+    };
+    forward.client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, scan, upgrade);
+    if version == Version::HTTP_2 {
+        headers::merge_cookies(&mut parts.headers, scan);
+    }
+    // HTTP/1.1 needs a Host, empty when the target has none.
+    let host_value = authority.unwrap_or_else(|| HeaderValue::from_static(""));
+    let fixed = &mut forward.fixed;
+    let via = fixed
+        .via
+        .take()
+        .unwrap_or_else(|| HeaderValue::from_static("1.1 predictor"));
+    Forwarding {
+        client: &ctx.client,
+        trusted: fixed.trusted,
+        proto: ctx.proto,
+        host: (!host_value.is_empty()).then_some(&host_value),
+        via: &via,
+        forwarded: fixed.forwarded,
+    }
+    .apply(&mut parts.headers, scan);
+    parts.headers.insert(header::HOST, host_value);
+    if let Some((name, value)) = forward.tenant_header.take() {
+        parts.headers.insert(name, value);
+    }
+    if let Some(l) = &forward.legacy {
+        parts.headers.insert(l.marker.0.clone(), l.marker.1.clone());
+    }
+    // A trusted proxy's request id goes on; anyone else's is replaced.
+    let id_header = forward
+        .fixed
+        .id_header
+        .take()
+        .unwrap_or_else(|| HeaderName::from_static("x-request-id"));
+    let id = match parts.headers.get(&id_header) {
+        Some(v) if forward.fixed.trusted && !v.is_empty() => v.clone(),
+        _ => ctx.worker.ids.next(),
+    };
+    parts.headers.insert(id_header, id.clone());
+    parts.uri = origin_form(parts.uri);
+    parts.version = Version::HTTP_11;
+    let body = account.request_body(body, id);
+    Request::from_parts(parts, body)
+}
