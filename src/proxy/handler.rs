@@ -142,6 +142,28 @@ async fn forward(
     drop(snap);
 
     let request = rewrite::request(ctx, req, &scan, checked.authority, &mut forward, account);
-    let exchange = send::send(ctx, &mut forward, request, account).await?;
-    respond::respond(ctx, exchange, &mut forward)
+    let sent = tokio::time::Instant::now();
+    let result = {
+        let settings = send::settings(&forward);
+        let worker = &ctx.worker;
+        if send::h2c(&forward) {
+            // Boxed, like the connect paths: rare, and large futures
+            // would grow (and slow the moves of) every request's future.
+            Box::pin(
+                worker
+                    .legacy_h2
+                    .send(forward.targets[0], request, &settings),
+            )
+            .await
+        } else {
+            let upgrade = forward.client_upgrade.is_some();
+            let targets = &forward.targets[..forward.n];
+            worker
+                .upstreams
+                .send(targets, request, &settings, upgrade)
+                .await
+        }
+    };
+    send::outcome(ctx, &mut forward, &result, sent, account);
+    respond::respond(ctx, result?, &mut forward)
 }

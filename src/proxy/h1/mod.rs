@@ -90,6 +90,45 @@ pub enum Status {
 /// At most this many header lines in a head (a `431` beyond).
 pub const MAX_HEADERS: usize = 100;
 
+/// What both heads' parses come to before their fields are read.
+enum Framed {
+    Partial,
+    /// A whole head of this many bytes, within the limit, with CRLF line
+    /// ends only.
+    Complete(usize),
+}
+
+/// Why a head is refused whatever its side.
+enum HeadFault {
+    TooLarge,
+    TooManyHeaders,
+    BareLf,
+    /// What `httparse` refused.
+    Parse(httparse::Error),
+}
+
+/// The common checks of `httparse`'s answer on `buf`: a head larger than
+/// `max_head` (complete or not), a bare LF or NUL (refused as soon as it
+/// is read, not once the head is complete).
+fn framed(
+    parsed: httparse::Result<usize>,
+    buf: &[u8],
+    max_head: usize,
+) -> Result<Framed, HeadFault> {
+    match parsed {
+        Ok(httparse::Status::Complete(len)) if len > max_head => Err(HeadFault::TooLarge),
+        Ok(httparse::Status::Complete(len)) if has_bare_lf_or_nul(&buf[..len]) => {
+            Err(HeadFault::BareLf)
+        }
+        Ok(httparse::Status::Complete(len)) => Ok(Framed::Complete(len)),
+        Ok(httparse::Status::Partial) if buf.len() >= max_head => Err(HeadFault::TooLarge),
+        Ok(httparse::Status::Partial) if has_bare_lf_or_nul(buf) => Err(HeadFault::BareLf),
+        Ok(httparse::Status::Partial) => Ok(Framed::Partial),
+        Err(httparse::Error::TooManyHeaders) => Err(HeadFault::TooManyHeaders),
+        Err(e) => Err(HeadFault::Parse(e)),
+    }
+}
+
 /// The position of `part` inside `buf` (`part` is a subslice of it, as
 /// `httparse` hands them out).
 fn range_in(buf: &[u8], part: &[u8]) -> Range<usize> {

@@ -7,8 +7,8 @@ use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use super::{
-    Checked, ConnectionFlags, Field, FieldError, Framing, MAX_HEADERS, Status, Version,
-    has_bare_lf_or_nul, range_in, trim,
+    Checked, ConnectionFlags, Field, FieldError, Framed, Framing, HeadFault, MAX_HEADERS, Status,
+    Version, framed, range_in, trim,
 };
 
 /// A request method, as far as the proxy cares.
@@ -163,32 +163,17 @@ impl RequestHead {
             buf,
             &mut headers,
         );
-        let len = match parsed {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) if buf.len() >= max_head => {
-                return Err(RequestError::TooLarge);
-            }
-            Ok(httparse::Status::Partial) => {
-                // A bare LF or NUL already read is refused now, not once
-                // the head is complete.
-                return if has_bare_lf_or_nul(buf) {
-                    Err(RequestError::BareLf)
-                } else {
-                    Ok(Status::Partial)
-                };
-            }
-            Err(httparse::Error::TooManyHeaders) => return Err(RequestError::TooManyHeaders),
-            Err(httparse::Error::Version) if names_other_version(buf) => {
+        let len = match framed(parsed, buf, max_head) {
+            Ok(Framed::Complete(len)) => len,
+            Ok(Framed::Partial) => return Ok(Status::Partial),
+            Err(HeadFault::TooLarge) => return Err(RequestError::TooLarge),
+            Err(HeadFault::TooManyHeaders) => return Err(RequestError::TooManyHeaders),
+            Err(HeadFault::BareLf) => return Err(RequestError::BareLf),
+            Err(HeadFault::Parse(httparse::Error::Version)) if names_other_version(buf) => {
                 return Err(RequestError::Version);
             }
-            Err(e) => return Err(RequestError::Malformed(error_name(e))),
+            Err(HeadFault::Parse(e)) => return Err(RequestError::Malformed(error_name(e))),
         };
-        if len > max_head {
-            return Err(RequestError::TooLarge);
-        }
-        if has_bare_lf_or_nul(&buf[..len]) {
-            return Err(RequestError::BareLf);
-        }
         let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
             return Err(RequestError::Malformed("request line"));
         };

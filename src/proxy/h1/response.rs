@@ -6,8 +6,8 @@
 use std::mem::MaybeUninit;
 
 use super::{
-    Checked, ConnectionFlags, Field, FieldError, MAX_HEADERS, ResponseFraming, Status, Version,
-    has_bare_lf_or_nul, range_in, trim,
+    Checked, ConnectionFlags, Field, FieldError, Framed, HeadFault, MAX_HEADERS, ResponseFraming,
+    Status, Version, framed, range_in, trim,
 };
 
 /// Why a response head is refused.
@@ -93,27 +93,16 @@ impl ResponseHead {
             buf,
             &mut headers,
         );
-        let len = match parsed {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) if buf.len() >= max_head => {
-                return Err(ResponseError::TooLarge);
+        let len = match framed(parsed, buf, max_head) {
+            Ok(Framed::Complete(len)) => len,
+            Ok(Framed::Partial) => return Ok(Status::Partial),
+            Err(HeadFault::TooLarge) => return Err(ResponseError::TooLarge),
+            Err(HeadFault::TooManyHeaders) => return Err(ResponseError::TooManyHeaders),
+            Err(HeadFault::BareLf) => return Err(ResponseError::BareLf),
+            Err(HeadFault::Parse(_)) => {
+                return Err(ResponseError::Malformed("status line or field"));
             }
-            Ok(httparse::Status::Partial) => {
-                return if has_bare_lf_or_nul(buf) {
-                    Err(ResponseError::BareLf)
-                } else {
-                    Ok(Status::Partial)
-                };
-            }
-            Err(httparse::Error::TooManyHeaders) => return Err(ResponseError::TooManyHeaders),
-            Err(_) => return Err(ResponseError::Malformed("status line or field")),
         };
-        if len > max_head {
-            return Err(ResponseError::TooLarge);
-        }
-        if has_bare_lf_or_nul(&buf[..len]) {
-            return Err(ResponseError::BareLf);
-        }
         let (Some(code), Some(minor)) = (res.code, res.version) else {
             return Err(ResponseError::Malformed("status line"));
         };

@@ -1,61 +1,68 @@
 //! The send phase: the request out on a pooled connection (or the legacy
-//! balancer's multiplexed h2c one), retried as the plan allows, and what
-//! the outcome teaches: the servers' passive health and latency, the
-//! tunnel's state and connection counts, the request's upstream timing.
+//! balancer's multiplexed h2c one), retried as the plan allows
+//! ([`settings`]; the exchange itself is awaited in `handler::forward`),
+//! and what the outcome teaches ([`outcome`]): the servers' passive health
+//! and latency, the tunnel's state and connection counts, the request's
+//! upstream timing.
 
 use tokio::time::Instant;
 
 use super::super::account::Account;
-use super::super::body::RequestBody;
 use super::super::error::ProxyError;
 use super::super::handler::{ConnCtx, WorkerShared};
-use super::super::upstream::{Exchange, Retry};
+use super::super::upstream::{Exchange, Retry, Settings};
 use super::plan::{Forward, LegacyHop};
 
-/// Sends `request` as `forward` says: the exchange, or why there was
-/// none. The server that answered (or failed last) and the request's
-/// count in flight on it go to `forward`.
-pub async fn send(
-    ctx: &ConnCtx,
-    forward: &mut Forward,
-    request: http::Request<RequestBody>,
-    account: &mut Account,
-) -> Result<Exchange, ProxyError> {
-    let upgrade = forward.client_upgrade.is_some();
-    let (targets, n, legacy) = (&forward.targets, forward.n, &forward.legacy);
-    let placement = forward.placement.take();
+/// The settings to send with: the plan's, and for a pool its retry
+/// budget (a webserver dying under its requests in flight costs none of
+/// the idempotent ones: the next server of their list takes them).
+#[inline]
+pub fn settings(forward: &Forward) -> Settings<'_> {
     let mut settings = forward.settings;
-    if let Some(p) = &placement {
-        // A webserver dying under its requests in flight costs none of
-        // the idempotent ones: the next server of their list takes them.
+    if let Some(p) = &forward.placement {
         settings.retry = Retry::NextTarget(p.retry_budget());
     }
-    let worker = &ctx.worker;
-    let sent = Instant::now();
-    let result = match legacy {
-        // Boxed, like the connect paths: rare, and large futures would
-        // grow (and slow the moves of) every request's future.
-        Some(l) if l.h2 && !upgrade => {
-            Box::pin(worker.legacy_h2.send(targets[0], request, &settings)).await
-        }
-        _ => {
-            worker
-                .upstreams
-                .send(&targets[..n], request, &settings, upgrade)
-                .await
-        }
-    };
-    let server = match &result {
+    settings
+}
+
+/// The exchange's future: on the legacy balancer's multiplexed h2c
+/// connection, or on a pooled HTTP/1.1 connection to the first target
+/// that takes it. (Awaited by the caller itself: a wrapping async fn
+/// would move this large future once more per request.)
+#[inline]
+pub fn h2c(forward: &Forward) -> bool {
+    forward
+        .legacy
+        .as_ref()
+        .is_some_and(|l| l.h2 && forward.client_upgrade.is_none())
+}
+
+/// What the outcome teaches, once the exchange is over (or failed):
+/// the request's upstream timing, the tunnel's or the servers' passive
+/// health, and the request's count in flight, which moves to the server
+/// that answered (held in `forward` until the response body ends).
+#[inline]
+pub fn outcome(
+    ctx: &ConnCtx,
+    forward: &mut Forward,
+    result: &Result<Exchange, ProxyError>,
+    sent: Instant,
+    account: &mut Account,
+) {
+    let (targets, n) = (&forward.targets, forward.n);
+    let server = match result {
         Ok(ex) => Some(targets[usize::from(ex.attempt).min(n - 1)]),
         Err(e) => e.failed_server(),
     };
     account.sent(sent.elapsed(), server);
-    if let Some(l) = legacy {
-        legacy_outcome(worker, l, &result);
+    if let Some(l) = &forward.legacy {
+        legacy_outcome(&ctx.worker, l, result);
     }
-    forward.in_flight = placement.map(|p| p.outcome(&targets[..n], &result));
+    forward.in_flight = forward
+        .placement
+        .take()
+        .map(|p| p.outcome(&targets[..n], result));
     forward.server = server;
-    result
 }
 
 /// Feeds the tunnel's passive health and the legacy connection metrics.
