@@ -26,6 +26,7 @@ pub mod keys;
 pub mod store;
 #[cfg(test)]
 pub(crate) mod tests;
+pub mod validity;
 
 use std::sync::Arc;
 

@@ -386,24 +386,23 @@ fn index_file(path: &Path, stamp: Option<FileStamp>) -> Result<CertFile, CertErr
 
 /// The leaf's subjectAltName DNS names (lowercased) and its expiry.
 fn leaf_names(der: &CertificateDer<'_>) -> Result<(Vec<Name>, i64), String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
-    let mut names = Vec::new();
-    if let Some(san) = cert.subject_alternative_name().map_err(|e| e.to_string())? {
-        for n in &san.value.general_names {
-            if let x509_parser::extensions::GeneralName::DNSName(d) = n {
-                let name = d.trim_end_matches('.').to_ascii_lowercase();
-                names.push(match name.strip_prefix("*.") {
-                    Some(parent) => Name {
-                        wildcard: true,
-                        domain: parent.into(),
-                    },
-                    None => Name {
-                        wildcard: false,
-                        domain: name.into(),
-                    },
-                });
+    let cert = webpki::EndEntityCert::try_from(der).map_err(|e| e.to_string())?;
+    let names = cert
+        .valid_dns_names()
+        .map(|n| {
+            let name = n.trim_end_matches('.').to_ascii_lowercase();
+            match name.strip_prefix("*.") {
+                Some(parent) => Name {
+                    wildcard: true,
+                    domain: parent.into(),
+                },
+                None => Name {
+                    wildcard: false,
+                    domain: name.into(),
+                },
             }
-        }
-    }
-    Ok((names, cert.validity().not_after.timestamp()))
+        })
+        .collect();
+    let not_after = super::validity::not_after(der).map_err(|e| e.to_string())?;
+    Ok((names, not_after))
 }
