@@ -410,3 +410,16 @@ fn help_describes_the_config_the_signals_and_the_exit_status() {
     let version = String::from_utf8_lossy(&version.stdout);
     assert!(version.contains("(allocator: "), "{version}");
 }
+
+/// `RUST_LOG` is read as target=level directives; one that is not
+/// understood is said in the log, and predictor runs at `info`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_rust_log_is_said_and_info_logging_goes_on() {
+    let f = folder("a.example\tt1\tweb\tf1\n");
+    let mut run = process::Running::start_with(f.path(), &[("RUST_LOG", "predictor=loud")]);
+    let said = run.wait_for("RUST_LOG not understood").await;
+    assert!(said.contains("WARN"), "{said}");
+    run.wait_for("config loaded").await;
+    run.signal("-TERM");
+    assert!(run.exit(WAIT).await.success());
+}

@@ -20,9 +20,15 @@ impl Running {
     /// `predictor run --config dir`, its stdout (the access log, when it
     /// goes there) discarded.
     pub fn start(dir: &Path) -> Running {
+        Self::start_with(dir, &[])
+    }
+
+    /// [`Running::start`] with `env` added to its environment.
+    pub fn start_with(dir: &Path, env: &[(&str, &str)]) -> Running {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_predictor"))
             .args(["run", "--config"])
             .arg(dir)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)

@@ -139,9 +139,18 @@ async fn forward(
     if let Some(answer) = plan::plan(ctx, &snap, &decision, &req, &mut forward)? {
         return Ok(answer);
     }
+    let (fixed, via_back) = rewrite::Fixed::of(&snap, ctx.peer.ip(), req.version());
     drop(snap);
 
-    let request = rewrite::request(ctx, req, &scan, checked.authority, &mut forward, account);
+    let request = rewrite::request(
+        ctx,
+        req,
+        &scan,
+        checked.authority,
+        fixed,
+        &mut forward,
+        account,
+    );
     let sent = tokio::time::Instant::now();
     let result = {
         let settings = send::settings(&forward);
@@ -165,5 +174,5 @@ async fn forward(
         }
     };
     send::outcome(ctx, &mut forward, &result, sent, account);
-    respond::respond(ctx, result?, &mut forward)
+    respond::respond(ctx, result?, &mut forward, via_back)
 }

@@ -108,6 +108,17 @@ impl RequestError {
     }
 }
 
+impl From<HeadFault> for RequestError {
+    fn from(f: HeadFault) -> Self {
+        match f {
+            HeadFault::TooLarge => RequestError::TooLarge,
+            HeadFault::TooManyHeaders => RequestError::TooManyHeaders,
+            HeadFault::BareLf => RequestError::BareLf,
+            HeadFault::Parse(e) => RequestError::Malformed(error_name(e)),
+        }
+    }
+}
+
 impl From<FieldError> for RequestError {
     fn from(e: FieldError) -> Self {
         match e {
@@ -166,13 +177,10 @@ impl RequestHead {
         let len = match framed(parsed, buf, max_head) {
             Ok(Framed::Complete(len)) => len,
             Ok(Framed::Partial) => return Ok(Status::Partial),
-            Err(HeadFault::TooLarge) => return Err(RequestError::TooLarge),
-            Err(HeadFault::TooManyHeaders) => return Err(RequestError::TooManyHeaders),
-            Err(HeadFault::BareLf) => return Err(RequestError::BareLf),
             Err(HeadFault::Parse(httparse::Error::Version)) if names_other_version(buf) => {
                 return Err(RequestError::Version);
             }
-            Err(HeadFault::Parse(e)) => return Err(RequestError::Malformed(error_name(e))),
+            Err(fault) => return Err(fault.into()),
         };
         let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
             return Err(RequestError::Malformed("request line"));

@@ -35,6 +35,17 @@ pub enum ResponseError {
     UnaskedUpgrade,
 }
 
+impl From<HeadFault> for ResponseError {
+    fn from(f: HeadFault) -> Self {
+        match f {
+            HeadFault::TooLarge => ResponseError::TooLarge,
+            HeadFault::TooManyHeaders => ResponseError::TooManyHeaders,
+            HeadFault::BareLf => ResponseError::BareLf,
+            HeadFault::Parse(_) => ResponseError::Malformed("status line or field"),
+        }
+    }
+}
+
 impl From<FieldError> for ResponseError {
     fn from(e: FieldError) -> Self {
         match e {
@@ -93,15 +104,9 @@ impl ResponseHead {
             buf,
             &mut headers,
         );
-        let len = match framed(parsed, buf, max_head) {
-            Ok(Framed::Complete(len)) => len,
-            Ok(Framed::Partial) => return Ok(Status::Partial),
-            Err(HeadFault::TooLarge) => return Err(ResponseError::TooLarge),
-            Err(HeadFault::TooManyHeaders) => return Err(ResponseError::TooManyHeaders),
-            Err(HeadFault::BareLf) => return Err(ResponseError::BareLf),
-            Err(HeadFault::Parse(_)) => {
-                return Err(ResponseError::Malformed("status line or field"));
-            }
+        let len = match framed(parsed, buf, max_head)? {
+            Framed::Complete(len) => len,
+            Framed::Partial => return Ok(Status::Partial),
         };
         let (Some(code), Some(minor)) = (res.code, res.version) else {
             return Err(ResponseError::Malformed("status line"));

@@ -19,8 +19,8 @@
 //! Each phase is one file with one job; a new per-request policy is a
 //! phase (or a plan kind) of its own plus its config. What a forwarded
 //! request carries from phase to phase is one [`plan::Forward`], filled in
-//! place (targets, settings, placement, the rewrite's fixed part, the
-//! upgrade, the answering server): a few hundred bytes, never moved
+//! place (targets, settings, placement, the upgrade, the answering
+//! server): a few hundred bytes, never moved
 //! through return values. The snapshot is read by check, route and plan,
 //! and let go before the first `.await`.
 

@@ -16,7 +16,6 @@ use super::super::handler::ConnCtx;
 use super::super::placed::{self, Placed};
 use super::super::upstream::{Retry, Settings};
 use super::respond::local;
-use super::rewrite::Fixed;
 use crate::config::UpstreamProtocol;
 use crate::health::InFlight;
 use crate::legacy::Admit;
@@ -40,8 +39,6 @@ pub struct Forward {
     pub placement: Option<Placed>,
     /// The tenant's name, to a pool configured to send it.
     pub tenant_header: Option<(HeaderName, HeaderValue)>,
-    /// What the rewrite reads of the snapshot.
-    pub fixed: Fixed,
     /// The client connection once upgraded, when the request asks to (set
     /// by the rewrite).
     pub client_upgrade: Option<OnUpgrade>,
@@ -69,7 +66,6 @@ impl Default for Forward {
             legacy: None,
             placement: None,
             tenant_header: None,
-            fixed: Fixed::default(),
             client_upgrade: None,
             server: None,
             in_flight: None,
@@ -123,9 +119,6 @@ pub fn plan(
             None
         }
     };
-    if answer.is_none() {
-        out.fixed.fill(snap, ctx.peer.ip(), req.version());
-    }
     Ok(answer)
 }
 

@@ -18,19 +18,16 @@ use super::super::headers::{self, Scan};
 use super::super::upstream::Exchange;
 use super::plan::Forward;
 
-/// The client's response to `exchange`, for the request `forward` was.
+/// The client's response to `exchange`, for the request `forward` was;
+/// `via_back` is the response's `Via`.
 #[inline]
 pub fn respond(
     ctx: &ConnCtx,
     mut exchange: Exchange,
     forward: &mut Forward,
+    via_back: HeaderValue,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let in_flight = forward.in_flight.take();
-    let via_back = forward
-        .fixed
-        .via_back
-        .take()
-        .unwrap_or_else(|| HeaderValue::from_static("1.1 predictor"));
     let client_upgrade = forward.client_upgrade.take();
     let is_upgrade = client_upgrade.is_some();
     if exchange.response.status() == StatusCode::SWITCHING_PROTOCOLS {

@@ -20,33 +20,36 @@ use super::super::target::origin_form;
 use super::plan::Forward;
 use crate::snapshot::Snapshot;
 
-/// What the rewrite reads of the snapshot, copied out before it is let go
-/// (filled by the plan, for a forward only).
-#[derive(Default)]
+/// What the rewrite reads of the snapshot, copied out (for a forward)
+/// before it is let go.
 pub struct Fixed {
     /// The client is a trusted proxy (its forwarding headers and request
     /// id are kept).
     trusted: bool,
-    id_header: Option<HeaderName>,
+    id_header: HeaderName,
     forwarded: bool,
     /// `Via` for the request, by the version it came in.
-    via: Option<HeaderValue>,
-    /// `Via` for the response (from an HTTP/1.1 upstream).
-    pub via_back: Option<HeaderValue>,
+    via: HeaderValue,
 }
 
 impl Fixed {
-    pub fn fill(&mut self, snap: &Snapshot, client: IpAddr, version: Version) {
+    /// The rewrite's part, and the `Via` of the response (from an
+    /// HTTP/1.1 upstream) for the respond phase.
+    #[inline]
+    pub fn of(snap: &Snapshot, client: IpAddr, version: Version) -> (Fixed, HeaderValue) {
         let forward = &snap.config.forward;
-        self.trusted = forward.trusts(client);
-        self.id_header = Some(forward.request_id_header.clone());
-        self.forwarded = forward.forwarded;
-        self.via = Some(snap.via.for_version(version).clone());
-        self.via_back = Some(snap.via.for_version(Version::HTTP_11).clone());
+        let fixed = Fixed {
+            trusted: forward.trusts(client),
+            id_header: forward.request_id_header.clone(),
+            forwarded: forward.forwarded,
+            via: snap.via.for_version(version).clone(),
+        };
+        (fixed, snap.via.for_version(Version::HTTP_11).clone())
     }
 }
 
-/// Rewrites `req` for `forward`; `authority` is the one it was routed by.
+/// Rewrites `req` for `forward` with `fixed`; `authority` is the one it
+/// was routed by.
 /// The request for the upstream (an upgrade's client side goes to
 /// `forward.client_upgrade`).
 #[inline]
@@ -55,6 +58,7 @@ pub fn request(
     mut req: Request<Incoming>,
     scan: &Scan,
     authority: Option<HeaderValue>,
+    fixed: Fixed,
     forward: &mut Forward,
     account: &mut Account,
 ) -> Request<RequestBody> {
@@ -72,17 +76,12 @@ pub fn request(
     }
     // HTTP/1.1 needs a Host, empty when the target has none.
     let host_value = authority.unwrap_or_else(|| HeaderValue::from_static(""));
-    let fixed = &mut forward.fixed;
-    let via = fixed
-        .via
-        .take()
-        .unwrap_or_else(|| HeaderValue::from_static("1.1 predictor"));
     Forwarding {
         client: &ctx.client,
         trusted: fixed.trusted,
         proto: ctx.proto,
         host: (!host_value.is_empty()).then_some(&host_value),
-        via: &via,
+        via: &fixed.via,
         forwarded: fixed.forwarded,
     }
     .apply(&mut parts.headers, scan);
@@ -94,16 +93,11 @@ pub fn request(
         parts.headers.insert(l.marker.0.clone(), l.marker.1.clone());
     }
     // A trusted proxy's request id goes on; anyone else's is replaced.
-    let id_header = forward
-        .fixed
-        .id_header
-        .take()
-        .unwrap_or_else(|| HeaderName::from_static("x-request-id"));
-    let id = match parts.headers.get(&id_header) {
-        Some(v) if forward.fixed.trusted && !v.is_empty() => v.clone(),
+    let id = match parts.headers.get(&fixed.id_header) {
+        Some(v) if fixed.trusted && !v.is_empty() => v.clone(),
         _ => ctx.worker.ids.next(),
     };
-    parts.headers.insert(id_header, id.clone());
+    parts.headers.insert(fixed.id_header, id.clone());
     parts.uri = origin_form(parts.uri);
     parts.version = Version::HTTP_11;
     let body = account.request_body(body, id);

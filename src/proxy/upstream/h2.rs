@@ -112,7 +112,7 @@ impl H2Upstream {
         settings: &Settings<'_>,
     ) -> Result<Exchange, ProxyError> {
         let mut req = to_h2(req);
-        let mut retry = RetryCopy::of(&req, settings);
+        let mut retry = RetryCopy::of(&req, settings, 1);
         let mut opened = 0;
         let mut retried = false;
         let mut first_reused = None;

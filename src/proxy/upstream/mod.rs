@@ -148,12 +148,31 @@ struct RetryCopy {
 }
 
 impl RetryCopy {
-    /// Boxed: kept across the send, it would otherwise grow every
-    /// request's future (and its moves) by its size.
-    fn of(req: &Request<RequestBody>, settings: &Settings<'_>) -> Option<Box<RetryCopy>> {
+    /// Whether `req` may be sent again should its connection die
+    /// unanswered: idempotent and bodiless, where `settings` retry at all.
+    fn eligible(req: &Request<RequestBody>, settings: &Settings<'_>) -> bool {
         use http_body::Body;
-        let may = !matches!(settings.retry, Retry::Never);
-        (may && req.method().is_idempotent() && req.body().is_end_stream()).then(|| {
+        !matches!(settings.retry, Retry::Never)
+            && req.method().is_idempotent()
+            && req.body().is_end_stream()
+    }
+
+    /// A copy of an eligible `req` when it has somewhere to go (`targets`
+    /// addresses; a pool's retry budget not spent), else none: the copy is
+    /// a header map clone, made only when it can be used. Boxed: kept
+    /// across the send, it would otherwise grow every request's future
+    /// (and its moves) by its size.
+    fn of(
+        req: &Request<RequestBody>,
+        settings: &Settings<'_>,
+        targets: usize,
+    ) -> Option<Box<RetryCopy>> {
+        let may = match settings.retry {
+            Retry::Never => false,
+            Retry::SameTarget => true,
+            Retry::NextTarget(budget) => targets > 1 && budget.can_withdraw(),
+        };
+        (may && Self::eligible(req, settings)).then(|| {
             Box::new(RetryCopy {
                 method: req.method().clone(),
                 uri: req.uri().clone(),
@@ -314,7 +333,8 @@ impl Upstreams {
     ) -> Result<Exchange, ProxyError> {
         let mut last = None;
         let mut opened = 0;
-        let mut retry = RetryCopy::of(&req, settings);
+        let eligible = RetryCopy::eligible(&req, settings);
+        let mut retry = RetryCopy::of(&req, settings, targets.len());
         let mut retried = false;
         'targets: for (attempt, &addr) in targets.iter().enumerate() {
             let mut fresh = fresh;
@@ -406,7 +426,17 @@ impl Upstreams {
                 let source = e.into_error();
                 let copy = match retry.take() {
                     Some(copy) if unanswered(&source) => copy,
-                    _ => return Err(ProxyError::exchange(addr, source)),
+                    _ => {
+                        let next = attempt + 1 < targets.len();
+                        if let Retry::NextTarget(budget) = settings.retry {
+                            if eligible && !retried && next && unanswered(&source) {
+                                // Not copied: the budget was spent when it
+                                // was sent.
+                                budget.refuse();
+                            }
+                        }
+                        return Err(ProxyError::exchange(addr, source));
+                    }
                 };
                 match settings.retry {
                     Retry::SameTarget => {
