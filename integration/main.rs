@@ -16,3 +16,4 @@ mod semantics;
 mod streaming;
 mod structure;
 mod tls;
+mod upstream;

@@ -7,6 +7,7 @@ pub mod haproxy;
 pub mod process;
 pub mod prom;
 pub mod relay;
+pub mod scripted;
 
 use std::net::SocketAddr;
 use std::path::Path;

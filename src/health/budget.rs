@@ -42,13 +42,6 @@ impl RetryBudget {
         }
     }
 
-    /// Whether a retry would be taken now (a hint: another worker may
-    /// spend the tokens first).
-    #[inline]
-    pub fn can_withdraw(&self) -> bool {
-        self.tokens.load(Relaxed) >= COST
-    }
-
     /// Takes the tokens of one retry; `false` (counted) when the budget
     /// is spent.
     pub fn withdraw(&self) -> bool {
@@ -62,12 +55,6 @@ impl RetryBudget {
             self.refused.fetch_add(1, Relaxed);
         }
         took
-    }
-
-    /// Counts a retry refused without asking (the request was sent when
-    /// the budget was already spent, so no copy was kept for it).
-    pub fn refuse(&self) {
-        self.refused.fetch_add(1, Relaxed);
     }
 
     /// Retries sent since the start.

@@ -1,7 +1,8 @@
 //! [`ResponseBody`]: what goes back to the client, streamed.
 //!
-//! Either an upstream response body passed through frame by frame (its
-//! connection returns to the pool when the last frame has been read), or a
+//! Either an upstream response body passed through frame by frame (an
+//! HTTP/1.1 connection returns to its pool when the last byte has been
+//! read: [`super::upstream::H1Body`]), or a
 //! small page predictor answers itself. The body also carries the
 //! connection's [`ActiveRequest`]: when hyper drops the body, the response is
 //! over and the client connection counts as idle again; and the request's
@@ -18,7 +19,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::client_io::ActiveRequest;
-use super::upstream::Pooled;
+use super::upstream::{BodyError, Received};
 use crate::access_log::{Record, Sender};
 use crate::health::InFlight;
 
@@ -80,10 +81,7 @@ pub struct ResponseBody {
 
 enum Kind {
     Local(Option<Bytes>),
-    Upstream {
-        body: Incoming,
-        conn: Option<Pooled>,
-    },
+    Upstream(Received),
 }
 
 impl ResponseBody {
@@ -109,19 +107,10 @@ impl ResponseBody {
         }
     }
 
-    /// An upstream body; `conn` is released when the body has ended. An
-    /// upgraded exchange passes no connection.
-    pub fn upstream(body: Incoming, conn: Option<Pooled>) -> Self {
-        let conn = match conn {
-            // Nothing left to read (204, 304, HEAD, Content-Length: 0).
-            Some(c) if body.is_end_stream() => {
-                c.release();
-                None
-            }
-            other => other,
-        };
+    /// An upstream body.
+    pub fn upstream(body: Received) -> Self {
         ResponseBody {
-            kind: Kind::Upstream { body, conn },
+            kind: Kind::Upstream(body),
             _active: None,
             _in_flight: None,
             log: None,
@@ -162,30 +151,16 @@ impl Drop for ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
         let frame = match &mut this.kind {
             Kind::Local(bytes) => bytes.take().map(|b| Ok(Frame::data(b))),
-            Kind::Upstream { body, conn } => {
-                let frame = ready!(Pin::new(&mut *body).poll_frame(cx));
-                match &frame {
-                    Some(Ok(_)) if !body.is_end_stream() => {}
-                    // The end, read cleanly: the connection may serve again.
-                    Some(Ok(_)) | None => {
-                        if let Some(c) = conn.take() {
-                            c.release();
-                        }
-                    }
-                    // A broken upstream body: the connection is not reused.
-                    Some(Err(_)) => drop(conn.take()),
-                }
-                frame
-            }
+            Kind::Upstream(body) => ready!(Pin::new(body).poll_frame(cx)),
         };
         match &frame {
             None => this.ended = true,
@@ -202,7 +177,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Local(bytes) => bytes.is_none(),
-            Kind::Upstream { body, .. } => body.is_end_stream(),
+            Kind::Upstream(body) => body.is_end_stream(),
         }
     }
 
@@ -210,7 +185,7 @@ impl Body for ResponseBody {
         match &self.kind {
             Kind::Local(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Kind::Local(None) => SizeHint::with_exact(0),
-            Kind::Upstream { body, .. } => body.size_hint(),
+            Kind::Upstream(body) => body.size_hint(),
         }
     }
 }

@@ -52,6 +52,22 @@ pub enum ProxyError {
         #[source]
         source: hyper::Error,
     },
+    #[error("{addr} failed: {source}")]
+    UpstreamIo {
+        addr: SocketAddr,
+        /// Whether the request may have reached the server.
+        sent: bool,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{addr} closed the connection without answering")]
+    UpstreamClosed { addr: SocketAddr },
+    #[error("{addr} sent a response predictor refuses: {source}")]
+    BadResponse {
+        addr: SocketAddr,
+        #[source]
+        source: crate::proxy::h1::response::ResponseError,
+    },
     /// The client's request body broke while it was being sent upstream
     /// (a malformed chunk, a connection closed mid-body): the client's
     /// fault, whatever the upstream did.
@@ -91,6 +107,9 @@ impl ProxyError {
             | ProxyError::ConnectTimeout { .. }
             | ProxyError::ResponseTimeout { .. }
             | ProxyError::Upstream { .. }
+            | ProxyError::UpstreamIo { .. }
+            | ProxyError::UpstreamClosed { .. }
+            | ProxyError::BadResponse { .. }
             | ProxyError::UnexpectedUpgrade { .. }
             | ProxyError::NoServer { .. }
             | ProxyError::ConnectQueueFull { .. }
@@ -108,7 +127,7 @@ impl ProxyError {
             | ProxyError::ConnectTimeout { .. }
             | ProxyError::ConnectQueueFull { .. }
             | ProxyError::LegacyDown { .. } => true,
-            ProxyError::Upstream { sent, .. } => !sent,
+            ProxyError::Upstream { sent, .. } | ProxyError::UpstreamIo { sent, .. } => !sent,
             _ => false,
         }
     }
@@ -127,6 +146,9 @@ impl ProxyError {
             ProxyError::ConnectFailed { .. }
             | ProxyError::ConnectTimeout { .. }
             | ProxyError::Upstream { .. }
+            | ProxyError::UpstreamIo { .. }
+            | ProxyError::UpstreamClosed { .. }
+            | ProxyError::BadResponse { .. }
             | ProxyError::UnexpectedUpgrade { .. }
             | ProxyError::LegacyDown { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::ResponseTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -170,7 +192,10 @@ impl ProxyError {
         match self {
             ProxyError::ConnectFailed { addr, .. }
             | ProxyError::ConnectTimeout { addr, .. }
-            | ProxyError::ResponseTimeout { addr, .. } => Some(*addr),
+            | ProxyError::ResponseTimeout { addr, .. }
+            | ProxyError::UpstreamIo { addr, .. }
+            | ProxyError::UpstreamClosed { addr }
+            | ProxyError::BadResponse { addr, .. } => Some(*addr),
             ProxyError::Upstream { addr, source, .. } if !source.is_user() => Some(*addr),
             _ => None,
         }

@@ -1,13 +1,15 @@
 //! The proxy: one HTTP request from a client to an upstream and back.
 //!
-//! Owns everything between hyper's server and hyper's client: the phases
+//! Owns everything between hyper's server (the client side) and the
+//! upstream connections predictor speaks itself: the phases
 //! of a request ([`phase`]: check, plan, rewrite, send, respond; run in
 //! sequence by [`handler`]), the header rules
 //! ([`headers`]), client-side timeouts and framing checks ([`client_io`]),
-//! the per-worker upstream connection pools ([`upstream`]), the streamed
-//! response body ([`body`]), what a request's metrics and log line are made
-//! of ([`account`]), the HTTP/1.1 codec of the own hot path being built
-//! ([`h1`]: heads, framing, chunked bodies; not wired in yet), the 421 of
+//! the per-worker upstream connection pools and the HTTP/1.1 exchange on
+//! them, driven by the client connection's own task ([`upstream`]), the
+//! streamed response body ([`body`]), what a request's metrics and log
+//! line are made of ([`account`]), the HTTP/1.1 codec ([`h1`]: heads,
+//! framing, chunked bodies; the upstream side reads with it), the 421 of
 //! a request for another tenant than its TLS connection's
 //! ([`misdirected`]) and the mapping of failures to statuses ([`error`]).
 //!

@@ -19,8 +19,10 @@
 //! large) and nothing reaches an upstream; a refused response is a `502`
 //! and its connection is closed.
 //!
-//! Status: the codec and its tests; the request path still runs on hyper
-//! until the connection driver that uses this lands (issue 16).
+//! Used by: the upstream side ([`super::upstream`]) reads every response
+//! head and body with it. The client side still runs on hyper's server
+//! (issue 16: the request head parser here is tested and benched, not yet
+//! wired in).
 
 pub mod chunked;
 pub mod request;

@@ -99,11 +99,12 @@ impl ResponseHead {
     ) -> Result<Status, ResponseError> {
         let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut res = httparse::Response::new(&mut []);
-        let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
-            &mut res,
-            buf,
-            &mut headers,
-        );
+        // RFC 9112 §5.1: a proxy removes whitespace between a response
+        // field's name and its colon (as hyper's client did), where a
+        // request with it is refused.
+        let parsed = httparse::ParserConfig::default()
+            .allow_spaces_after_header_name_in_responses(true)
+            .parse_response_with_uninit_headers(&mut res, buf, &mut headers);
         let len = match framed(parsed, buf, max_head)? {
             Framed::Complete(len) => len,
             Framed::Partial => return Ok(Status::Partial),

@@ -244,6 +244,18 @@ fn a_response_is_framed_by_its_status_its_request_and_its_fields() {
     ));
 }
 
+/// RFC 9112 §5.1: whitespace between a response field's name and its
+/// colon is removed (a request with it is refused), and the field counts
+/// for the framing.
+#[test]
+fn space_before_a_response_colon_is_removed() {
+    let raw = "HTTP/1.1 200 OK\r\nContent-Length : 3\r\n\r\n";
+    let head = response(raw, GET).unwrap();
+    assert_eq!(head.framing, ResponseFraming::Length(3));
+    assert_eq!(&raw[head.fields[0].name.clone()], "Content-Length");
+    assert_eq!(refused("GET / HTTP/1.1\r\nHost : a\r\n\r\n").status(), 400);
+}
+
 #[test]
 fn a_bad_response_head_is_refused() {
     use ResponseError as E;
@@ -273,6 +285,8 @@ fn a_bad_response_head_is_refused() {
         assert_eq!(response(raw, GET).unwrap_err(), expected, "{raw:?}");
     }
     assert!(response("HTTP/1.1 2000 OK\r\n\r\n", GET).is_err());
+    assert!(response("HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\n\r\n", GET).is_err());
+    assert!(response("HTTP/1.1 200 OK\r\nX-A: a\rb\r\n\r\n", GET).is_err());
     assert!(response("HTTQ/1.1 200 OK\r\n\r\n", GET).is_err());
 }
 

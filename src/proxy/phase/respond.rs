@@ -5,17 +5,19 @@
 
 use std::net::SocketAddr;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 use super::super::body::ResponseBody;
 use super::super::error::{ProxyError, page};
 use super::super::handler::ConnCtx;
 use super::super::headers::{self, Scan};
-use super::super::upstream::Exchange;
+use super::super::upstream::{Exchange, Received};
 use super::plan::Forward;
 
 /// The client's response to `exchange`, for the request `forward` was;
@@ -23,56 +25,50 @@ use super::plan::Forward;
 #[inline]
 pub fn respond(
     ctx: &ConnCtx,
-    mut exchange: Exchange,
+    exchange: Exchange,
     forward: &mut Forward,
     via_back: HeaderValue,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let in_flight = forward.in_flight.take();
     let client_upgrade = forward.client_upgrade.take();
-    let is_upgrade = client_upgrade.is_some();
-    if exchange.response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let Some(client_upgrade) = client_upgrade else {
-            return Err(ProxyError::UnexpectedUpgrade {
-                addr: exchange
-                    .conn
-                    .as_ref()
-                    .map(|c| c.addr())
-                    .or(forward.server)
-                    .unwrap_or(forward.targets[0]),
-            });
+    let (mut parts, body) = exchange.response.into_parts();
+    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+        let addr = forward.server.unwrap_or(forward.targets[0]);
+        let (Some(client_upgrade), Received::H1(body)) = (client_upgrade, body) else {
+            return Err(ProxyError::UnexpectedUpgrade { addr });
         };
-        let upstream_upgrade = hyper::upgrade::on(&mut exchange.response);
+        let Some(upstream) = body.into_upgraded() else {
+            return Err(ProxyError::UnexpectedUpgrade { addr });
+        };
         ctx.conn.set_upgraded();
         // The drain waits for the stream (up to its deadline) while this
         // receiver lives.
         let draining = ctx.worker.upgraded.subscribe();
         tokio::task::spawn_local(splice_upgraded(
             client_upgrade,
-            upstream_upgrade,
+            upstream,
             ctx.peer,
             draining,
         ));
-        let (mut parts, _) = exchange.response.into_parts();
-        let up = parts.headers.get(header::UPGRADE).cloned();
-        let scan = Scan::of(&parts.headers);
-        headers::strip_hop_by_hop(&mut parts.headers, &scan, up);
+        // The upstream's head came without its hop-by-hop fields and with
+        // `Connection: upgrade` (`upstream::wire`).
         parts.headers.append(header::VIA, via_back);
         return Ok(Response::from_parts(
             parts,
             ResponseBody::empty().with_in_flight(in_flight),
         ));
     }
-
-    let (mut parts, body) = exchange.response.into_parts();
-    let scan = Scan::of(&parts.headers);
-    headers::strip_hop_by_hop(&mut parts.headers, &scan, None);
+    if let Received::H2(_) = body {
+        // hyper's HTTP/2 client leaves the fields as they came.
+        let scan = Scan::of(&parts.headers);
+        headers::strip_hop_by_hop(&mut parts.headers, &scan, None);
+    }
     parts.headers.append(header::VIA, via_back);
-    // An upgrade that was declined leaves a connection in an unclear state:
-    // it is not reused.
-    let conn = if is_upgrade { None } else { exchange.conn };
+    // (An upgrade that was declined leaves its connection in an unclear
+    // state: `upstream::send` does not reuse it.)
     Ok(Response::from_parts(
         parts,
-        ResponseBody::upstream(body, conn).with_in_flight(in_flight),
+        ResponseBody::upstream(body).with_in_flight(in_flight),
     ))
 }
 
@@ -101,21 +97,28 @@ pub fn error_response(e: &ProxyError) -> Response<ResponseBody> {
     r
 }
 
-/// Copies bytes both ways between an upgraded client and upstream.
+/// Copies bytes both ways between an upgraded client and upstream (the
+/// bytes the upstream sent behind its `101` go first).
 async fn splice_upgraded(
     client: OnUpgrade,
-    upstream: OnUpgrade,
+    (mut u, early): (TcpStream, BytesMut),
     peer: SocketAddr,
     _draining: tokio::sync::watch::Receiver<()>,
 ) {
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
-        Ok(pair) => pair,
+    let client = match client.await {
+        Ok(c) => c,
         Err(e) => {
             tracing::debug!(client = %peer, error = %e, "upgrade failed");
             return;
         }
     };
-    let (mut c, mut u) = (TokioIo::new(client), TokioIo::new(upstream));
+    let mut c = TokioIo::new(client);
+    if !early.is_empty() {
+        if let Err(e) = c.write_all(&early).await {
+            tracing::debug!(client = %peer, error = %e, "upgraded stream failed");
+            return;
+        }
+    }
     match tokio::io::copy_bidirectional(&mut c, &mut u).await {
         Ok((up, down)) => tracing::debug!(client = %peer, up, down, "upgraded stream closed"),
         Err(e) => tracing::debug!(client = %peer, error = %e, "upgraded stream failed"),

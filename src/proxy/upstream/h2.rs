@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::net::SocketAddr;
 
-use http::{Request, header};
+use http::{HeaderMap, Method, Request, Uri, Version, header};
 use hyper::client::conn::http2::{self, SendRequest};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::time::Instant;
@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::super::LocalExec;
 use super::super::body::RequestBody;
 use super::super::error::ProxyError;
-use super::{Exchange, RetryCopy, Settings, open, unanswered, unsent};
+use super::{Exchange, Received, Retry, Settings, open};
 
 struct Conn {
     addr: SocketAddr,
@@ -112,7 +112,7 @@ impl H2Upstream {
         settings: &Settings<'_>,
     ) -> Result<Exchange, ProxyError> {
         let mut req = to_h2(req);
-        let mut retry = RetryCopy::of(&req, settings, 1);
+        let mut retry = RetryCopy::of(&req, settings);
         let mut opened = 0;
         let mut retried = false;
         let mut first_reused = None;
@@ -130,8 +130,7 @@ impl H2Upstream {
                 }
                 Ok(Ok(response)) => {
                     return Ok(Exchange {
-                        response,
-                        conn: None,
+                        response: response.map(Received::H2),
                         opened,
                         reused: first_reused.unwrap_or(false),
                         retried,
@@ -189,4 +188,57 @@ fn to_h2(req: Request<RequestBody>) -> Request<RequestBody> {
     }
     parts.version = http::Version::HTTP_2;
     Request::from_parts(parts, body)
+}
+
+/// What is kept of a bodiless idempotent request to send it again.
+struct RetryCopy {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+}
+
+impl RetryCopy {
+    /// A copy of `req` when `settings` retry and it may go again
+    /// (idempotent and bodiless, RFC 9110 §9.2.2). Boxed: kept across the
+    /// send, it would otherwise grow the request's future by its size.
+    fn of(req: &Request<RequestBody>, settings: &Settings<'_>) -> Option<Box<RetryCopy>> {
+        use http_body::Body;
+        let may = !matches!(settings.retry, Retry::Never)
+            && req.method().is_idempotent()
+            && req.body().is_end_stream();
+        may.then(|| {
+            Box::new(RetryCopy {
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                version: req.version(),
+                headers: req.headers().clone(),
+            })
+        })
+    }
+
+    fn request(self) -> Request<RequestBody> {
+        let mut r = Request::new(RequestBody::Empty);
+        *r.method_mut() = self.method;
+        *r.uri_mut() = self.uri;
+        *r.version_mut() = self.version;
+        *r.headers_mut() = self.headers;
+        r
+    }
+}
+
+/// Whether a failed exchange got nothing back (the connection closed or
+/// broke before a parseable answer), so that an idempotent request may go
+/// again (RFC 9110 §9.2.2).
+fn unanswered(e: &hyper::Error) -> bool {
+    !e.is_parse() && !e.is_user() && !e.is_timeout()
+}
+
+/// A failure before the request left (a handshake): safe to retry.
+fn unsent(addr: SocketAddr) -> impl FnOnce(hyper::Error) -> ProxyError {
+    move |source| ProxyError::Upstream {
+        addr,
+        sent: false,
+        source,
+    }
 }

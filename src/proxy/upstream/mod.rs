@@ -1,26 +1,35 @@
 //! Connections to webservers and the legacy balancer: one keep-alive pool
 //! per worker thread.
 //!
-//! Why not `hyper_util::client::legacy::Client`: its pool is shared by all
-//! threads behind a mutex, and it spawns a task per request to watch for
-//! reuse. predictor runs one single-threaded runtime per core (like HAProxy
-//! and nginx workers), so each worker keeps its own idle connections in a
-//! `RefCell`: checkout and checkin touch no lock and no other core.
+//! HTTP/1.1 upstreams are spoken by predictor itself ([`conn`], [`wire`],
+//! [`received`], on the codec of [`super::h1`]): the task of the client
+//! connection writes the request on a pooled socket, reads the response
+//! head and then the body as the client takes it, and puts the socket back
+//! in the pool when the last byte is read. No task per upstream connection
+//! and no channel between two tasks, as with hyper's client (measured in
+//! `docs/performance.md`). predictor runs one single-threaded runtime per
+//! core (like HAProxy and nginx workers), so each worker keeps its own
+//! idle connections in a `RefCell`: checkout and checkin touch no lock and
+//! no other core. HTTP/2 to the legacy balancer stays hyper's ([`h2`]).
 //!
 //! Idle connections are kept most-recent-first (the warmest socket goes
 //! out next), at most `max_idle` per server, closed after `idle`, and not
 //! reused past `max_lifetime`. Connects in progress to one address can be
 //! bounded (`max_pending`): further requests wait for a slot (or for a
-//! connection coming back) up to the connect timeout. A request that comes
-//! back unsent from a pooled connection the server had just closed goes
+//! connection coming back) up to the connect timeout. A request not one
+//! byte of which left (the server had closed the pooled connection) goes
 //! again on another connection; a bodiless idempotent request whose
-//! connection died before any answer is sent once more, as [`Retry`] says
-//! (the legacy balancer: on a new connection; a pool: to the next server,
-//! within the pool's retry budget); a request that fails to connect goes
-//! to the next server of its preference list.
+//! pooled connection died before any answer goes once more on a new
+//! connection to the same server (a keep-alive race), and one whose new
+//! connection died so is sent once more as [`Retry`] says (the legacy
+//! balancer: on a new connection; a pool: to the next server, within the
+//! pool's retry budget); a request that fails to connect goes to the next
+//! server of its preference list.
 
+mod conn;
 mod h2;
-mod watch;
+mod received;
+mod wire;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -29,20 +38,21 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, Method, Request, Response, Uri, Version};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use bytes::Buf;
+use http::{Method, Request, Response};
+use http_body::Body;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::body::RequestBody;
 use super::error::ProxyError;
-use super::timer::LazyTimer;
-use watch::{Awaiting, Watch, Watched};
+use super::h1::response::Answering;
+use conn::{Conn, Failure, Outgoing};
+use received::Home;
 
 pub use h2::H2Upstream;
+pub use received::{BodyError, H1Body, Received};
 
 /// What to do with a bodiless idempotent request whose connection died
 /// before any answer (RFC 9110 §9.2.2: it may be sent again).
@@ -74,24 +84,22 @@ pub struct Settings<'a> {
 }
 
 struct IdleConn {
-    sender: SendRequest<RequestBody>,
-    watch: Rc<Watch>,
+    conn: Box<Conn>,
     since: Instant,
-    born: Instant,
 }
 
 /// The upstream connections of one worker.
 pub struct Upstreams {
     idle: RefCell<HashMap<SocketAddr, Vec<IdleConn>, foldhash::fast::FixedState>>,
     pending: RefCell<HashMap<SocketAddr, Arc<Semaphore>, foldhash::fast::FixedState>>,
-    http1: http1::Builder,
+    /// Request buffers kept for the next requests (their capacity reused:
+    /// one per request in flight, at most [`SPARE_BUFFERS`]).
+    spare: RefCell<Vec<Vec<u8>>>,
 }
 
-/// A response, the connection it came on, and what it took.
+/// A response, and what it took.
 pub struct Exchange {
-    pub response: Response<Incoming>,
-    /// `None` for HTTP/2 (streams need no release).
-    pub conn: Option<Pooled>,
+    pub response: Response<Received>,
     /// Connections opened for this request.
     pub opened: u32,
     /// It was sent on an already open connection.
@@ -102,113 +110,43 @@ pub struct Exchange {
     pub attempt: u8,
 }
 
-/// A connection in use; back to the pool when its response has ended.
-pub struct Pooled {
-    pool: Rc<Upstreams>,
-    addr: SocketAddr,
-    sender: SendRequest<RequestBody>,
-    watch: Rc<Watch>,
-    born: Instant,
-    max_idle: usize,
-    max_lifetime: Option<Duration>,
-}
+/// Request buffers a worker keeps for reuse.
+const SPARE_BUFFERS: usize = 256;
+/// A request buffer's first capacity (a head is a few hundred bytes).
+const REQUEST_BUFFER: usize = 1024;
+/// A buffer grown past this (by a body) is not kept.
+const MAX_SPARE_CAPACITY: usize = 64 * 1024;
 
-impl Pooled {
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The response was read to its end: the connection can serve again.
-    pub fn release(self) {
-        if self.max_lifetime.is_some_and(|l| self.born.elapsed() >= l) {
-            // Old enough: closed, so that connections get spread anew.
-            return;
-        }
-        let mut this = self;
-        if this.sender.is_ready() {
-            this.pool.clone().checkin(this);
-        } else if !this.sender.is_closed() {
-            // The connection task has not yet seen the end of the response;
-            // hand the connection back once it has.
-            tokio::task::spawn_local(async move {
-                if this.sender.ready().await.is_ok() {
-                    this.pool.clone().checkin(this);
-                }
-            });
-        }
-    }
-}
-
-/// What is kept of a bodiless idempotent request to send it again.
-struct RetryCopy {
-    method: Method,
-    uri: Uri,
-    version: Version,
-    headers: HeaderMap,
-}
-
-impl RetryCopy {
-    /// Whether `req` may be sent again should its connection die
-    /// unanswered: idempotent and bodiless, where `settings` retry at all.
-    fn eligible(req: &Request<RequestBody>, settings: &Settings<'_>) -> bool {
-        use http_body::Body;
-        !matches!(settings.retry, Retry::Never)
-            && req.method().is_idempotent()
-            && req.body().is_end_stream()
-    }
-
-    /// A copy of an eligible `req` when it has somewhere to go (`targets`
-    /// addresses; a pool's retry budget not spent), else none: the copy is
-    /// a header map clone, made only when it can be used. Boxed: kept
-    /// across the send, it would otherwise grow every request's future
-    /// (and its moves) by its size.
-    fn of(
-        req: &Request<RequestBody>,
-        settings: &Settings<'_>,
-        targets: usize,
-    ) -> Option<Box<RetryCopy>> {
-        let may = match settings.retry {
-            Retry::Never => false,
-            Retry::SameTarget => true,
-            Retry::NextTarget(budget) => targets > 1 && budget.can_withdraw(),
-        };
-        (may && Self::eligible(req, settings)).then(|| {
-            Box::new(RetryCopy {
-                method: req.method().clone(),
-                uri: req.uri().clone(),
-                version: req.version(),
-                headers: req.headers().clone(),
-            })
-        })
-    }
-
-    fn request(self) -> Request<RequestBody> {
-        let mut r = Request::new(RequestBody::Empty);
-        *r.method_mut() = self.method;
-        *r.uri_mut() = self.uri;
-        *r.version_mut() = self.version;
-        *r.headers_mut() = self.headers;
-        r
-    }
-}
-
-/// Whether a failed exchange got nothing back (the connection closed or
-/// broke before a parseable answer), so that an idempotent request may go
-/// again (RFC 9110 §9.2.2).
-fn unanswered(e: &hyper::Error) -> bool {
-    !e.is_parse() && !e.is_user() && !e.is_timeout()
+/// Whether a request may go again after its connection died unanswered
+/// (RFC 9110 §9.2.2): idempotent and bodiless.
+fn repeatable(method: &Method, body: &RequestBody) -> bool {
+    method.is_idempotent() && body.is_end_stream()
 }
 
 impl Upstreams {
     pub fn new() -> Rc<Self> {
-        let mut http1 = http1::Builder::new();
-        // Webservers may answer with odd header spacing; pass it through.
-        http1.allow_spaces_after_header_name_in_responses(true);
         Rc::new(Upstreams {
             idle: RefCell::new(HashMap::default()),
             pending: RefCell::new(HashMap::default()),
-            http1,
+            spare: RefCell::new(Vec::new()),
         })
+    }
+
+    /// An empty request buffer.
+    fn buffer(&self) -> Vec<u8> {
+        self.spare
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(REQUEST_BUFFER))
+    }
+
+    /// A request buffer back for reuse.
+    fn give_back(&self, mut bytes: Vec<u8>) {
+        let mut spare = self.spare.borrow_mut();
+        if spare.len() < SPARE_BUFFERS && bytes.capacity() <= MAX_SPARE_CAPACITY {
+            bytes.clear();
+            spare.push(bytes);
+        }
     }
 
     /// Number of idle connections to `addr`.
@@ -216,15 +154,11 @@ impl Upstreams {
         self.idle.borrow().get(&addr).map_or(0, Vec::len)
     }
 
-    fn checkout(
-        &self,
-        addr: SocketAddr,
-        settings: &Settings<'_>,
-    ) -> Option<(SendRequest<RequestBody>, Rc<Watch>, Instant)> {
+    fn checkout(&self, addr: SocketAddr, settings: &Settings<'_>) -> Option<Box<Conn>> {
         let mut map = self.idle.borrow_mut();
         let list = map.get_mut(&addr)?;
         let now = Instant::now();
-        while let Some(c) = list.pop() {
+        while let Some(mut c) = list.pop() {
             if now.duration_since(c.since) >= settings.idle {
                 // The rest were parked earlier: all stale.
                 list.clear();
@@ -232,31 +166,31 @@ impl Upstreams {
             }
             if settings
                 .max_lifetime
-                .is_some_and(|l| now.duration_since(c.born) >= l)
+                .is_some_and(|l| now.duration_since(c.conn.born) >= l)
             {
                 continue;
             }
-            if c.sender.is_ready() {
-                return Some((c.sender, c.watch, c.born));
+            if c.conn.is_usable() {
+                return Some(c.conn);
             }
         }
         None
     }
 
-    fn checkin(&self, conn: Pooled) {
-        if conn.max_idle == 0 {
+    /// A connection whose response was read to its end, back to the pool.
+    fn checkin(&self, home: Home, conn: Box<Conn>) {
+        if home.max_idle == 0 || home.max_lifetime.is_some_and(|l| conn.born.elapsed() >= l) {
+            // Old enough: closed, so that connections get spread anew.
             return;
         }
         let mut map = self.idle.borrow_mut();
-        let list = map.entry(conn.addr).or_default();
-        if list.len() >= conn.max_idle {
+        let list = map.entry(home.addr).or_default();
+        if list.len() >= home.max_idle {
             list.remove(0);
         }
         list.push(IdleConn {
-            sender: conn.sender,
-            watch: conn.watch,
+            conn,
             since: Instant::now(),
-            born: conn.born,
         });
     }
 
@@ -266,7 +200,7 @@ impl Upstreams {
         let now = Instant::now();
         self.idle.borrow_mut().retain(|addr, list| {
             let idle = idle_for(*addr);
-            list.retain(|c| now.duration_since(c.since) < idle && !c.sender.is_closed());
+            list.retain_mut(|c| now.duration_since(c.since) < idle && c.conn.is_usable());
             !list.is_empty()
         });
     }
@@ -301,163 +235,187 @@ impl Upstreams {
         }
     }
 
-    async fn connect(
+    /// A pooled connection to `addr` (unless `fresh`), else a new one
+    /// within the connect slots; `Ok((conn, reused))`.
+    async fn connection(
         &self,
         addr: SocketAddr,
-        timeout: Duration,
-    ) -> Result<(SendRequest<RequestBody>, Rc<Watch>), ProxyError> {
-        let stream = open(addr, timeout).await?;
-        let (sender, conn) = self
-            .http1
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(unsent(addr))?;
-        let watch = Rc::new(Watch::default());
-        tokio::task::spawn_local(Watched {
-            conn: Box::pin(conn.with_upgrades()),
-            watch: watch.clone(),
-            timer: LazyTimer::default(),
-            addr,
-        });
-        Ok((sender, watch))
+        settings: &Settings<'_>,
+        fresh: bool,
+    ) -> Result<(Box<Conn>, bool), ProxyError> {
+        if !fresh {
+            if let Some(c) = self.checkout(addr, settings) {
+                return Ok((c, true));
+            }
+        }
+        let slot = self.connect_slot(addr, settings).await?;
+        // A connection may have come back while this waited.
+        if !fresh && slot.is_some() {
+            if let Some(c) = self.checkout(addr, settings) {
+                return Ok((c, true));
+            }
+        }
+        let stream = open(addr, settings.connect).await?;
+        drop(slot);
+        Ok((Box::new(Conn::new(stream)), false))
     }
 
-    /// Sends `req` to the first of `targets` that takes it. With `fresh`,
-    /// always on a new connection (upgrades take the connection over).
+    /// Sends `req` to the first of `targets` that takes it. With `upgrade`,
+    /// always on a new connection (an upgrade takes the connection over).
     pub async fn send(
         self: &Rc<Self>,
         targets: &[SocketAddr],
-        mut req: Request<RequestBody>,
+        req: Request<RequestBody>,
         settings: &Settings<'_>,
-        fresh: bool,
+        upgrade: bool,
     ) -> Result<Exchange, ProxyError> {
+        let (parts, mut body) = req.into_parts();
+        let to = Answering {
+            head: parts.method == Method::HEAD,
+            upgrade,
+        };
+        let repeatable =
+            !matches!(settings.retry, Retry::Never) && repeatable(&parts.method, &body);
+        let mut bytes = self.buffer();
+        let framing = wire::request_head(&parts, body.is_end_stream(), &mut bytes);
+        drop(parts);
+        let mut out = Outgoing::new(bytes, framing);
         let mut last = None;
         let mut opened = 0;
-        let eligible = RetryCopy::eligible(&req, settings);
-        let mut retry = RetryCopy::of(&req, settings, targets.len());
         let mut retried = false;
         'targets: for (attempt, &addr) in targets.iter().enumerate() {
-            let mut fresh = fresh;
+            let mut fresh = upgrade;
             loop {
-                let mut pooled = if fresh {
-                    None
-                } else {
-                    self.checkout(addr, settings)
-                };
-                let reused = pooled.is_some();
-                let mut _slot = None;
-                if pooled.is_none() {
-                    // Boxed: only on a new connection, and it would
-                    // otherwise grow every request's future.
-                    _slot = match Box::pin(self.connect_slot(addr, settings)).await {
-                        Ok(s) => s,
+                // Boxed: only on a new connection, and it would otherwise
+                // grow every request's future.
+                let (mut conn, reused) = if fresh {
+                    match Box::pin(self.connection(addr, settings, true)).await {
+                        Ok(c) => c,
                         Err(e) => {
+                            note_connect_failure(&e);
                             last = Some(e);
                             continue 'targets;
                         }
-                    };
-                    // A connection may have come back while this waited.
-                    if !fresh && _slot.is_some() {
-                        pooled = self.checkout(addr, settings);
                     }
-                }
-                let (mut sender, watch, born) = match pooled {
-                    Some(s) => s,
-                    None => match Box::pin(self.connect(addr, settings.connect)).await {
-                        Ok((s, w)) => {
-                            opened += 1;
-                            (s, w, Instant::now())
-                        }
+                } else if let Some(c) = self.checkout(addr, settings) {
+                    (c, true)
+                } else {
+                    match Box::pin(self.connection(addr, settings, false)).await {
+                        Ok(c) => c,
                         Err(e) => {
-                            tracing::warn!(error = %e, "upstream connect failed");
+                            note_connect_failure(&e);
                             last = Some(e);
                             continue 'targets;
                         }
-                    },
+                    }
                 };
-                drop(_slot);
-                let awaiting = Awaiting::start(&watch, settings.response);
-                let sent = sender.try_send_request(req).await;
-                drop(awaiting);
-                let e = match sent {
-                    Ok(response) => {
+                opened += u32::from(!reused);
+                let deadline = Instant::now() + settings.response;
+                let result = std::future::poll_fn(|cx| {
+                    out.poll_exchange(&mut conn, &mut body, to, deadline, cx)
+                })
+                .await;
+                let failure = match result {
+                    Ok(len) => {
+                        let response = match wire::response(&conn.buf[..len], &conn.head) {
+                            Ok(r) => r,
+                            Err(source) => return Err(ProxyError::BadResponse { addr, source }),
+                        };
+                        conn.buf.advance(len);
+                        let keep = conn.head.keeps_alive() && !upgrade && !out.write_failed();
+                        let home = keep.then(|| Home {
+                            pool: self.clone(),
+                            addr,
+                            max_idle: settings.max_idle,
+                            max_lifetime: settings.max_lifetime,
+                        });
+                        let framing = conn.head.framing;
+                        // The rest of the request goes as the response is
+                        // read (a server may answer before it has all).
+                        let sending = if out.complete() {
+                            self.give_back(out.into_bytes());
+                            None
+                        } else if out.write_failed() || upgrade {
+                            None
+                        } else {
+                            Some(Box::new((out, body)))
+                        };
+                        let body = H1Body::new(conn, framing, home, sending);
                         return Ok(Exchange {
-                            response,
-                            conn: Some(Pooled {
-                                pool: self.clone(),
-                                addr,
-                                sender,
-                                watch,
-                                born,
-                                max_idle: settings.max_idle,
-                                max_lifetime: settings.max_lifetime,
-                            }),
+                            response: response.map(|()| Received::H1(body)),
                             opened,
                             reused,
                             retried,
                             attempt: attempt as u8,
                         });
                     }
-                    Err(_) if watch.expired.get() => {
+                    Err(f) => f,
+                };
+                drop(conn);
+                let error = match failure {
+                    Failure::Timeout => {
                         return Err(ProxyError::ResponseTimeout {
                             addr,
                             after: settings.response,
                         });
                     }
-                    Err(e) => e,
-                };
-                let mut e = e;
-                if let Some(back) = e.take_message() {
-                    req = back;
-                    let error = ProxyError::Upstream {
-                        addr,
-                        sent: false,
-                        source: e.into_error(),
-                    };
-                    tracing::debug!(%error, reused, "request came back unsent");
-                    last = Some(error);
-                    if reused {
-                        // A pooled connection died under us: same server,
-                        // next (or a new) connection.
-                        continue;
+                    Failure::BadResponse(source) => {
+                        return Err(ProxyError::BadResponse { addr, source });
                     }
-                    continue 'targets;
-                }
-                let source = e.into_error();
-                let copy = match retry.take() {
-                    Some(copy) if unanswered(&source) => copy,
-                    _ => {
-                        let next = attempt + 1 < targets.len();
-                        if let Retry::NextTarget(budget) = settings.retry {
-                            if eligible && !retried && next && unanswered(&source) {
-                                // Not copied: the budget was spent when it
-                                // was sent.
-                                budget.refuse();
-                            }
+                    Failure::ClientBody(source) => return Err(ProxyError::ClientBody { source }),
+                    Failure::Unsent(source) => {
+                        let error = ProxyError::UpstreamIo {
+                            addr,
+                            sent: false,
+                            source,
+                        };
+                        tracing::debug!(%error, reused, "request not sent");
+                        last = Some(error);
+                        out.rewind();
+                        if reused {
+                            // A pooled connection the server had closed:
+                            // same server, next (or a new) connection.
+                            continue;
                         }
-                        return Err(ProxyError::exchange(addr, source));
+                        continue 'targets;
+                    }
+                    Failure::Broken { .. } => {
+                        let unanswered = failure.unanswered();
+                        let error = broken(addr, failure);
+                        if !(repeatable && unanswered && out.rewind()) {
+                            return Err(error);
+                        }
+                        error
                     }
                 };
+                // A bodiless idempotent request, its connection dead
+                // without a byte of answer.
+                if reused && !retried {
+                    // Most likely the server closed the idle connection as
+                    // the request went: once more on a new one.
+                    tracing::debug!(%error, "pooled connection died unanswered; sending the idempotent request again on a new one");
+                    retried = true;
+                    fresh = true;
+                    continue;
+                }
+                let next = attempt + 1 < targets.len();
                 match settings.retry {
-                    Retry::SameTarget => {
-                        tracing::debug!(%addr, error = %source, reused, "connection died unanswered; sending the idempotent request again");
-                        req = copy.request();
+                    Retry::SameTarget if !retried => {
+                        tracing::debug!(%error, "connection died unanswered; sending the idempotent request again");
                         retried = true;
                         fresh = true;
                         continue;
                     }
-                    Retry::NextTarget(budget)
-                        if attempt + 1 < targets.len() && budget.withdraw() =>
-                    {
-                        tracing::debug!(%addr, error = %source, reused, "connection died unanswered; sending the idempotent request to the next server");
-                        req = copy.request();
+                    Retry::NextTarget(budget) if next => {
+                        if !budget.withdraw() {
+                            return Err(error);
+                        }
+                        tracing::debug!(%error, "connection died unanswered; sending the idempotent request to the next server");
                         retried = true;
-                        last = Some(ProxyError::exchange(addr, source));
+                        last = Some(error);
                         continue 'targets;
                     }
-                    Retry::NextTarget(_) | Retry::Never => {
-                        return Err(ProxyError::exchange(addr, source));
-                    }
+                    _ => return Err(error),
                 }
             }
         }
@@ -467,12 +425,24 @@ impl Upstreams {
     }
 }
 
-/// A failure before the request left (a handshake): safe to retry.
-fn unsent(addr: SocketAddr) -> impl FnOnce(hyper::Error) -> ProxyError {
-    move |source| ProxyError::Upstream {
-        addr,
-        sent: false,
-        source,
+/// The error of a connection that ended or broke before a response head.
+fn broken(addr: SocketAddr, failure: Failure) -> ProxyError {
+    match failure {
+        Failure::Broken {
+            error: Some(source),
+            ..
+        } => ProxyError::UpstreamIo {
+            addr,
+            sent: true,
+            source,
+        },
+        _ => ProxyError::UpstreamClosed { addr },
+    }
+}
+
+fn note_connect_failure(e: &ProxyError) {
+    if e.is_connect_failure() {
+        tracing::warn!(error = %e, "upstream connect failed");
     }
 }
 

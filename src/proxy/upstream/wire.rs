@@ -1,0 +1,171 @@
+//! The bytes of an HTTP/1.1 exchange with an upstream: the request head
+//! written in one pass from the rewritten request (request line, fields,
+//! the body's framing), and the response head turned into the response
+//! the client side sends, hop-by-hop fields left out on the way.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Response, StatusCode, request};
+
+use super::super::h1::ResponseFraming;
+use super::super::h1::response::{ResponseError, ResponseHead};
+use super::conn::BodyOut;
+use crate::model::headers::hop_bit;
+
+/// Writes the head of `req` (already rewritten: origin-form, `Host`,
+/// hop-by-hop fields gone; `bodiless` when its body has ended) to `out`;
+/// returns how its body follows. A body of unknown length goes chunked.
+pub(super) fn request_head(req: &request::Parts, bodiless: bool, out: &mut Vec<u8>) -> BodyOut {
+    out.extend_from_slice(req.method.as_str().as_bytes());
+    out.push(b' ');
+    let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut length = false;
+    for (name, value) in &req.headers {
+        length |= name == header::CONTENT_LENGTH;
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let body = if bodiless {
+        BodyOut::Done
+    } else if length {
+        BodyOut::Plain
+    } else {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        BodyOut::Chunked
+    };
+    out.extend_from_slice(b"\r\n");
+    body
+}
+
+/// The client's response from the head `head`, parsed from `buf`: its
+/// status and end-to-end fields. Hop-by-hop fields (the fixed list and
+/// those `Connection` names) stay here; a `101` keeps `Upgrade` and says
+/// `Connection: upgrade`.
+pub(super) fn response(buf: &[u8], head: &ResponseHead) -> Result<Response<()>, ResponseError> {
+    let upgrade = head.framing == ResponseFraming::Upgrade;
+    let listed = connection_listed(buf, head);
+    let mut headers = HeaderMap::with_capacity(head.fields.len() + 1);
+    for f in &head.fields {
+        let name = &buf[f.name.clone()];
+        if !listed.is_empty() && listed.iter().any(|l| l.eq_ignore_ascii_case(name)) {
+            continue;
+        }
+        let name =
+            HeaderName::from_bytes(name).map_err(|_| ResponseError::Malformed("field name"))?;
+        if hop_bit(&name) != 0 && !(upgrade && name == header::UPGRADE) {
+            continue;
+        }
+        let value = HeaderValue::from_bytes(&buf[f.value.clone()])
+            .map_err(|_| ResponseError::Malformed("field value"))?;
+        headers.append(name, value);
+    }
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    let status =
+        StatusCode::from_u16(head.status).map_err(|_| ResponseError::Malformed("status"))?;
+    let mut r = Response::new(());
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
+    Ok(r)
+}
+
+/// The field names a response's `Connection` lists (beyond its own
+/// options): hop-by-hop too. Rare, so nothing is allocated without them.
+fn connection_listed<'b>(buf: &'b [u8], head: &ResponseHead) -> Vec<&'b [u8]> {
+    let mut listed = Vec::new();
+    for f in &head.fields {
+        if !buf[f.name.clone()].eq_ignore_ascii_case(b"connection") {
+            continue;
+        }
+        for t in buf[f.value.clone()].split(|&b| b == b',') {
+            let t = t.trim_ascii();
+            if !t.is_empty()
+                && !t.eq_ignore_ascii_case(b"close")
+                && !t.eq_ignore_ascii_case(b"keep-alive")
+                && !t.eq_ignore_ascii_case(b"upgrade")
+            {
+                listed.push(t);
+            }
+        }
+    }
+    listed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::h1::Status;
+    use super::super::super::h1::response::Answering;
+    use super::*;
+    use http::Request;
+
+    fn parsed(raw: &[u8], to: Answering) -> ResponseHead {
+        let mut head = ResponseHead::default();
+        assert!(matches!(
+            head.parse(raw, 65536, to),
+            Ok(Status::Complete(n)) if n == raw.len()
+        ));
+        head
+    }
+
+    const PLAIN: Answering = Answering {
+        head: false,
+        upgrade: false,
+    };
+
+    #[test]
+    fn the_request_head_is_the_rewritten_request_with_its_framing() {
+        let mut req = Request::new(());
+        *req.uri_mut() = "/a/b?c=d".parse().unwrap();
+        req.headers_mut()
+            .insert(header::HOST, HeaderValue::from_static("site.example"));
+        req.headers_mut()
+            .append("x-two", HeaderValue::from_static("1"));
+        req.headers_mut()
+            .append("x-two", HeaderValue::from_static("2"));
+        let mut out = Vec::new();
+        let (parts, ()) = req.into_parts();
+        assert_eq!(request_head(&parts, true, &mut out), BodyOut::Done);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET /a/b?c=d HTTP/1.1\r\nhost: site.example\r\nx-two: 1\r\nx-two: 2\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_response_fields_stay_here() {
+        let raw = b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Secret\r\nKeep-Alive: timeout=5\r\nX-Secret: 1\r\nContent-Length: 2\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n";
+        let head = parsed(raw, PLAIN);
+        let r = response(raw, &head).unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let names: Vec<_> = r.headers().keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["content-length", "set-cookie"]);
+        assert_eq!(r.headers().get_all("set-cookie").iter().count(), 2);
+    }
+
+    #[test]
+    fn an_accepted_upgrade_keeps_its_protocol() {
+        let raw = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n";
+        let to = Answering {
+            head: false,
+            upgrade: true,
+        };
+        let r = response(raw, &parsed(raw, to)).unwrap();
+        assert_eq!(r.status(), StatusCode::SWITCHING_PROTOCOLS);
+        assert_eq!(r.headers()[header::UPGRADE], "websocket");
+        assert_eq!(r.headers()[header::CONNECTION], "upgrade");
+        assert!(r.headers().contains_key("sec-websocket-accept"));
+    }
+
+    #[test]
+    fn a_status_out_of_range_is_refused() {
+        let raw = b"HTTP/1.1 099 Odd\r\n\r\n";
+        let mut head = ResponseHead::default();
+        if let Ok(Status::Complete(_)) = head.parse(raw, 65536, PLAIN) {
+            assert!(response(raw, &head).is_err());
+        }
+    }
+}
