@@ -10,10 +10,15 @@
 
 use std::net::IpAddr;
 
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use super::headers::{Scan, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
 pub use crate::model::headers::ViaValues;
+
+/// `Forwarded` and `Via` as statics (the `http` constants cannot be
+/// borrowed for `'static`).
+static FORWARDED_NAME: HeaderName = header::FORWARDED;
+static VIA_NAME: HeaderName = header::VIA;
 
 /// The client side of a connection, formatted once per connection.
 #[derive(Debug, Clone)]
@@ -53,56 +58,56 @@ pub struct Forwarding<'a> {
 }
 
 impl Forwarding<'_> {
-    pub fn apply(&self, headers: &mut HeaderMap, scan: &Scan) {
-        // One growth of the map for the additions (a new connection's map
-        // is sized to exactly the headers hyper parsed).
-        headers.reserve(5);
+    /// The forwarding fields for a request with `headers`: the client's
+    /// own replaced (untrusted) or extended (a trusted proxy's chain), and
+    /// this hop's `Via` appended.
+    pub fn edits(&self, headers: &HeaderMap, scan: &Scan) -> ForwardingEdits {
+        let via = self.via.clone();
         if self.trusted {
-            self.extend(headers);
+            let xff = joined(headers, &X_FORWARDED_FOR, &self.client.address);
+            let xfp = (!headers.contains_key(&X_FORWARDED_PROTO))
+                .then(|| HeaderValue::from_static(self.proto));
+            let xfh = match (self.host, headers.contains_key(&X_FORWARDED_HOST)) {
+                (Some(h), false) => Edit::Set(h.clone()),
+                _ => Edit::Keep,
+            };
+            let forwarded = if self.forwarded {
+                Edit::Set(joined(headers, &header::FORWARDED, &self.element()))
+            } else {
+                Edit::Keep
+            };
+            ForwardingEdits {
+                xff,
+                xfp,
+                replace_xfp: false,
+                xfh,
+                forwarded,
+                via,
+            }
         } else {
-            self.replace(headers, scan);
-        }
-        headers.append(header::VIA, self.via.clone());
-    }
-
-    /// An untrusted client: whatever it said is replaced.
-    fn replace(&self, headers: &mut HeaderMap, scan: &Scan) {
-        headers.insert(X_FORWARDED_FOR.clone(), self.client.address.clone());
-        headers.insert(
-            X_FORWARDED_PROTO.clone(),
-            HeaderValue::from_static(self.proto),
-        );
-        match self.host {
-            Some(h) => headers.insert(X_FORWARDED_HOST.clone(), h.clone()),
-            None => headers.remove(&X_FORWARDED_HOST),
-        };
-        if self.forwarded {
-            headers.insert(header::FORWARDED, self.element());
-        } else if scan.forwarded {
-            headers.remove(header::FORWARDED);
-        }
-    }
-
-    /// A trusted proxy: its chain is kept and this hop's client appended.
-    fn extend(&self, headers: &mut HeaderMap) {
-        let chain = joined(headers, &X_FORWARDED_FOR, &self.client.address);
-        headers.insert(X_FORWARDED_FOR.clone(), chain);
-        if !headers.contains_key(&X_FORWARDED_PROTO) {
-            headers.insert(
-                X_FORWARDED_PROTO.clone(),
-                HeaderValue::from_static(self.proto),
-            );
-        }
-        if let (Some(h), false) = (self.host, headers.contains_key(&X_FORWARDED_HOST)) {
-            headers.insert(X_FORWARDED_HOST.clone(), h.clone());
-        }
-        if self.forwarded {
-            let chain = joined(headers, &header::FORWARDED, &self.element());
-            headers.insert(header::FORWARDED, chain);
+            let xfh = match self.host {
+                Some(h) => Edit::Set(h.clone()),
+                None => Edit::Remove,
+            };
+            let forwarded = if self.forwarded {
+                Edit::Set(self.element())
+            } else if scan.forwarded {
+                Edit::Remove
+            } else {
+                Edit::Keep
+            };
+            ForwardingEdits {
+                xff: self.client.address.clone(),
+                xfp: Some(HeaderValue::from_static(self.proto)),
+                replace_xfp: true,
+                xfh,
+                forwarded,
+                via,
+            }
         }
     }
 
-    /// This hop's `Forwarded` element: `for=...;proto=...;host="..."`.
+    /// The `Forwarded` element of this hop.
     fn element(&self) -> HeaderValue {
         let mut v = Vec::with_capacity(64);
         v.extend_from_slice(b"for=");
@@ -110,12 +115,98 @@ impl Forwarding<'_> {
         v.extend_from_slice(b";proto=");
         v.extend_from_slice(self.proto.as_bytes());
         if let Some(h) = self.host {
-            // A host with a port is not a token: always quoted.
             v.extend_from_slice(b";host=\"");
             v.extend_from_slice(h.as_bytes());
             v.push(b'"');
         }
         HeaderValue::from_bytes(&v).unwrap_or_else(|_| self.client.node.clone())
+    }
+}
+
+/// What becomes of one of the client's fields.
+#[derive(Debug, Clone)]
+pub enum Edit {
+    /// The client's lines pass.
+    Keep,
+    /// The client's lines go; this one is sent.
+    Set(HeaderValue),
+    /// The client's lines go.
+    Remove,
+}
+
+/// The forwarding fields of one request, decided once and then applied
+/// to a header map ([`ForwardingEdits::apply`], for HTTP/2 upstreams) or
+/// as the request head is written ([`ForwardingEdits::drops`] and
+/// [`ForwardingEdits::added`]): both give the same fields.
+#[derive(Debug, Clone)]
+pub struct ForwardingEdits {
+    /// `X-Forwarded-For`, always replaced (a trusted chain is joined in).
+    xff: HeaderValue,
+    /// `X-Forwarded-Proto` to send, if any.
+    xfp: Option<HeaderValue>,
+    /// The client's `X-Forwarded-Proto` goes (an untrusted client).
+    replace_xfp: bool,
+    xfh: Edit,
+    forwarded: Edit,
+    /// This hop's `Via`, appended to the client's.
+    via: HeaderValue,
+}
+
+impl ForwardingEdits {
+    /// Applies the edits to `headers`.
+    pub fn apply(self, headers: &mut HeaderMap) {
+        headers.insert(X_FORWARDED_FOR.clone(), self.xff);
+        if let Some(v) = self.xfp {
+            headers.insert(X_FORWARDED_PROTO.clone(), v);
+        }
+        match self.xfh {
+            Edit::Keep => {}
+            Edit::Set(v) => {
+                headers.insert(X_FORWARDED_HOST.clone(), v);
+            }
+            Edit::Remove => {
+                headers.remove(&X_FORWARDED_HOST);
+            }
+        }
+        match self.forwarded {
+            Edit::Keep => {}
+            Edit::Set(v) => {
+                headers.insert(header::FORWARDED, v);
+            }
+            Edit::Remove => {
+                headers.remove(header::FORWARDED);
+            }
+        }
+        headers.append(header::VIA, self.via);
+    }
+
+    /// Whether the client's field `name` is left out (it is replaced or
+    /// removed).
+    #[inline]
+    pub fn drops(&self, name: &HeaderName) -> bool {
+        if *name == header::FORWARDED {
+            return !matches!(self.forwarded, Edit::Keep);
+        }
+        // Custom names compare by length first: cheap for the others.
+        match name.as_str().len() {
+            15 => *name == X_FORWARDED_FOR,
+            16 => *name == X_FORWARDED_HOST && !matches!(self.xfh, Edit::Keep),
+            17 => *name == X_FORWARDED_PROTO && (self.replace_xfp || self.xfp.is_some()),
+            _ => false,
+        }
+    }
+
+    /// The fields this hop sends, in order.
+    pub fn added<'a>(&'a self) -> impl Iterator<Item = (&'a HeaderName, &'a HeaderValue)> + 'a {
+        let set = |name: &'static HeaderName, e: &'a Edit| match e {
+            Edit::Set(v) => Some((name, v)),
+            Edit::Keep | Edit::Remove => None,
+        };
+        std::iter::once((&X_FORWARDED_FOR, &self.xff))
+            .chain(self.xfp.as_ref().map(|v| (&X_FORWARDED_PROTO, v)))
+            .chain(set(&X_FORWARDED_HOST, &self.xfh))
+            .chain(set(&FORWARDED_NAME, &self.forwarded))
+            .chain(std::iter::once((&VIA_NAME, &self.via)))
     }
 }
 
@@ -184,7 +275,7 @@ mod tests {
         let host = HeaderValue::from_static("Site.example:8080");
         let via = ViaValues::new("predictor");
         let scan = Scan::of(h);
-        Forwarding {
+        let edits = Forwarding {
             client,
             trusted,
             proto: "http",
@@ -192,7 +283,23 @@ mod tests {
             via: via.for_version(http::Version::HTTP_11),
             forwarded,
         }
-        .apply(h, &scan);
+        .edits(h, &scan);
+        // As the head is written: the client's fields not dropped, then the
+        // added ones; the same fields as the edited map, line for line.
+        let mut written: Vec<(String, String)> = h
+            .iter()
+            .filter(|(n, _)| !edits.drops(n))
+            .chain(edits.added())
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string()))
+            .collect();
+        edits.apply(h);
+        let mut mapped: Vec<(String, String)> = h
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string()))
+            .collect();
+        written.sort();
+        mapped.sort();
+        assert_eq!(written, mapped);
     }
 
     fn spoofed() -> HeaderMap {

@@ -142,7 +142,7 @@ async fn forward(
     let (fixed, via_back) = rewrite::Fixed::of(&snap, ctx.peer.ip(), req.version());
     drop(snap);
 
-    let request = rewrite::request(
+    let mut request = rewrite::request(
         ctx,
         req,
         &scan,
@@ -151,11 +151,18 @@ async fn forward(
         &mut forward,
         account,
     );
+    let h2c = send::h2c(&forward);
+    if h2c {
+        // hyper's HTTP/2 client sends the map: the edits go into it.
+        if let Some(edits) = forward.edits.take() {
+            edits.apply(request.headers_mut());
+        }
+    }
     let sent = tokio::time::Instant::now();
     let result = {
         let settings = send::settings(&forward);
         let worker = &ctx.worker;
-        if send::h2c(&forward) {
+        if h2c {
             // Boxed, like the connect paths: rare, and large futures
             // would grow (and slow the moves of) every request's future.
             Box::pin(
@@ -169,7 +176,7 @@ async fn forward(
             let targets = &forward.targets[..forward.n];
             worker
                 .upstreams
-                .send(targets, request, &settings, upgrade)
+                .send(targets, request, forward.edits.as_ref(), &settings, upgrade)
                 .await
         }
     };

@@ -6,7 +6,7 @@
 //! passed on. The forwarding headers (`X-Forwarded-*`, `Forwarded`, `Via`)
 //! are [`super::forwarding`]'s. No other header name or value is rewritten.
 
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::model::headers::{
     CONNECTION, HTTP2_SETTINGS, HTTP2_SETTINGS_BIT, KEEP_ALIVE, KEEP_ALIVE_BIT, PROXY_CONNECTION,
@@ -88,27 +88,8 @@ pub fn upgrade_protocol<'h>(headers: &'h HeaderMap, scan: &Scan) -> Option<&'h H
 /// `Connection`). With `upgrade`, keeps `Upgrade` and sets
 /// `Connection: upgrade` (the only connection option passed on).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, scan: &Scan, upgrade: Option<HeaderValue>) {
-    if scan.listed {
-        // Collect the (rare) extra names first, then remove them by &str.
-        let mut listed: Vec<String> = Vec::new();
-        for v in headers.get_all(header::CONNECTION) {
-            for t in v.as_bytes().split(|&b| b == b',') {
-                let t = t.trim_ascii();
-                if !t.is_empty()
-                    && !t.eq_ignore_ascii_case(b"close")
-                    && !t.eq_ignore_ascii_case(b"keep-alive")
-                    && !t.eq_ignore_ascii_case(b"upgrade")
-                {
-                    listed.push(String::from_utf8_lossy(t).to_ascii_lowercase());
-                }
-            }
-        }
-        for name in &listed {
-            // A client may not use Connection to strip the Host we route by.
-            if name != "host" {
-                headers.remove(name.as_str());
-            }
-        }
+    for name in connection_listed(headers, scan) {
+        headers.remove(name);
     }
     let hop = scan.hop;
     if hop & CONNECTION != 0 {
@@ -136,6 +117,35 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, scan: &Scan, upgrade: Option<He
         headers.insert(header::UPGRADE, up);
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
+}
+
+/// The field names `Connection` lists beyond its own options (hop-by-hop
+/// too), except `Host`: a client may not use `Connection` to strip the
+/// `Host` a request is routed by. Empty (nothing allocated) unless `scan`
+/// saw some.
+pub fn connection_listed(headers: &HeaderMap, scan: &Scan) -> Vec<HeaderName> {
+    let mut listed = Vec::new();
+    if !scan.listed {
+        return listed;
+    }
+    for v in headers.get_all(header::CONNECTION) {
+        for t in v.as_bytes().split(|&b| b == b',') {
+            let t = t.trim_ascii();
+            if t.is_empty()
+                || t.eq_ignore_ascii_case(b"close")
+                || t.eq_ignore_ascii_case(b"keep-alive")
+                || t.eq_ignore_ascii_case(b"upgrade")
+            {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(t) {
+                if name != header::HOST && !listed.contains(&name) {
+                    listed.push(name);
+                }
+            }
+        }
+    }
+    listed
 }
 
 /// HTTP/2 may split `Cookie` into several fields; HTTP/1.1 needs one,

@@ -22,6 +22,7 @@
 pub mod account;
 pub mod body;
 pub mod client_io;
+pub mod edits;
 pub mod error;
 pub mod forwarding;
 pub mod h1;

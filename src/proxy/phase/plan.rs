@@ -11,6 +11,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use super::super::body::ResponseBody;
+use super::super::edits::Edits;
 use super::super::error::{ProxyError, page};
 use super::super::handler::ConnCtx;
 use super::super::placed::{self, Placed};
@@ -39,6 +40,9 @@ pub struct Forward {
     pub placement: Option<Placed>,
     /// The tenant's name, to a pool configured to send it.
     pub tenant_header: Option<(HeaderName, HeaderValue)>,
+    /// What the rewrite changes in the request's fields (set by the
+    /// rewrite, applied as the upstream head is written).
+    pub edits: Option<Edits>,
     /// The client connection once upgraded, when the request asks to (set
     /// by the rewrite).
     pub client_upgrade: Option<OnUpgrade>,
@@ -66,6 +70,7 @@ impl Default for Forward {
             legacy: None,
             placement: None,
             tenant_header: None,
+            edits: None,
             client_upgrade: None,
             server: None,
             in_flight: None,

@@ -1,4 +1,5 @@
-//! The rewrite phase: the request as the upstream gets it. HTTP/1.1,
+//! The rewrite phase: the request as the upstream gets it (decided here,
+//! applied as its head is written: [`super::super::edits`]). HTTP/1.1,
 //! origin-form, the routed `Host`; hop-by-hop headers removed (an upgrade
 //! keeps its own two); `X-Forwarded-*`, `Forwarded` and `Via` set, with a
 //! client's own values kept only from a trusted proxy; the tenant header
@@ -7,12 +8,13 @@
 
 use std::net::IpAddr;
 
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue};
 use http::{Request, Version};
 use hyper::body::Incoming;
 
 use super::super::account::Account;
 use super::super::body::RequestBody;
+use super::super::edits::{self, Edits};
 use super::super::forwarding::Forwarding;
 use super::super::handler::ConnCtx;
 use super::super::headers::{self, Scan};
@@ -49,9 +51,10 @@ impl Fixed {
 }
 
 /// Rewrites `req` for `forward` with `fixed`; `authority` is the one it
-/// was routed by.
-/// The request for the upstream (an upgrade's client side goes to
-/// `forward.client_upgrade`).
+/// was routed by. The client's header fields stay as they came: what this
+/// hop changes goes to `forward.edits`, applied as the upstream head is
+/// written. The request for the upstream (an upgrade's client side goes
+/// to `forward.client_upgrade`).
 #[inline]
 pub fn request(
     ctx: &ConnCtx,
@@ -70,34 +73,37 @@ pub fn request(
     };
     forward.client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers, scan, upgrade);
     if version == Version::HTTP_2 {
         headers::merge_cookies(&mut parts.headers, scan);
     }
     // HTTP/1.1 needs a Host, empty when the target has none.
-    let host_value = authority.unwrap_or_else(|| HeaderValue::from_static(""));
-    Forwarding {
+    let host = authority.unwrap_or_else(|| HeaderValue::from_static(""));
+    let forwarding = Forwarding {
         client: &ctx.client,
         trusted: fixed.trusted,
         proto: ctx.proto,
-        host: (!host_value.is_empty()).then_some(&host_value),
+        host: (!host.is_empty()).then_some(&host),
         via: &fixed.via,
         forwarded: fixed.forwarded,
     }
-    .apply(&mut parts.headers, scan);
-    parts.headers.insert(header::HOST, host_value);
-    if let Some((name, value)) = forward.tenant_header.take() {
-        parts.headers.insert(name, value);
-    }
-    if let Some(l) = &forward.legacy {
-        parts.headers.insert(l.marker.0.clone(), l.marker.1.clone());
-    }
+    .edits(&parts.headers, scan);
     // A trusted proxy's request id goes on; anyone else's is replaced.
     let id = match parts.headers.get(&fixed.id_header) {
         Some(v) if fixed.trusted && !v.is_empty() => v.clone(),
         _ => ctx.worker.ids.next(),
     };
-    parts.headers.insert(fixed.id_header, id.clone());
+    forward.edits = Some(Edits::new(
+        &parts.headers,
+        edits::Parts {
+            scan: *scan,
+            upgrade,
+            forwarding,
+            host,
+            id: (fixed.id_header, id.clone()),
+            tenant: forward.tenant_header.take(),
+            marker: forward.legacy.as_ref().map(|l| l.marker.clone()),
+        },
+    ));
     parts.uri = origin_form(parts.uri);
     parts.version = Version::HTTP_11;
     let body = account.request_body(body, id);

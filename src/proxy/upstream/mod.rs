@@ -38,7 +38,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Buf;
 use http::{Method, Request, Response};
 use http_body::Body;
 use tokio::net::TcpStream;
@@ -46,6 +45,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::body::RequestBody;
+use super::edits::Edits;
 use super::error::ProxyError;
 use super::h1::response::Answering;
 use conn::{Conn, Failure, Outgoing};
@@ -260,12 +260,14 @@ impl Upstreams {
         Ok((Box::new(Conn::new(stream)), false))
     }
 
-    /// Sends `req` to the first of `targets` that takes it. With `upgrade`,
-    /// always on a new connection (an upgrade takes the connection over).
+    /// Sends `req`, its fields changed by `edits` as its head is written,
+    /// to the first of `targets` that takes it. With `upgrade`, always on a
+    /// new connection (an upgrade takes the connection over).
     pub async fn send(
         self: &Rc<Self>,
         targets: &[SocketAddr],
         req: Request<RequestBody>,
+        edits: Option<&Edits>,
         settings: &Settings<'_>,
         upgrade: bool,
     ) -> Result<Exchange, ProxyError> {
@@ -277,7 +279,7 @@ impl Upstreams {
         let repeatable =
             !matches!(settings.retry, Retry::Never) && repeatable(&parts.method, &body);
         let mut bytes = self.buffer();
-        let framing = wire::request_head(&parts, body.is_end_stream(), &mut bytes);
+        let framing = wire::request_head(&parts, edits, body.is_end_stream(), &mut bytes);
         drop(parts);
         let mut out = Outgoing::new(bytes, framing);
         let mut last = None;
@@ -317,11 +319,11 @@ impl Upstreams {
                 .await;
                 let failure = match result {
                     Ok(len) => {
-                        let response = match wire::response(&conn.buf[..len], &conn.head) {
+                        let head = conn.buf.split_to(len).freeze();
+                        let response = match wire::response(&head, &conn.head) {
                             Ok(r) => r,
                             Err(source) => return Err(ProxyError::BadResponse { addr, source }),
                         };
-                        conn.buf.advance(len);
                         let keep = conn.head.keeps_alive() && !upgrade && !out.write_failed();
                         let home = keep.then(|| Home {
                             pool: self.clone(),

@@ -3,18 +3,26 @@
 //! the body's framing), and the response head turned into the response
 //! the client side sends, hop-by-hop fields left out on the way.
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode, request};
 
+use super::super::edits::Edits;
 use super::super::h1::ResponseFraming;
 use super::super::h1::response::{ResponseError, ResponseHead};
 use super::conn::BodyOut;
 use crate::model::headers::hop_bit;
 
-/// Writes the head of `req` (already rewritten: origin-form, `Host`,
-/// hop-by-hop fields gone; `bodiless` when its body has ended) to `out`;
-/// returns how its body follows. A body of unknown length goes chunked.
-pub(super) fn request_head(req: &request::Parts, bodiless: bool, out: &mut Vec<u8>) -> BodyOut {
+/// Writes the head of `req` (origin-form) to `out`, its fields changed by
+/// `edits` on the way (the client's fields that stay, then this hop's);
+/// `bodiless` when its body has ended. Returns how its body follows: a
+/// body of unknown length goes chunked.
+pub(super) fn request_head(
+    req: &request::Parts,
+    edits: Option<&Edits>,
+    bodiless: bool,
+    out: &mut Vec<u8>,
+) -> BodyOut {
     out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');
     let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -22,11 +30,14 @@ pub(super) fn request_head(req: &request::Parts, bodiless: bool, out: &mut Vec<u
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut length = false;
     for (name, value) in &req.headers {
+        if edits.is_some_and(|e| e.drops(name)) {
+            continue;
+        }
         length |= name == header::CONTENT_LENGTH;
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        field(out, name, value);
+    }
+    for (name, value) in edits.into_iter().flat_map(Edits::added) {
+        field(out, name, value);
     }
     let body = if bodiless {
         BodyOut::Done
@@ -40,11 +51,22 @@ pub(super) fn request_head(req: &request::Parts, bodiless: bool, out: &mut Vec<u
     body
 }
 
+#[inline]
+fn field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
 /// The client's response from the head `head`, parsed from `buf`: its
 /// status and end-to-end fields. Hop-by-hop fields (the fixed list and
 /// those `Connection` names) stay here; a `101` keeps `Upgrade` and says
 /// `Connection: upgrade`.
-pub(super) fn response(buf: &[u8], head: &ResponseHead) -> Result<Response<()>, ResponseError> {
+///
+/// The values are slices of `buf` (shared, not copied: no allocation per
+/// field, as hyper's own parser does).
+pub(super) fn response(buf: &Bytes, head: &ResponseHead) -> Result<Response<()>, ResponseError> {
     let upgrade = head.framing == ResponseFraming::Upgrade;
     let listed = connection_listed(buf, head);
     let mut headers = HeaderMap::with_capacity(head.fields.len() + 1);
@@ -58,7 +80,7 @@ pub(super) fn response(buf: &[u8], head: &ResponseHead) -> Result<Response<()>, 
         if hop_bit(&name) != 0 && !(upgrade && name == header::UPGRADE) {
             continue;
         }
-        let value = HeaderValue::from_bytes(&buf[f.value.clone()])
+        let value = HeaderValue::from_maybe_shared(buf.slice(f.value.clone()))
             .map_err(|_| ResponseError::Malformed("field value"))?;
         headers.append(name, value);
     }
@@ -128,7 +150,7 @@ mod tests {
             .append("x-two", HeaderValue::from_static("2"));
         let mut out = Vec::new();
         let (parts, ()) = req.into_parts();
-        assert_eq!(request_head(&parts, true, &mut out), BodyOut::Done);
+        assert_eq!(request_head(&parts, None, true, &mut out), BodyOut::Done);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "GET /a/b?c=d HTTP/1.1\r\nhost: site.example\r\nx-two: 1\r\nx-two: 2\r\n\r\n"
@@ -139,7 +161,7 @@ mod tests {
     fn hop_by_hop_response_fields_stay_here() {
         let raw = b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Secret\r\nKeep-Alive: timeout=5\r\nX-Secret: 1\r\nContent-Length: 2\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n";
         let head = parsed(raw, PLAIN);
-        let r = response(raw, &head).unwrap();
+        let r = response(&Bytes::from_static(raw), &head).unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         let names: Vec<_> = r.headers().keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["content-length", "set-cookie"]);
@@ -153,7 +175,7 @@ mod tests {
             head: false,
             upgrade: true,
         };
-        let r = response(raw, &parsed(raw, to)).unwrap();
+        let r = response(&Bytes::from_static(raw), &parsed(raw, to)).unwrap();
         assert_eq!(r.status(), StatusCode::SWITCHING_PROTOCOLS);
         assert_eq!(r.headers()[header::UPGRADE], "websocket");
         assert_eq!(r.headers()[header::CONNECTION], "upgrade");
@@ -165,7 +187,7 @@ mod tests {
         let raw = b"HTTP/1.1 099 Odd\r\n\r\n";
         let mut head = ResponseHead::default();
         if let Ok(Status::Complete(_)) = head.parse(raw, 65536, PLAIN) {
-            assert!(response(raw, &head).is_err());
+            assert!(response(&Bytes::from_static(raw), &head).is_err());
         }
     }
 }
