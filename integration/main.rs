@@ -6,6 +6,7 @@ mod support;
 mod cli;
 mod config;
 mod deploy;
+mod differential;
 mod failures;
 mod legacy;
 mod operations;

@@ -9,10 +9,11 @@
 //!   gets `408 Request Timeout` and the connection is closed.
 //! * **Framing**: hyper accepts a request with both `Content-Length` and
 //!   `Transfer-Encoding` (RFC 9112 allows it), drops the `Content-Length` and
-//!   hides that it was there. predictor refuses such requests with 400, so
-//!   while an HTTP/1 request head streams in, the header names at line
-//!   starts are checked for `content-length:`; the handler asks
-//!   [`ConnShared::take_content_length_seen`] when a request is chunked.
+//!   hides that it was there; it also accepts two equal `Content-Length`
+//!   lines, two `Transfer-Encoding: chunked` lines and lines ending in a
+//!   bare LF. predictor refuses all of these with 400, so while an HTTP/1
+//!   request head streams in, its lines are read for them ([`HeadFacts`]);
+//!   the check phase asks [`ConnShared::take_head_facts`].
 //!   (Heads already read ahead with a pipelined predecessor are not
 //!   scanned; hyper still frames those safely.)
 //!
@@ -24,7 +25,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering::Relaxed};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -39,7 +40,7 @@ pub struct ConnShared {
     started: AtomicU32,
     finished: AtomicU32,
     upgraded: AtomicBool,
-    content_length_seen: AtomicBool,
+    head_facts: AtomicU8,
 }
 
 impl ConnShared {
@@ -50,10 +51,10 @@ impl ConnShared {
         ActiveRequest(self.clone())
     }
 
-    /// Whether the head of the request being handled had a
-    /// `Content-Length` line; resets the flag.
-    pub fn take_content_length_seen(&self) -> bool {
-        self.content_length_seen.swap(false, Relaxed)
+    /// What the scan of the head of the request being handled found;
+    /// resets it.
+    pub fn take_head_facts(&self) -> HeadFacts {
+        HeadFacts(self.head_facts.swap(0, Relaxed))
     }
 
     /// Whether a request has started on this connection.
@@ -186,8 +187,11 @@ impl<T> ClientIo<T> {
     }
 
     fn feed(&mut self, bytes: &[u8]) {
-        if self.mode != Mode::Http2 && self.scan.feed(bytes) {
-            self.shared.content_length_seen.store(true, Relaxed);
+        if self.mode != Mode::Http2 {
+            let facts = self.scan.feed(bytes);
+            if facts != HeadFacts::default() {
+                self.shared.head_facts.store(facts.0, Relaxed);
+            }
         }
     }
 
@@ -293,65 +297,124 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
     }
 }
 
-/// Finds a `content-length:` header line in an HTTP/1 head fed in pieces,
-/// up to the blank line that ends the head.
+/// What the scan of a request head found that hyper does not tell.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HeadFacts(u8);
+
+impl HeadFacts {
+    const LENGTH: u8 = 1;
+    const TWO_LENGTHS: u8 = 2;
+    const TWO_ENCODINGS: u8 = 4;
+    const BARE_LF: u8 = 8;
+    const ENCODING: u8 = 16;
+
+    /// A `Content-Length` line.
+    pub fn length(self) -> bool {
+        self.0 & Self::LENGTH != 0
+    }
+
+    /// Why the head is refused whatever hyper made of it: two
+    /// `Content-Length` or two `Transfer-Encoding` lines (hyper accepts
+    /// equal ones), or a line ending in a bare LF (hyper accepts it).
+    pub fn refused(self) -> Option<&'static str> {
+        if self.0 & Self::BARE_LF != 0 {
+            Some("a line ending in a bare LF")
+        } else if self.0 & Self::TWO_LENGTHS != 0 {
+            Some("two Content-Length lines")
+        } else if self.0 & Self::TWO_ENCODINGS != 0 {
+            Some("two Transfer-Encoding lines")
+        } else {
+            None
+        }
+    }
+}
+
+/// Reads an HTTP/1 head fed in pieces, up to the blank line that ends it,
+/// for what hyper hides: `Content-Length` and `Transfer-Encoding` lines
+/// (counted), and lines ending in a bare LF.
 #[derive(Debug, Default)]
 struct HeadScan {
     active: bool,
     /// Bytes of the current line seen so far.
     line_len: usize,
     /// The current line's first bytes.
-    prefix: [u8; 15],
+    prefix: [u8; 18],
+    /// The last byte of the current line so far.
+    last: u8,
+    facts: u8,
 }
 
 const CONTENT_LENGTH: &[u8; 15] = b"content-length:";
+const TRANSFER_ENCODING: &[u8; 18] = b"transfer-encoding:";
 
 impl HeadScan {
     fn begin(&mut self) {
         self.active = true;
         self.line_len = 0;
+        self.facts = 0;
     }
 
     fn stop(&mut self) {
         self.active = false;
     }
 
-    /// Feeds bytes; returns whether a `Content-Length` line was completed.
-    fn feed(&mut self, mut bytes: &[u8]) -> bool {
-        let mut found = false;
+    /// Feeds bytes; returns what the head has shown so far.
+    fn feed(&mut self, mut bytes: &[u8]) -> HeadFacts {
         while self.active && !bytes.is_empty() {
             match memchr::memchr(b'\n', bytes) {
                 Some(i) => {
-                    found |= self.take(&bytes[..i]);
-                    let blank =
-                        self.line_len == 0 || (self.line_len == 1 && self.prefix[0] == b'\r');
-                    if blank {
-                        self.active = false;
-                    }
-                    self.line_len = 0;
+                    self.take(&bytes[..i]);
+                    self.end_line();
                     bytes = &bytes[i + 1..];
                 }
                 None => {
-                    found |= self.take(bytes);
+                    self.take(bytes);
                     break;
                 }
             }
         }
-        found
+        HeadFacts(self.facts)
     }
 
-    /// Adds part of the current line; true when its first 15 bytes just
-    /// became complete and are `content-length:`.
-    fn take(&mut self, part: &[u8]) -> bool {
+    /// Adds part of the current line.
+    fn take(&mut self, part: &[u8]) {
         let was = self.line_len;
-        if was < CONTENT_LENGTH.len() {
-            let n = (CONTENT_LENGTH.len() - was).min(part.len());
+        if was < self.prefix.len() {
+            let n = (self.prefix.len() - was).min(part.len());
             self.prefix[was..was + n].copy_from_slice(&part[..n]);
         }
+        if let Some(&b) = part.last() {
+            self.last = b;
+        }
         self.line_len = self.line_len.saturating_add(part.len());
-        was < CONTENT_LENGTH.len()
-            && self.line_len >= CONTENT_LENGTH.len()
-            && self.prefix.eq_ignore_ascii_case(CONTENT_LENGTH)
+    }
+
+    /// The current line ended (its LF was read).
+    fn end_line(&mut self) {
+        let len = self.line_len;
+        if len == 0 || self.last != b'\r' {
+            self.facts |= HeadFacts::BARE_LF;
+        }
+        let blank = len <= 1;
+        if blank {
+            self.active = false;
+        } else if len >= CONTENT_LENGTH.len()
+            && self.prefix[..CONTENT_LENGTH.len()].eq_ignore_ascii_case(CONTENT_LENGTH)
+        {
+            if self.facts & HeadFacts::LENGTH != 0 {
+                self.facts |= HeadFacts::TWO_LENGTHS;
+            }
+            self.facts |= HeadFacts::LENGTH;
+        } else if len >= TRANSFER_ENCODING.len()
+            && self.prefix.eq_ignore_ascii_case(TRANSFER_ENCODING)
+        {
+            if self.facts & HeadFacts::ENCODING != 0 {
+                self.facts |= HeadFacts::TWO_ENCODINGS;
+            }
+            self.facts |= HeadFacts::ENCODING;
+        }
+        self.line_len = 0;
+        self.last = 0;
     }
 }
 

@@ -30,6 +30,8 @@ pub enum ProxyError {
     AuthorityMismatch { authority: String, host: String },
     #[error("Content-Length together with Transfer-Encoding")]
     ConflictingFraming,
+    #[error("malformed request head: {0}")]
+    MalformedHead(&'static str),
     #[error("CONNECT is not supported by a reverse proxy")]
     Connect,
     #[error("Host {host:?} belongs to another tenant than the TLS server name {sni:?}")]
@@ -100,6 +102,7 @@ impl ProxyError {
             | ProxyError::DuplicateHost
             | ProxyError::AuthorityMismatch { .. }
             | ProxyError::ConflictingFraming
+            | ProxyError::MalformedHead(_)
             | ProxyError::Connect
             | ProxyError::ClientBody { .. }
             | ProxyError::Misdirected { .. } => Side::Client,
@@ -140,6 +143,7 @@ impl ProxyError {
             | ProxyError::DuplicateHost
             | ProxyError::AuthorityMismatch { .. }
             | ProxyError::ConflictingFraming
+            | ProxyError::MalformedHead(_)
             | ProxyError::ClientBody { .. } => StatusCode::BAD_REQUEST,
             ProxyError::Connect => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
@@ -206,7 +210,9 @@ impl ProxyError {
     pub fn closes_connection(&self) -> bool {
         matches!(
             self,
-            ProxyError::ConflictingFraming | ProxyError::ClientBody { .. }
+            ProxyError::ConflictingFraming
+                | ProxyError::MalformedHead(_)
+                | ProxyError::ClientBody { .. }
         )
     }
 }

@@ -3,8 +3,9 @@
 //! Owns everything between hyper's server (the client side) and the
 //! upstream connections predictor speaks itself: the phases
 //! of a request ([`phase`]: check, plan, rewrite, send, respond; run in
-//! sequence by [`handler`]), the header rules
-//! ([`headers`]), client-side timeouts and framing checks ([`client_io`]),
+//! sequence by [`handler`]), the header rules ([`headers`],
+//! [`forwarding`]) and a request's field edits, applied as the upstream
+//! head is written ([`edits`]), client-side timeouts and framing checks ([`client_io`]),
 //! the per-worker upstream connection pools and the HTTP/1.1 exchange on
 //! them, driven by the client connection's own task ([`upstream`]), the
 //! streamed response body ([`body`]), what a request's metrics and log

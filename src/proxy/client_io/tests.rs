@@ -5,10 +5,41 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use super::*;
 
-fn scan(chunks: &[&[u8]]) -> bool {
+fn facts(chunks: &[&[u8]]) -> HeadFacts {
     let mut s = HeadScan::default();
     s.begin();
-    chunks.iter().fold(false, |found, c| s.feed(c) | found)
+    chunks.iter().fold(HeadFacts::default(), |_, c| s.feed(c))
+}
+
+fn scan(chunks: &[&[u8]]) -> bool {
+    facts(chunks).length()
+}
+
+#[test]
+fn finds_what_hyper_accepts_and_predictor_refuses() {
+    let refused = |head: &[u8]| facts(&[head]).refused();
+    assert_eq!(refused(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), None);
+    assert_eq!(
+        refused(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\ncontent-length: 1\r\n\r\n"),
+        Some("two Content-Length lines")
+    );
+    assert_eq!(
+        refused(
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ),
+        Some("two Transfer-Encoding lines")
+    );
+    for bare in [
+        &b"GET / HTTP/1.1\nHost: a\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: a\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\n\n",
+    ] {
+        assert_eq!(
+            refused(bare),
+            Some("a line ending in a bare LF"),
+            "{bare:?}"
+        );
+    }
 }
 
 #[test]
@@ -156,6 +187,6 @@ async fn the_flag_reaches_the_handler_once() {
         .unwrap();
     let mut buf = [0u8; 256];
     assert!(io.read(&mut buf).await.unwrap() > 0);
-    assert!(shared.take_content_length_seen());
-    assert!(!shared.take_content_length_seen());
+    assert!(shared.take_head_facts().length());
+    assert!(!shared.take_head_facts().length());
 }

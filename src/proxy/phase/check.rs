@@ -33,11 +33,14 @@ pub fn check(
     snap: &Snapshot,
 ) -> Result<Checked, ProxyError> {
     // Always consume the flag, so it never leaks into the next request.
-    let content_length_seen = ctx.conn.take_content_length_seen();
+    let facts = ctx.conn.take_head_facts();
+    if let Some(why) = facts.refused() {
+        return Err(ProxyError::MalformedHead(why));
+    }
     if req.method() == Method::CONNECT {
         return Err(ProxyError::Connect);
     }
-    if content_length_seen && scan.transfer_encoding() {
+    if facts.length() && scan.transfer_encoding() {
         return Err(ProxyError::ConflictingFraming);
     }
     let authority = request_authority(req, scan)?;
