@@ -8,6 +8,7 @@ mod config;
 mod deploy;
 mod differential;
 mod failures;
+mod http1;
 mod legacy;
 mod operations;
 mod placement;
