@@ -433,3 +433,36 @@ async fn an_upgrade_passes_the_bytes_behind_its_101() {
     assert_eq!(&pong, b"pong");
     server.await.unwrap();
 }
+
+/// A server that stops sending in the middle of a body is cut after the
+/// response timeout (HAProxy's `timeout server`): the client's response
+/// fails instead of hanging, and the connection is not reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stalls_is_cut_after_the_response_timeout() {
+    let up = Scripted::start(|head| match path(head) {
+        "/stall" => Reply::keep("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"),
+        _ => Reply::keep("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+    })
+    .await;
+    let f = Folder::new(
+        &config_toml(
+            &[("web", vec![("w", up.addr)])],
+            None,
+            "[timeouts]\nconnect = \"1s\"\ndrain = \"2s\"\nupstream_response = \"300ms\"\n",
+        ),
+        "s.example\tt\tweb\tf\n",
+        "default = \"migrated\"\n",
+    );
+    let p = Proxy::start(&f);
+    let mut c = h1(p.addr).await;
+    let started = std::time::Instant::now();
+    assert!(fetch(&mut c, "GET", "/stall").await.is_err());
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    let mut c = h1(p.addr).await;
+    assert_eq!(fetch(&mut c, "GET", "/fine").await.unwrap().0, 200);
+    assert_eq!(up.connections(), 2);
+}

@@ -165,7 +165,8 @@ pub struct Timeouts {
     pub request_header: Duration,
     /// A kept-alive client connection with no request in progress.
     pub client_idle: Duration,
-    /// From the request sent upstream to the response head received.
+    /// From the request sent upstream to the response head received, and
+    /// the longest the upstream may then send nothing of the body.
     pub upstream_response: Duration,
     /// A pooled upstream connection left unused.
     pub upstream_idle: Duration,

@@ -73,6 +73,11 @@ impl Conn {
         }
     }
 
+    /// Whether `deadline` has passed (else a wake-up is arranged for it).
+    pub(super) fn poll_expired(&mut self, deadline: Instant, cx: &mut Context<'_>) -> bool {
+        self.timer.poll_deadline(deadline, cx).is_ready()
+    }
+
     /// Reads more bytes into the buffer; `Ok(0)` is the end of the
     /// connection.
     pub(super) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {

@@ -183,7 +183,7 @@ impl Upstreams {
                         } else {
                             Some(Box::new((out, body)))
                         };
-                        let body = H1Body::new(conn, framing, home, sending);
+                        let body = H1Body::new(conn, framing, home, sending, settings.response);
                         return Ok(Exchange {
                             response: response.map(|()| Received::H1(body)),
                             opened,

@@ -1,18 +1,21 @@
 //! A response body as it comes from an upstream: read from the HTTP/1.1
 //! connection by the task that sends it on ([`H1Body`]; framed by length,
 //! chunks or the connection's end; the connection back to its pool the
-//! moment the last byte is read), or an HTTP/2 stream of hyper's.
+//! moment the last byte is read; cut when the upstream sends nothing for
+//! the response timeout while it is awaited, like HAProxy's `timeout
+//! server`), or an HTTP/2 stream of hyper's.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use super::super::body::RequestBody;
 use super::super::h1::ResponseFraming;
@@ -30,6 +33,8 @@ pub enum BodyError {
     Io(#[from] std::io::Error),
     #[error("malformed chunked body from the upstream: {0}")]
     Chunked(#[from] ChunkError),
+    #[error("the upstream sent nothing of the body for {0:?}")]
+    Stalled(Duration),
     #[error("the client's request body broke: {0}")]
     Request(hyper::Error),
     #[error(transparent)]
@@ -106,6 +111,11 @@ pub struct H1Body {
     /// The rest of the request, when the response came before all of it:
     /// written as the response is read.
     sending: Option<Box<(Outgoing, RequestBody)>>,
+    /// How long the upstream may send nothing while the body is awaited.
+    inactivity: Duration,
+    /// Since the upstream was last waited for without bytes: when the wait
+    /// fails (time the client itself does not read is not counted).
+    stall_deadline: Option<Instant>,
 }
 
 impl H1Body {
@@ -117,6 +127,7 @@ impl H1Body {
         framing: ResponseFraming,
         home: Option<Home>,
         sending: Option<Box<(Outgoing, RequestBody)>>,
+        inactivity: Duration,
     ) -> Self {
         let reading = match framing {
             ResponseFraming::None => Reading::Done,
@@ -130,6 +141,8 @@ impl H1Body {
             reading,
             home,
             sending,
+            inactivity,
+            stall_deadline: None,
         };
         if matches!(body.reading, Reading::Done) {
             body.finish();
@@ -228,7 +241,20 @@ impl H1Body {
             if matches!(self.reading, Reading::Upgrade | Reading::Done) {
                 return Poll::Ready(None);
             }
-            match ready!(conn.poll_fill(cx)) {
+            let filled = match conn.poll_fill(cx) {
+                Poll::Pending => {
+                    let deadline = *self
+                        .stall_deadline
+                        .get_or_insert_with(|| Instant::now() + self.inactivity);
+                    if conn.poll_expired(deadline, cx) {
+                        return self.broken(BodyError::Stalled(self.inactivity));
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(r) => r,
+            };
+            self.stall_deadline = None;
+            match filled {
                 Ok(0) if matches!(self.reading, Reading::UntilClose) => {
                     self.conn = None;
                     self.reading = Reading::Done;
