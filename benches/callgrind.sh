@@ -11,7 +11,9 @@
 #
 # CG_ROUTE=maintenance measures predictor's own answers instead (no origin).
 # CG_ACCESS_LOG=1 turns the access log on (to a file), its writer thread
-# counted.
+# counted. CG_CLOSE=1 measures `Connection: close` requests instead: one new
+# client connection per request (sequential, from a small Python client),
+# 200 and 2,200 requests.
 set -euo pipefail
 bin=$(realpath "${1:-target/dist/predictor}")
 work=$(mktemp -d)
@@ -54,16 +56,37 @@ run() {
     curl -s -o /dev/null -H 'Host: bench.example' "http://127.0.0.1:$port/" && break
     sleep 0.1
   done
-  h2load --h1 -n "$n" -c 64 -H ':authority: bench.example' "http://127.0.0.1:$port/" \
-    | grep -E '^requests:' >&2
+  if [ -n "${CG_CLOSE:-}" ]; then
+    python3 - "$port" "$n" <<'PY' >&2
+import socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+ok = 0
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET / HTTP/1.1\r\nHost: bench.example\r\nConnection: close\r\n\r\n")
+    got = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        got += chunk
+    ok += got.startswith(b"HTTP/1.1 200")
+    s.close()
+print(f"requests: {n} total, {ok} succeeded")
+PY
+  else
+    h2load --h1 -n "$n" -c 64 -H ':authority: bench.example' "http://127.0.0.1:$port/" \
+      | grep -E '^requests:' >&2
+  fi
   kill -TERM "$pid"
   wait "$pid" || true
   # Total instructions over all threads (one file per thread or a sum line).
   callgrind_annotate "$out"* 2>/dev/null | awk '/PROGRAM TOTALS/ && !done { gsub(",", "", $1); print $1; done = 1 }'
 }
 
-small=$(run 2000)
-large=$(run 22000)
-# CG_KEEP=DIR keeps the callgrind files (callgrind_annotate DIR/cg.22000).
+if [ -n "${CG_CLOSE:-}" ]; then n1=200 n2=2200; else n1=2000 n2=22000; fi
+small=$(run $n1)
+large=$(run $n2)
+# CG_KEEP=DIR keeps the callgrind files (callgrind_annotate DIR/cg.$n2).
 if [ -n "${CG_KEEP:-}" ]; then mkdir -p "$CG_KEEP" && cp "$work"/cg.* "$CG_KEEP"/; fi
-echo "instructions per request: $(( (large - small) / 20000 )) ($small for 2,000, $large for 22,000)"
+echo "instructions per request: $(( (large - small) / (n2 - n1) )) ($small for $n1, $large for $n2)"

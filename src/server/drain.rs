@@ -15,6 +15,7 @@
 //! request of every connection for the sake of the last second of a
 //! process.
 
+use std::pin::Pin;
 use std::time::Duration;
 
 use hyper_util::server::graceful::GracefulConnection;
@@ -62,9 +63,16 @@ impl Watcher {
     }
 
     /// Serves `conn` to its end, shutting it down gracefully once the
-    /// drain has begun (see the module's documentation).
-    pub async fn watch<C: GracefulConnection>(mut self, conn: C, shared: &ConnShared) -> C::Output {
-        tokio::pin!(conn);
+    /// drain has begun (see the module's documentation). The connection is
+    /// boxed: hyper's connection state is ~3.6 KiB, and each move of a
+    /// future holding it inline copies all of it (on every accept, as the
+    /// connection's task is spawned: `benches/callgrind.sh` with
+    /// `CG_CLOSE=1`).
+    pub async fn watch<C: GracefulConnection>(
+        mut self,
+        mut conn: Pin<Box<C>>,
+        shared: &ConnShared,
+    ) -> C::Output {
         tokio::select! {
             r = conn.as_mut() => return r,
             () = self.draining() => {}

@@ -182,7 +182,7 @@ pub(super) async fn serve(
     let ctx = Rc::new(ctx);
     let service = service_fn(move |req| handler::handle(ctx.clone(), req));
     let conn = builder.serve_connection_with_upgrades(io, service);
-    if let Err(e) = watcher.watch(conn, &shared).await {
+    if let Err(e) = watcher.watch(Box::pin(conn), &shared).await {
         tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
     }
 }

@@ -199,7 +199,12 @@ async fn serve(
         Protocol::H2c => (Mode::Http2, "http"),
         Protocol::Https => {
             let timeouts = https::Timeouts { idle, header };
-            return https::serve(worker, &builders, watcher, stream, peer, shared, timeouts).await;
+            // Boxed: the TLS handshake's state would otherwise size (and
+            // be copied with) every plain connection's task.
+            return Box::pin(https::serve(
+                worker, &builders, watcher, stream, peer, shared, timeouts,
+            ))
+            .await;
         }
     };
     let io = TokioIo::new(ClientIo::new(stream, shared.clone(), mode, idle, header));
@@ -208,7 +213,7 @@ async fn serve(
     let conn = builders
         .for_protocol(protocol)
         .serve_connection_with_upgrades(io, service);
-    if let Err(e) = watcher.watch(conn, &shared).await {
+    if let Err(e) = watcher.watch(Box::pin(conn), &shared).await {
         tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
     }
 }
