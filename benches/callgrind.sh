@@ -13,7 +13,8 @@
 # CG_ACCESS_LOG=1 turns the access log on (to a file), its writer thread
 # counted. CG_CLOSE=1 measures `Connection: close` requests instead: one new
 # client connection per request (sequential, from a small Python client),
-# 200 and 2,200 requests.
+# 200 and 2,200 requests. CG_H2=1 measures an h2c front instead (h2load,
+# 16 connections of 8 concurrent streams, prior knowledge).
 set -euo pipefail
 bin=$(realpath "${1:-target/dist/predictor}")
 work=$(mktemp -d)
@@ -74,6 +75,9 @@ for _ in range(n):
     s.close()
 print(f"requests: {n} total, {ok} succeeded")
 PY
+  elif [ -n "${CG_H2:-}" ]; then
+    h2load -n "$n" -c 16 -m 8 -H ':authority: bench.example' "http://127.0.0.1:$port/" \
+      | grep -E '^requests:' >&2
   else
     h2load --h1 -n "$n" -c 64 -H ':authority: bench.example' "http://127.0.0.1:$port/" \
       | grep -E '^requests:' >&2
