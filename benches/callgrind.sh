@@ -18,17 +18,13 @@
 set -euo pipefail
 bin=$(realpath "${1:-target/dist/predictor}")
 work=$(mktemp -d)
-trap 'kill $(cat "$work/nginx.pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
+# shellcheck source=benches/origin.sh
+source "$(dirname "${BASH_SOURCE[0]}")/origin.sh"
+trap 'stop_origin "$work"; rm -rf "$work"' EXIT
 port=$((20000 + RANDOM % 20000)) origin=$((port + 1))
 
 mkdir -p "$work/cfg"
-cat > "$work/nginx.conf" <<NGINX
-daemon on; worker_processes 1; pid $work/nginx.pid; error_log $work/nginx.err;
-events { worker_connections 1024; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$origin; location / { return 200 "ok\\n"; } } }
-NGINX
-nginx -c "$work/nginx.conf"
+start_origin "$work" "$origin"
 
 printf 'bench.example\tt1\tweb\tf1\n' > "$work/cfg/tenants.tsv"
 echo "default = \"${CG_ROUTE:-migrated}\"" > "$work/cfg/migration.toml"

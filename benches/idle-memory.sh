@@ -11,6 +11,8 @@
 #          limit on open files is 20,000)
 #   needs: python3, nginx, haproxy (a missing peer is skipped)
 set -euo pipefail
+# shellcheck source=benches/origin.sh
+source "$(dirname "${BASH_SOURCE[0]}")/origin.sh"
 bin=$(realpath "${1:-target/dist/predictor}")
 n=${2:-9000}
 ulimit -n "$(ulimit -Hn)"   # n for the holder, n for the proxy, each a process of its own
@@ -18,20 +20,14 @@ work=$(mktemp -d)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  kill "$(cat "$work/origin.pid" 2>/dev/null)" 2>/dev/null || true
+  stop_origin "$work"
   rm -rf "$work"
 }
 trap cleanup EXIT
 base=$((10000 + RANDOM % 20000))   # below the ephemeral ports the held connections use
 origin=$base
 
-cat > "$work/origin.conf" <<NGINX
-daemon on; worker_processes 1; pid $work/origin.pid; error_log $work/origin.err;
-events { worker_connections 1024; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$origin; location / { return 200 "ok\\n"; } } }
-NGINX
-nginx -c "$work/origin.conf"
+start_origin "$work" "$origin"
 
 # Opens N connections to PORT, one request each, keeps them open until
 # killed; prints "ready" once all answered.

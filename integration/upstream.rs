@@ -322,7 +322,8 @@ async fn an_idle_connection_closed_by_the_server_is_not_used() {
             .unwrap();
         let answer = read_response(&mut s).await;
         assert_eq!(status_of(&answer), 200, "request {i}: {answer}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The server's close is on the wire before the next request goes.
+        eventually("the server closed its side", || up.closed_here() >= i).await;
     }
     assert_eq!(up.connections(), 3);
     assert_eq!(up.requests().len(), 3);

@@ -45,6 +45,8 @@ pub struct Scripted {
     connections: Arc<AtomicUsize>,
     /// Connections the server saw closed by predictor.
     closed_by_peer: Arc<AtomicUsize>,
+    /// Connections the server closed itself (a reply with `close`).
+    closed_here: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -62,16 +64,18 @@ impl Scripted {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
         let closed_by_peer = Arc::new(AtomicUsize::new(0));
+        let closed_here = Arc::new(AtomicUsize::new(0));
         let script: Arc<Script> = Arc::new(script);
-        let (r, c, p) = (
+        let (r, c, p, h) = (
             requests.clone(),
             connections.clone(),
             closed_by_peer.clone(),
+            closed_here.clone(),
         );
         let task = tokio::spawn(async move {
             while let Ok((s, _)) = listener.accept().await {
                 c.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(s, script.clone(), r.clone(), p.clone()));
+                tokio::spawn(serve(s, script.clone(), r.clone(), p.clone(), h.clone()));
             }
         });
         Scripted {
@@ -79,6 +83,7 @@ impl Scripted {
             requests,
             connections,
             closed_by_peer,
+            closed_here,
             task,
         }
     }
@@ -95,6 +100,11 @@ impl Scripted {
     pub fn closed_by_peer(&self) -> usize {
         self.closed_by_peer.load(Ordering::SeqCst)
     }
+
+    /// Connections this server has closed (their FIN is on the wire).
+    pub fn closed_here(&self) -> usize {
+        self.closed_here.load(Ordering::SeqCst)
+    }
 }
 
 async fn serve(
@@ -102,6 +112,7 @@ async fn serve(
     script: Arc<Script>,
     requests: Arc<Mutex<Vec<String>>>,
     closed_by_peer: Arc<AtomicUsize>,
+    closed_here: Arc<AtomicUsize>,
 ) {
     let mut buf = Vec::new();
     loop {
@@ -148,6 +159,8 @@ async fn serve(
             return;
         }
         if reply.close {
+            drop(s);
+            closed_here.fetch_add(1, Ordering::SeqCst);
             return;
         }
     }
