@@ -9,7 +9,6 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Request, StatusCode, header};
-use hyper::body::Incoming;
 
 use super::body::RequestBody;
 use super::handler::WorkerShared;
@@ -30,7 +29,7 @@ impl Account {
     pub fn log_from(
         &mut self,
         client: SocketAddr,
-        req: &Request<Incoming>,
+        req: &Request<RequestBody>,
         started: Instant,
         routes: &RouteTable,
     ) {
@@ -71,15 +70,15 @@ impl Account {
 
     /// The body sent upstream: counted for the log, which also keeps the
     /// request id.
-    pub fn request_body(&mut self, body: Incoming, id: HeaderValue) -> RequestBody {
+    pub fn request_body(&mut self, body: RequestBody, id: HeaderValue) -> RequestBody {
         match &mut self.log {
             Some(log) => {
                 log.request_id = Some(id);
                 let n = Arc::new(AtomicU64::new(0));
                 log.bytes_in = Some(n.clone());
-                RequestBody::Counted(body, n)
+                body.counted(n)
             }
-            None => RequestBody::Client(body),
+            None => body,
         }
     }
 

@@ -1,4 +1,5 @@
-//! [`ResponseBody`]: what goes back to the client, streamed.
+//! [`RequestBody`]: what goes upstream, streamed; [`ResponseBody`]: what
+//! goes back to the client, streamed.
 //!
 //! Either an upstream response body passed through frame by frame (an
 //! HTTP/1.1 connection returns to its pool when the last byte has been
@@ -14,56 +15,115 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::net::TcpStream;
 
 use super::client_io::ActiveRequest;
+use super::front::ClientBody;
+use super::h1::chunked::ChunkError;
 use super::upstream::{BodyError, Received};
 use crate::access_log::{Record, Sender};
 use crate::health::InFlight;
 
-/// What goes upstream: the client's body, streamed, or nothing (a bodiless
-/// request sent again after its connection died unanswered).
-pub enum RequestBody {
-    Client(Incoming),
-    /// The client's body, its bytes counted for the access log.
-    Counted(Incoming, Arc<AtomicU64>),
+/// Why the client's request body broke while it was sent on: the
+/// client's fault, whatever the upstream did (a `400` when no response
+/// has started, else the connection is closed).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientBodyError {
+    #[error("the client closed the connection before the end of the body")]
+    Truncated,
+    #[error("reading the request body failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("malformed chunked request body: {0}")]
+    Chunked(#[from] ChunkError),
+    #[error(transparent)]
+    H2(#[from] hyper::Error),
+}
+
+/// What goes upstream: the client's body, streamed (from predictor's own
+/// HTTP/1.1 connection or hyper's HTTP/2 stream), or nothing (a bodiless
+/// request sent again after its connection died unanswered); its bytes
+/// counted for the access log when it is on.
+pub struct RequestBody {
+    from: Source,
+    count: Option<Arc<AtomicU64>>,
+}
+
+enum Source {
+    H1(ClientBody),
+    H2(Incoming),
     Empty,
+}
+
+impl RequestBody {
+    pub fn empty() -> Self {
+        RequestBody {
+            from: Source::Empty,
+            count: None,
+        }
+    }
+
+    /// The body of a request on predictor's own HTTP/1.1 connection.
+    pub fn h1(body: ClientBody) -> Self {
+        RequestBody {
+            from: Source::H1(body),
+            count: None,
+        }
+    }
+
+    /// The body of a request on one of hyper's HTTP/2 streams.
+    pub fn h2(body: Incoming) -> Self {
+        RequestBody {
+            from: Source::H2(body),
+            count: None,
+        }
+    }
+
+    /// Counts the body's bytes into `n` as they pass.
+    pub fn counted(mut self, n: Arc<AtomicU64>) -> Self {
+        self.count = Some(n);
+        self
+    }
 }
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ClientBodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            RequestBody::Client(b) => Pin::new(b).poll_frame(cx),
-            RequestBody::Counted(b, n) => {
-                let frame = ready!(Pin::new(b).poll_frame(cx));
-                if let Some(data) = frame.as_ref().and_then(|f| f.as_ref().ok()?.data_ref()) {
-                    n.fetch_add(data.len() as u64, Ordering::Relaxed);
-                }
-                Poll::Ready(frame)
-            }
-            RequestBody::Empty => Poll::Ready(None),
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
+        let this = self.get_mut();
+        let frame = match &mut this.from {
+            Source::H1(b) => ready!(b.poll_data(cx)).map(|r| r.map(Frame::data)),
+            Source::H2(b) => ready!(Pin::new(b).poll_frame(cx)).map(|r| r.map_err(Into::into)),
+            Source::Empty => None,
+        };
+        if let (Some(n), Some(data)) = (
+            &this.count,
+            frame.as_ref().and_then(|f| f.as_ref().ok()?.data_ref()),
+        ) {
+            n.fetch_add(data.len() as u64, Ordering::Relaxed);
         }
+        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            RequestBody::Client(b) | RequestBody::Counted(b, _) => b.is_end_stream(),
-            RequestBody::Empty => true,
+        match &self.from {
+            Source::H1(b) => b.is_end_stream(),
+            Source::H2(b) => b.is_end_stream(),
+            Source::Empty => true,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            RequestBody::Client(b) | RequestBody::Counted(b, _) => b.size_hint(),
-            RequestBody::Empty => SizeHint::with_exact(0),
+        match &self.from {
+            Source::H1(b) => b.size_hint(),
+            Source::H2(b) => b.size_hint(),
+            Source::Empty => SizeHint::with_exact(0),
         }
     }
 }
@@ -82,6 +142,10 @@ pub struct ResponseBody {
 enum Kind {
     Local(Option<Bytes>),
     Upstream(Received),
+    /// A `101`: the upstream connection, taken over by the client
+    /// connection once the head is written, and the bytes the upstream
+    /// sent behind its head.
+    Upgraded(Option<(TcpStream, BytesMut)>),
 }
 
 impl ResponseBody {
@@ -104,6 +168,26 @@ impl ResponseBody {
             _in_flight: None,
             log: None,
             ended: false,
+        }
+    }
+
+    /// The answer to an upgrade: no body, the upstream connection to
+    /// splice once the head is written ([`ResponseBody::take_upgraded`]).
+    pub fn upgraded(upstream: (TcpStream, BytesMut)) -> Self {
+        ResponseBody {
+            kind: Kind::Upgraded(Some(upstream)),
+            _active: None,
+            _in_flight: None,
+            log: None,
+            ended: false,
+        }
+    }
+
+    /// The upstream connection of an accepted upgrade.
+    pub fn take_upgraded(&mut self) -> Option<(TcpStream, BytesMut)> {
+        match &mut self.kind {
+            Kind::Upgraded(u) => u.take(),
+            _ => None,
         }
     }
 
@@ -161,6 +245,7 @@ impl Body for ResponseBody {
         let frame = match &mut this.kind {
             Kind::Local(bytes) => bytes.take().map(|b| Ok(Frame::data(b))),
             Kind::Upstream(body) => ready!(Pin::new(body).poll_frame(cx)),
+            Kind::Upgraded(_) => None,
         };
         match &frame {
             None => this.ended = true,
@@ -178,13 +263,14 @@ impl Body for ResponseBody {
         match &self.kind {
             Kind::Local(bytes) => bytes.is_none(),
             Kind::Upstream(body) => body.is_end_stream(),
+            Kind::Upgraded(_) => true,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Local(Some(b)) => SizeHint::with_exact(b.len() as u64),
-            Kind::Local(None) => SizeHint::with_exact(0),
+            Kind::Local(None) | Kind::Upgraded(_) => SizeHint::with_exact(0),
             Kind::Upstream(body) => body.size_hint(),
         }
     }

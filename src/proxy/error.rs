@@ -76,8 +76,12 @@ pub enum ProxyError {
     #[error("the request body from the client broke: {source}")]
     ClientBody {
         #[source]
-        source: hyper::Error,
+        source: crate::proxy::body::ClientBodyError,
     },
+    /// An HTTP/1 request head the codec refuses (its status is the
+    /// codec's: 400, 417, 431 or 505).
+    #[error("{0}")]
+    BadHead(crate::proxy::h1::request::RequestError),
     #[error("{addr} switched protocols without being asked to")]
     UnexpectedUpgrade { addr: SocketAddr },
     #[error("no server to try in pool {pool}")]
@@ -105,6 +109,7 @@ impl ProxyError {
             | ProxyError::MalformedHead(_)
             | ProxyError::Connect
             | ProxyError::ClientBody { .. }
+            | ProxyError::BadHead(_)
             | ProxyError::Misdirected { .. } => Side::Client,
             ProxyError::ConnectFailed { .. }
             | ProxyError::ConnectTimeout { .. }
@@ -145,6 +150,9 @@ impl ProxyError {
             | ProxyError::ConflictingFraming
             | ProxyError::MalformedHead(_)
             | ProxyError::ClientBody { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::BadHead(e) => {
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST)
+            }
             ProxyError::Connect => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::ConnectFailed { .. }
@@ -168,17 +176,19 @@ impl ProxyError {
     /// stream error as a "user" error caused by the body's error, which
     /// here is always the client connection's), else the upstream's.
     pub fn exchange(addr: SocketAddr, source: hyper::Error) -> ProxyError {
+        use crate::proxy::body::ClientBodyError;
         let body_broke = source.is_user()
-            && std::error::Error::source(&source).is_some_and(|c| c.is::<hyper::Error>());
-        if body_broke {
-            ProxyError::ClientBody { source }
-        } else {
-            ProxyError::Upstream {
+            && std::error::Error::source(&source).is_some_and(|c| c.is::<ClientBodyError>());
+        if !body_broke {
+            return ProxyError::Upstream {
                 addr,
                 sent: true,
                 source,
-            }
+            };
         }
+        // hyper's error keeps the body's own as its cause.
+        let source = ClientBodyError::H2(source);
+        ProxyError::ClientBody { source }
     }
 
     /// Whether connecting failed (a passive health signal).
@@ -212,6 +222,7 @@ impl ProxyError {
             self,
             ProxyError::ConflictingFraming
                 | ProxyError::MalformedHead(_)
+                | ProxyError::BadHead(_)
                 | ProxyError::ClientBody { .. }
         )
     }
@@ -227,6 +238,13 @@ pub fn page(status: StatusCode) -> &'static str {
             "<!DOCTYPE html>\n<html><body><h1>404 Not Found</h1><p>No site is served under this name here.</p></body></html>\n"
         }
         405 => "<!DOCTYPE html>\n<html><body><h1>405 Method Not Allowed</h1></body></html>\n",
+        417 => "<!DOCTYPE html>\n<html><body><h1>417 Expectation Failed</h1></body></html>\n",
+        431 => {
+            "<!DOCTYPE html>\n<html><body><h1>431 Request Header Fields Too Large</h1></body></html>\n"
+        }
+        505 => {
+            "<!DOCTYPE html>\n<html><body><h1>505 HTTP Version Not Supported</h1></body></html>\n"
+        }
         408 => "<!DOCTYPE html>\n<html><body><h1>408 Request Timeout</h1></body></html>\n",
         421 => {
             "<!DOCTYPE html>\n<html><body><h1>421 Misdirected Request</h1><p>No site is served under this name here.</p></body></html>\n"

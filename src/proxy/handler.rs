@@ -1,7 +1,8 @@
-//! hyper's service for one request: what a worker's and a connection's
-//! requests share, and the sequence of the request's phases
-//! ([`super::phase`]); every failure becomes its status here, logged by
-//! the side it is blamed on.
+//! One request's answer: what a worker's and a connection's requests
+//! share, and the sequence of the request's phases ([`super::phase`]);
+//! every failure becomes its status here, logged by the side it is blamed
+//! on. Called by the HTTP/1 connection driver ([`super::front`]) and, as
+//! hyper's service, for HTTP/2.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,7 +13,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use super::account::Account;
-use super::body::ResponseBody;
+use super::body::{RequestBody, ResponseBody};
 use super::client_io::ConnShared;
 use super::error::{ProxyError, Side};
 use super::forwarding::Client;
@@ -77,16 +78,23 @@ impl ConnCtx {
     }
 }
 
-/// hyper's service: every request gets an answer, never an error.
+/// hyper's service (HTTP/2): every request gets an answer, never an
+/// error.
 pub async fn handle(
     ctx: Rc<ConnCtx>,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
+    Ok(answer(&ctx, req.map(RequestBody::h2)).await)
+}
+
+/// The answer to one request, whatever happens on its way: every failure
+/// becomes its status here, logged by the side it is blamed on.
+pub async fn answer(ctx: &ConnCtx, req: Request<RequestBody>) -> Response<ResponseBody> {
     let active = ctx.conn.begin();
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let mut account = Account::default();
-    let response = match forward(&ctx, req, &mut account, started).await {
+    let response = match forward(ctx, req, &mut account, started).await {
         Ok(r) => r,
         Err(e) => {
             match e.side() {
@@ -101,7 +109,20 @@ pub async fn handle(
         }
     };
     let log = account.answered(response.status(), started, &ctx.worker);
-    Ok(response.map(|b| b.with_active(active).with_log(log)))
+    response.map(|b| b.with_active(active).with_log(log))
+}
+
+/// The answer to a request refused before it could be read whole (a head
+/// the codec refuses): counted on the rejected series.
+pub fn refuse(ctx: &ConnCtx, e: ProxyError) -> Response<ResponseBody> {
+    tracing::debug!(client = %ctx.peer, status = e.status().as_u16(), error = %e, "request refused");
+    let response = respond::error_response(&e);
+    let snap = ctx.worker.snapshot.load();
+    let slot = snap
+        .route_metrics(&ctx.worker.metrics)
+        .slot(RouteKind::Rejected, None);
+    slot.answered(response.status());
+    response
 }
 
 /// Runs the phases of one request (see [`super::phase`]): check, route,
@@ -113,7 +134,7 @@ pub async fn handle(
 #[allow(clippy::manual_async_fn)]
 fn forward<'a>(
     ctx: &'a ConnCtx,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     account: &'a mut Account,
     started: std::time::Instant,
 ) -> impl std::future::Future<Output = Result<Response<ResponseBody>, ProxyError>> + 'a {
@@ -182,7 +203,7 @@ fn forward<'a>(
                 )
                 .await
             } else {
-                let upgrade = forward.client_upgrade.is_some();
+                let upgrade = forward.upgrade;
                 let targets = &forward.targets[..forward.n];
                 worker
                     .upstreams
@@ -191,6 +212,6 @@ fn forward<'a>(
             }
         };
         send::outcome(ctx, &mut forward, &result, sent, account);
-        respond::respond(ctx, result?, &mut forward, via_back)
+        respond::respond(result?, &mut forward, via_back)
     }
 }

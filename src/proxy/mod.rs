@@ -26,6 +26,7 @@ pub mod client_io;
 pub mod edits;
 pub mod error;
 pub mod forwarding;
+pub mod front;
 pub mod h1;
 pub mod handler;
 pub mod headers;

@@ -5,7 +5,6 @@
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Version};
-use hyper::body::Incoming;
 
 use super::error::ProxyError;
 use super::headers::Scan;
@@ -14,8 +13,8 @@ use crate::routing::host;
 /// The authority that routes the request and that the upstream sees:
 /// HTTP/2 `:authority`, the authority of an absolute-form target, or the
 /// `Host` header. `None` for an HTTP/1.0 request without any.
-pub fn request_authority(
-    req: &Request<Incoming>,
+pub fn request_authority<B>(
+    req: &Request<B>,
     scan: &Scan,
 ) -> Result<Option<HeaderValue>, ProxyError> {
     if scan.hosts > 1 {

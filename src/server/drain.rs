@@ -1,5 +1,9 @@
 //! A worker's connections through a drain.
 //!
+//! (HTTP/1 connections, predictor's own, follow the drain in their own
+//! loop: [`crate::proxy::front`]; what follows is how hyper's HTTP/2
+//! connections do.)
+//!
 //! Every client connection holds a [`Watcher`] of its worker's [`Drain`];
 //! a drain tells them all, then waits until every watcher is gone (each
 //! connection closed) or its deadline. A connection with a request in
@@ -23,9 +27,7 @@ use tokio::sync::watch;
 
 use crate::proxy::client_io::ConnShared;
 
-/// How long a connection that has not started a request yet may take to
-/// start one once the drain has begun.
-pub const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+pub use crate::proxy::front::FIRST_REQUEST_GRACE;
 
 /// A worker's drain signal.
 pub struct Drain(watch::Sender<bool>);
@@ -58,7 +60,7 @@ impl Watcher {
     /// Resolves once the drain has begun. (A watcher held without being
     /// watched, as by a passed-through TLS connection, holds the drain
     /// open until dropped.)
-    async fn draining(&mut self) {
+    pub(super) async fn draining(&mut self) {
         let _ = self.0.wait_for(|d| *d).await;
     }
 

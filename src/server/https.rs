@@ -11,27 +11,18 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::drain::Watcher;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::worker::Builders;
+use super::worker::{self, Builders};
 use crate::config::NoSni;
-use crate::proxy::client_io::{ClientIo, ConnShared, Mode};
-use crate::proxy::handler::{self, ConnCtx, WorkerShared};
+use crate::proxy::client_io::ConnShared;
+use crate::proxy::front;
+use crate::proxy::handler::{ConnCtx, WorkerShared};
 use crate::routing::{Action, host};
 use crate::snapshot::Snapshot;
 use crate::tls::hello::{self, HelloError, Rewind};
-
-/// The client-side timeouts of the connection (the handshake's is read
-/// from `[tls]`).
-pub(super) struct Timeouts {
-    pub idle: Duration,
-    pub header: Duration,
-}
 
 /// Where a TLS connection goes.
 #[derive(Debug, PartialEq, Eq)]
@@ -84,7 +75,7 @@ pub(super) async fn serve(
     mut stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<ConnShared>,
-    t: Timeouts,
+    settings: front::Settings,
 ) {
     let handshake = worker
         .snapshot
@@ -166,24 +157,23 @@ pub(super) async fn serve(
     };
     m.handshakes_ok.increment(1);
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-    let (mode, builder) = if h2 {
-        (Mode::Http2, &builders.h2c)
-    } else {
-        (Mode::Http1, &builders.http1)
-    };
     let sni = tls
         .get_ref()
         .1
         .server_name()
         .and_then(|n| host::normalize(n.as_bytes()).ok());
-    let io = TokioIo::new(ClientIo::new(tls, shared.clone(), mode, t.idle, t.header));
-    let mut ctx = ConnCtx::new(worker, shared.clone(), peer, "https");
+    let mut ctx = ConnCtx::new(worker, shared, peer, "https");
     ctx.sni = sni;
-    let ctx = Rc::new(ctx);
-    let service = service_fn(move |req| handler::handle(ctx.clone(), req));
-    let conn = builder.serve_connection_with_upgrades(io, service);
-    if let Err(e) = watcher.watch(Box::pin(conn), &shared).await {
-        tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
+    if h2 {
+        worker::serve_h2(ctx, builders, watcher, tls, settings.idle).await;
+    } else {
+        let settings = front::Settings {
+            sniff_h2: false,
+            tls: true,
+            ..settings
+        };
+        let mut watcher = watcher;
+        front::serve(&ctx, tls, settings, watcher.draining()).await;
     }
 }
 

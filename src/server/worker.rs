@@ -16,9 +16,11 @@ use super::{Shared, https};
 use crate::config::Protocol;
 use crate::proxy::LocalExec;
 use crate::proxy::client_io::{ClientIo, ConnShared, Mode};
+use crate::proxy::front;
 use crate::proxy::handler::{self, ConnCtx, WorkerShared};
 use crate::proxy::request_id::RequestIds;
 use crate::proxy::upstream::{H2Upstream, Upstreams};
+use crate::tls::hello::Rewind;
 
 pub(super) fn run(
     shared: Shared,
@@ -99,42 +101,23 @@ pub(super) fn run(
     });
 }
 
-/// hyper connection builders, one per listener protocol, and the TLS
-/// acceptor of the `https` listeners.
+/// hyper's HTTP/2 connection builder (HTTP/1 is predictor's own:
+/// [`front`]), and the TLS acceptor of the `https` listeners.
 pub(super) struct Builders {
-    auto: auto::Builder<LocalExec>,
-    pub(super) http1: auto::Builder<LocalExec>,
-    pub(super) h2c: auto::Builder<LocalExec>,
+    pub(super) h2: auto::Builder<LocalExec>,
     pub(super) tls: Option<(tokio_rustls::TlsAcceptor, Arc<crate::tls::keys::KeyCache>)>,
 }
 
 impl Builders {
     fn new(config: &crate::config::Config, tls: Option<crate::tls::Termination>) -> Self {
-        let make = || {
-            let mut b = auto::Builder::new(LocalExec);
-            b.http1()
-                .keep_alive(true)
-                .max_buf_size(config.limits.max_request_header_bytes);
-            b.http2()
-                .timer(TokioTimer::new())
-                .max_concurrent_streams(config.limits.h2_max_concurrent_streams)
-                .max_header_list_size(config.limits.max_request_header_bytes as u32);
-            b
-        };
+        let mut h2 = auto::Builder::new(LocalExec).http2_only();
+        h2.http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(config.limits.h2_max_concurrent_streams)
+            .max_header_list_size(config.limits.max_request_header_bytes as u32);
         Builders {
-            auto: make(),
-            http1: make().http1_only(),
-            h2c: make().http2_only(),
+            h2,
             tls: tls.map(|t| (tokio_rustls::TlsAcceptor::from(t.config), t.keys)),
-        }
-    }
-
-    pub(super) fn for_protocol(&self, p: Protocol) -> &auto::Builder<LocalExec> {
-        match p {
-            Protocol::Auto => &self.auto,
-            // An https connection picks http1 or h2c by ALPN (`https`).
-            Protocol::Http1 | Protocol::Https => &self.http1,
-            Protocol::H2c => &self.h2c,
         }
     }
 }
@@ -185,34 +168,64 @@ async fn serve(
     protocol: Protocol,
     _permit: OwnedSemaphorePermit,
 ) {
-    let (idle, header) = {
+    let settings = {
         let snap = worker.snapshot.load();
-        (
-            snap.config.timeouts.client_idle,
-            snap.config.timeouts.request_header,
-        )
-    };
-    let shared = Arc::new(ConnShared::default());
-    let (mode, proto) = match protocol {
-        Protocol::Auto => (Mode::Unknown, "http"),
-        Protocol::Http1 => (Mode::Http1, "http"),
-        Protocol::H2c => (Mode::Http2, "http"),
-        Protocol::Https => {
-            let timeouts = https::Timeouts { idle, header };
-            // Boxed: the TLS handshake's state would otherwise size (and
-            // be copied with) every plain connection's task.
-            return Box::pin(https::serve(
-                worker, &builders, watcher, stream, peer, shared, timeouts,
-            ))
-            .await;
+        let c = &snap.config;
+        front::Settings {
+            idle: c.timeouts.client_idle,
+            header: c.timeouts.request_header,
+            max_head: c.limits.max_request_header_bytes,
+            sniff_h2: protocol == Protocol::Auto,
+            tls: false,
         }
     };
-    let io = TokioIo::new(ClientIo::new(stream, shared.clone(), mode, idle, header));
-    let ctx = Rc::new(ConnCtx::new(worker, shared.clone(), peer, proto));
+    let shared = Arc::new(ConnShared::default());
+    match protocol {
+        Protocol::H2c => {
+            let ctx = ConnCtx::new(worker, shared, peer, "http");
+            serve_h2(ctx, &builders, watcher, stream, settings.idle).await;
+        }
+        Protocol::Auto | Protocol::Http1 => {
+            let ctx = ConnCtx::new(worker, shared, peer, "http");
+            let mut watcher = watcher;
+            // Boxed: the connection's state would otherwise size (and be
+            // copied with) the task spawned per accept.
+            let back = Box::pin(front::serve(&ctx, stream, settings, watcher.draining())).await;
+            if let Some((stream, read)) = back {
+                // The HTTP/2 preface on an `auto` listener.
+                let io = Rewind::new(read.to_vec(), stream);
+                serve_h2(ctx, &builders, watcher, io, settings.idle).await;
+            }
+        }
+        Protocol::Https => {
+            // Boxed: the TLS handshake's state would otherwise size (and
+            // be copied with) every plain connection's task.
+            Box::pin(https::serve(
+                worker, &builders, watcher, stream, peer, shared, settings,
+            ))
+            .await
+        }
+    }
+}
+
+/// Serves an HTTP/2 connection with hyper (prior knowledge, ALPN `h2`, or
+/// the preface on an `auto` listener), its idle timeout kept by
+/// [`ClientIo`].
+pub(super) async fn serve_h2<T>(
+    ctx: ConnCtx,
+    builders: &Builders,
+    watcher: Watcher,
+    io: T,
+    idle: std::time::Duration,
+) where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let shared = ctx.conn.clone();
+    let peer = ctx.peer;
+    let io = TokioIo::new(ClientIo::new(io, shared.clone(), Mode::Http2, idle, idle));
+    let ctx = Rc::new(ctx);
     let service = service_fn(move |req| handler::handle(ctx.clone(), req));
-    let conn = builders
-        .for_protocol(protocol)
-        .serve_connection_with_upgrades(io, service);
+    let conn = builders.h2.serve_connection_with_upgrades(io, service);
     if let Err(e) = watcher.watch(Box::pin(conn), &shared).await {
         tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
     }

@@ -3,8 +3,8 @@
 
 use http::header::HeaderValue;
 use http::{Method, Request};
-use hyper::body::Incoming;
 
+use super::super::body::RequestBody;
 use super::super::error::ProxyError;
 use super::super::handler::ConnCtx;
 use super::super::headers::Scan;
@@ -20,28 +20,19 @@ pub struct Checked {
     pub host: Option<Host>,
 }
 
-/// Refuses `CONNECT`, `Content-Length` with `Transfer-Encoding` (hyper
-/// hides it; the connection's `ClientIo` saw it), two `Host`s, a malformed
-/// host, a host of another tenant than the TLS connection's; finds the
+/// Refuses `CONNECT` (framing was checked with the head: HTTP/1 by
+/// [`super::super::h1`], HTTP/2 by hyper), two `Host`s, a malformed host, a host of another tenant than the TLS connection's; finds the
 /// routing authority (HTTP/2 `:authority` or an absolute-form target over
 /// `Host`).
 #[inline]
 pub fn check(
     ctx: &ConnCtx,
-    req: &Request<Incoming>,
+    req: &Request<RequestBody>,
     scan: &Scan,
     snap: &Snapshot,
 ) -> Result<Checked, ProxyError> {
-    // Always consume the flag, so it never leaks into the next request.
-    let facts = ctx.conn.take_head_facts();
-    if let Some(why) = facts.refused() {
-        return Err(ProxyError::MalformedHead(why));
-    }
     if req.method() == Method::CONNECT {
         return Err(ProxyError::Connect);
-    }
-    if facts.length() && scan.transfer_encoding() {
-        return Err(ProxyError::ConflictingFraming);
     }
     let authority = request_authority(req, scan)?;
     let host = authority

@@ -7,10 +7,8 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
-use hyper::upgrade::OnUpgrade;
 
-use super::super::body::ResponseBody;
+use super::super::body::{RequestBody, ResponseBody};
 use super::super::edits::Edits;
 use super::super::error::{ProxyError, page};
 use super::super::handler::ConnCtx;
@@ -43,9 +41,9 @@ pub struct Forward {
     /// What the rewrite changes in the request's fields (set by the
     /// rewrite, applied as the upstream head is written).
     pub edits: Option<Edits>,
-    /// The client connection once upgraded, when the request asks to (set
-    /// by the rewrite).
-    pub client_upgrade: Option<OnUpgrade>,
+    /// The request asks to upgrade its connection (set by the rewrite):
+    /// a `101` hands the upstream connection to the client's.
+    pub upgrade: bool,
     /// The server that answered or failed last (set by the send).
     pub server: Option<SocketAddr>,
     /// The request's count in flight on the server that answered, held
@@ -71,7 +69,7 @@ impl Default for Forward {
             placement: None,
             tenant_header: None,
             edits: None,
-            client_upgrade: None,
+            upgrade: false,
             server: None,
             in_flight: None,
         }
@@ -94,7 +92,7 @@ pub fn plan(
     ctx: &ConnCtx,
     snap: &Snapshot,
     decision: &Decision,
-    req: &Request<Incoming>,
+    req: &Request<RequestBody>,
     out: &mut Forward,
 ) -> Result<Option<Response<ResponseBody>>, ProxyError> {
     let headers = req.headers();

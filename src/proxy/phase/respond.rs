@@ -3,19 +3,12 @@
 //! `Via` added, the body streamed), and the pages predictor answers
 //! itself.
 
-use std::net::SocketAddr;
-
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use super::super::body::ResponseBody;
 use super::super::error::{ProxyError, page};
-use super::super::handler::ConnCtx;
 use super::super::headers::{self, Scan};
 use super::super::upstream::{Exchange, Received};
 use super::plan::Forward;
@@ -24,38 +17,27 @@ use super::plan::Forward;
 /// `via_back` is the response's `Via`.
 #[inline]
 pub fn respond(
-    ctx: &ConnCtx,
     exchange: Exchange,
     forward: &mut Forward,
     via_back: HeaderValue,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let in_flight = forward.in_flight.take();
-    let client_upgrade = forward.client_upgrade.take();
     let (mut parts, body) = exchange.response.into_parts();
     if parts.status == StatusCode::SWITCHING_PROTOCOLS {
         let addr = forward.server.unwrap_or(forward.targets[0]);
-        let (Some(client_upgrade), Received::H1(body)) = (client_upgrade, body) else {
+        let (true, Received::H1(body)) = (forward.upgrade, body) else {
             return Err(ProxyError::UnexpectedUpgrade { addr });
         };
         let Some(upstream) = body.into_upgraded() else {
             return Err(ProxyError::UnexpectedUpgrade { addr });
         };
-        ctx.conn.set_upgraded();
-        // The drain waits for the stream (up to its deadline) while this
-        // receiver lives.
-        let draining = ctx.worker.upgraded.subscribe();
-        tokio::task::spawn_local(splice_upgraded(
-            client_upgrade,
-            upstream,
-            ctx.peer,
-            draining,
-        ));
         // The upstream's head came without its hop-by-hop fields and with
-        // `Connection: upgrade` (`upstream::wire`).
+        // `Connection: upgrade` (`upstream::wire`); the client connection
+        // splices the two once it has written it (`front::upgrade`).
         parts.headers.append(header::VIA, via_back);
         return Ok(Response::from_parts(
             parts,
-            ResponseBody::empty().with_in_flight(in_flight),
+            ResponseBody::upgraded(upstream).with_in_flight(in_flight),
         ));
     }
     if let Received::H2(_) = body {
@@ -95,32 +77,4 @@ pub fn error_response(e: &ProxyError) -> Response<ResponseBody> {
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     r
-}
-
-/// Copies bytes both ways between an upgraded client and upstream (the
-/// bytes the upstream sent behind its `101` go first).
-async fn splice_upgraded(
-    client: OnUpgrade,
-    (mut u, early): (TcpStream, BytesMut),
-    peer: SocketAddr,
-    _draining: tokio::sync::watch::Receiver<()>,
-) {
-    let client = match client.await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::debug!(client = %peer, error = %e, "upgrade failed");
-            return;
-        }
-    };
-    let mut c = TokioIo::new(client);
-    if !early.is_empty() {
-        if let Err(e) = c.write_all(&early).await {
-            tracing::debug!(client = %peer, error = %e, "upgraded stream failed");
-            return;
-        }
-    }
-    match tokio::io::copy_bidirectional(&mut c, &mut u).await {
-        Ok((up, down)) => tracing::debug!(client = %peer, up, down, "upgraded stream closed"),
-        Err(e) => tracing::debug!(client = %peer, error = %e, "upgraded stream failed"),
-    }
 }

@@ -10,7 +10,6 @@ use std::net::IpAddr;
 
 use http::header::{HeaderName, HeaderValue};
 use http::{Request, Version};
-use hyper::body::Incoming;
 
 use super::super::account::Account;
 use super::super::body::RequestBody;
@@ -53,12 +52,12 @@ impl Fixed {
 /// Rewrites `req` for `forward` with `fixed`; `authority` is the one it
 /// was routed by. The client's header fields stay as they came: what this
 /// hop changes goes to `forward.edits`, applied as the upstream head is
-/// written. The request for the upstream (an upgrade's client side goes
-/// to `forward.client_upgrade`).
+/// written. The request for the upstream (`forward.upgrade` says whether
+/// it asks to upgrade).
 #[inline]
 pub fn request(
     ctx: &ConnCtx,
-    mut req: Request<Incoming>,
+    req: Request<RequestBody>,
     scan: &Scan,
     authority: Option<HeaderValue>,
     fixed: Fixed,
@@ -71,7 +70,7 @@ pub fn request(
     } else {
         None
     };
-    forward.client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    forward.upgrade = upgrade.is_some();
     let (mut parts, body) = req.into_parts();
     if version == Version::HTTP_2 {
         headers::merge_cookies(&mut parts.headers, scan);

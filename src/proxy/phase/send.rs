@@ -34,7 +34,7 @@ pub fn h2c(forward: &Forward) -> bool {
     forward
         .legacy
         .as_ref()
-        .is_some_and(|l| l.h2 && forward.client_upgrade.is_none())
+        .is_some_and(|l| l.h2 && !forward.upgrade)
 }
 
 /// What the outcome teaches, once the exchange is over (or failed):

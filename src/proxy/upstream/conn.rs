@@ -105,7 +105,7 @@ pub(super) enum Failure {
     /// The response head is refused.
     BadResponse(ResponseError),
     /// The client's request body broke while it was being passed on.
-    ClientBody(hyper::Error),
+    ClientBody(super::super::body::ClientBodyError),
 }
 
 impl Failure {

@@ -218,7 +218,7 @@ impl RetryCopy {
     }
 
     fn request(self) -> Request<RequestBody> {
-        let mut r = Request::new(RequestBody::Empty);
+        let mut r = Request::new(RequestBody::empty());
         *r.method_mut() = self.method;
         *r.uri_mut() = self.uri;
         *r.version_mut() = self.version;

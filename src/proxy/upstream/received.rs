@@ -36,7 +36,7 @@ pub enum BodyError {
     #[error("the upstream sent nothing of the body for {0:?}")]
     Stalled(Duration),
     #[error("the client's request body broke: {0}")]
-    Request(hyper::Error),
+    Request(super::super::body::ClientBodyError),
     #[error(transparent)]
     H2(#[from] hyper::Error),
 }

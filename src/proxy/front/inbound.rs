@@ -1,0 +1,360 @@
+//! The client connection's read side: its buffer, the request built from
+//! a parsed head, and the request body read from the connection as the
+//! upstream side asks for it ([`ClientBody`]).
+//!
+//! The connection is shared by its task's two users, one at a time: the
+//! driver (heads, responses) and the body of the request in progress
+//! (which the upstream exchange polls while it writes the request and
+//! reads the response). Both live on the connection's one task, so a
+//! `RefCell` borrowed for the length of one poll is all the sharing takes.
+
+use std::cell::RefCell;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Uri, Version};
+use http_body::SizeHint;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::super::body::{ClientBodyError, RequestBody};
+use super::super::error::ProxyError;
+use super::super::h1::chunked::{ChunkedDecoder, Limits};
+use super::super::h1::request::{self, RequestHead};
+use super::super::h1::{self, Framing};
+
+/// A client connection's byte stream (plain TCP or TLS).
+pub trait ClientStream: AsyncRead + AsyncWrite + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> ClientStream for T {}
+
+/// The first read buffer of a connection (grown up to the head limit for
+/// a large head; a head is a few hundred bytes).
+pub(super) const READ_BUFFER: usize = 8 * 1024;
+
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// A client connection: its socket and what was read from it and not yet
+/// used.
+pub struct Inbound<S: ?Sized> {
+    pub(super) buf: BytesMut,
+    body: Reading,
+    /// `Expect: 100-continue` to answer before the body is read: the
+    /// bytes of the interim response written so far.
+    continue_at: Option<usize>,
+    pub(super) io: S,
+}
+
+/// The connection as the request body sees it.
+pub type Shared = Rc<RefCell<Inbound<dyn ClientStream>>>;
+
+/// Where the body of the request in progress stands.
+#[derive(Debug)]
+enum Reading {
+    Done,
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    /// It broke: the connection cannot carry another request.
+    Failed,
+}
+
+impl<S: ClientStream> Inbound<S> {
+    pub(super) fn new(io: S, buf: BytesMut) -> Self {
+        Inbound {
+            buf,
+            body: Reading::Done,
+            continue_at: None,
+            io,
+        }
+    }
+
+    /// The socket and the bytes read from it and not used.
+    pub(super) fn into_parts(self) -> (S, BytesMut) {
+        (self.io, self.buf)
+    }
+}
+
+impl<S: ?Sized + ClientStream> Inbound<S> {
+    /// Reads more bytes into the buffer (`Ok(0)`: the client closed).
+    pub(super) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(READ_BUFFER);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+    }
+
+    /// The head just parsed is followed by a body framed so; `expect`: the
+    /// client waits for `100 Continue` before it sends it.
+    pub(super) fn start_body(&mut self, framing: Framing, expect: bool) {
+        self.body = match framing {
+            Framing::None => Reading::Done,
+            Framing::Length(n) => Reading::Length(n),
+            Framing::Chunked => Reading::Chunked(ChunkedDecoder::new(Limits::default())),
+        };
+        self.continue_at = (expect && !matches!(self.body, Reading::Done)).then_some(0);
+    }
+
+    /// The request body has been read to its end.
+    pub(super) fn body_done(&self) -> bool {
+        matches!(self.body, Reading::Done)
+    }
+
+    fn poll_continue(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some(at) = self.continue_at {
+            if at == CONTINUE.len() {
+                self.continue_at = None;
+                break;
+            }
+            let n = std::task::ready!(Pin::new(&mut self.io).poll_write(cx, &CONTINUE[at..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.continue_at = Some(at + n);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn fail(&mut self, e: ClientBodyError) -> Poll<Option<Result<Bytes, ClientBodyError>>> {
+        self.body = Reading::Failed;
+        Poll::Ready(Some(Err(e)))
+    }
+
+    /// The next piece of the request body, read from the buffer first.
+    pub(super) fn poll_body(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, ClientBodyError>>> {
+        if self.continue_at.is_some() {
+            if let Err(e) = std::task::ready!(self.poll_continue(cx)) {
+                return self.fail(e.into());
+            }
+        }
+        loop {
+            if !self.buf.is_empty() {
+                match &mut self.body {
+                    Reading::Done | Reading::Failed => return Poll::Ready(None),
+                    Reading::Length(left) => {
+                        let n = usize::try_from(*left)
+                            .map_or(self.buf.len(), |l| l.min(self.buf.len()));
+                        let data = self.buf.split_to(n).freeze();
+                        *left -= n as u64;
+                        if *left == 0 {
+                            self.body = Reading::Done;
+                        }
+                        return Poll::Ready(Some(Ok(data)));
+                    }
+                    Reading::Chunked(decoder) => {
+                        let step = match decoder.feed(&self.buf) {
+                            Ok(s) => s,
+                            Err(e) => return self.fail(e.into()),
+                        };
+                        self.buf.advance(step.data.start);
+                        let data = self.buf.split_to(step.data.len()).freeze();
+                        self.buf.advance(step.consumed - step.data.end);
+                        if step.done {
+                            self.body = Reading::Done;
+                        }
+                        if !data.is_empty() {
+                            return Poll::Ready(Some(Ok(data)));
+                        }
+                        continue;
+                    }
+                }
+            }
+            if matches!(self.body, Reading::Done | Reading::Failed) {
+                return Poll::Ready(None);
+            }
+            match std::task::ready!(self.poll_fill(cx)) {
+                Ok(0) => return self.fail(ClientBodyError::Truncated),
+                Ok(_) => {}
+                Err(e) => return self.fail(e.into()),
+            }
+        }
+    }
+}
+
+/// The body of the request in progress on a client connection, read from
+/// it as it is polled.
+pub struct ClientBody {
+    conn: Shared,
+    /// The body's length, when framed by one.
+    length: Option<u64>,
+}
+
+impl ClientBody {
+    pub(super) fn new(conn: Shared, framing: Framing) -> Self {
+        let length = match framing {
+            Framing::None => Some(0),
+            Framing::Length(n) => Some(n),
+            Framing::Chunked => None,
+        };
+        ClientBody { conn, length }
+    }
+
+    pub(crate) fn poll_data(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, ClientBodyError>>> {
+        self.conn.borrow_mut().poll_body(cx)
+    }
+
+    pub(crate) fn is_end_stream(&self) -> bool {
+        self.conn.try_borrow().is_ok_and(|c| c.body_done())
+    }
+
+    pub(crate) fn size_hint(&self) -> SizeHint {
+        match self.length {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+/// The request `head` describes, its fields slices of `bytes` (the head's
+/// bytes, shared: no copy per field), with `body`.
+pub(super) fn request(
+    head: &RequestHead,
+    bytes: &Bytes,
+    body: RequestBody,
+) -> Result<Request<RequestBody>, ProxyError> {
+    let method = match head.method {
+        request::Method::Get => Method::GET,
+        request::Method::Head => Method::HEAD,
+        request::Method::Post => Method::POST,
+        request::Method::Put => Method::PUT,
+        request::Method::Delete => Method::DELETE,
+        request::Method::Options => Method::OPTIONS,
+        request::Method::Patch => Method::PATCH,
+        request::Method::Trace => Method::TRACE,
+        request::Method::Connect => Method::CONNECT,
+        request::Method::Other => Method::from_bytes(&bytes[head.method_token.clone()])
+            .map_err(|_| ProxyError::MalformedHead("method"))?,
+    };
+    let uri = Uri::from_maybe_shared(bytes.slice(head.target.clone()))
+        .map_err(|_| ProxyError::MalformedHead("request target"))?;
+    let mut headers = HeaderMap::with_capacity(head.fields.len());
+    for f in &head.fields {
+        let name = HeaderName::from_bytes(&bytes[f.name.clone()])
+            .map_err(|_| ProxyError::MalformedHead("field name"))?;
+        let value = HeaderValue::from_maybe_shared(bytes.slice(f.value.clone()))
+            .map_err(|_| ProxyError::MalformedHead("field value"))?;
+        headers.append(name, value);
+    }
+    let mut r = Request::new(body);
+    *r.method_mut() = method;
+    *r.uri_mut() = uri;
+    *r.version_mut() = match head.version {
+        h1::Version::Http10 => Version::HTTP_10,
+        h1::Version::Http11 => Version::HTTP_11,
+    };
+    *r.headers_mut() = headers;
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body::Body;
+    use tokio::io::AsyncWriteExt;
+
+    /// A connection whose client sent `sent` (then closed), with its head
+    /// of `head_len` bytes already taken.
+    fn conn(sent: &'static [u8]) -> Rc<RefCell<Inbound<std::io::Cursor<Vec<u8>>>>> {
+        Rc::new(RefCell::new(Inbound::new(
+            std::io::Cursor::new(sent.to_vec()),
+            BytesMut::new(),
+        )))
+    }
+
+    async fn read_all(body: &mut RequestBody) -> Result<Vec<u8>, ClientBodyError> {
+        let mut all = Vec::new();
+        while let Some(f) = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await {
+            all.extend_from_slice(f?.data_ref().unwrap());
+        }
+        Ok(all)
+    }
+
+    #[tokio::test]
+    async fn a_length_framed_body_stops_at_its_length() {
+        let c = conn(b"hello, next request");
+        c.borrow_mut().start_body(Framing::Length(5), false);
+        let shared: Shared = c.clone();
+        let mut body = RequestBody::h1(ClientBody::new(shared, Framing::Length(5)));
+        assert_eq!(read_all(&mut body).await.unwrap(), b"hello");
+        assert!(body.is_end_stream());
+        assert_eq!(&c.borrow().buf[..], b", next request");
+    }
+
+    #[tokio::test]
+    async fn a_chunked_body_is_validated_and_unframed() {
+        let c = conn(b"4\r\nwiki\r\n5\r\npedia\r\n0\r\n\r\nGET");
+        c.borrow_mut().start_body(Framing::Chunked, false);
+        let shared: Shared = c.clone();
+        let mut body = RequestBody::h1(ClientBody::new(shared, Framing::Chunked));
+        assert_eq!(read_all(&mut body).await.unwrap(), b"wikipedia");
+        assert_eq!(&c.borrow().buf[..], b"GET");
+
+        let c = conn(b"zz\r\nwiki\r\n");
+        c.borrow_mut().start_body(Framing::Chunked, false);
+        let shared: Shared = c.clone();
+        let mut body = RequestBody::h1(ClientBody::new(shared, Framing::Chunked));
+        assert!(matches!(
+            read_all(&mut body).await,
+            Err(ClientBodyError::Chunked(_))
+        ));
+        assert!(!c.borrow().body_done());
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_short_is_the_clients_error() {
+        let c = conn(b"hel");
+        c.borrow_mut().start_body(Framing::Length(5), false);
+        let shared: Shared = c.clone();
+        let mut body = RequestBody::h1(ClientBody::new(shared, Framing::Length(5)));
+        assert!(matches!(
+            read_all(&mut body).await,
+            Err(ClientBodyError::Truncated)
+        ));
+    }
+
+    #[tokio::test]
+    async fn continue_is_sent_when_the_body_is_first_read() {
+        let (client, server) = tokio::io::duplex(1024);
+        let c = Rc::new(RefCell::new(Inbound::new(server, BytesMut::new())));
+        c.borrow_mut().start_body(Framing::Length(2), true);
+        assert_eq!(c.borrow().continue_at, Some(0));
+        let shared: Shared = c.clone();
+        let mut body = RequestBody::h1(ClientBody::new(shared, Framing::Length(2)));
+        let mut client = client;
+        let reader = async {
+            let mut got = [0u8; CONTINUE.len()];
+            tokio::io::AsyncReadExt::read_exact(&mut client, &mut got)
+                .await
+                .unwrap();
+            assert_eq!(&got[..], CONTINUE);
+            client.write_all(b"ok").await.unwrap();
+            client
+        };
+        let (all, _client) = tokio::join!(read_all(&mut body), reader);
+        assert_eq!(all.unwrap(), b"ok");
+        assert_eq!(c.borrow().continue_at, None);
+    }
+
+    #[test]
+    fn the_request_shares_the_heads_bytes() {
+        let raw = Bytes::from_static(
+            b"PURGE /a?b HTTP/1.0\r\nHost: s.example\r\nX-Two: 1\r\nx-two: 2\r\n\r\n",
+        );
+        let mut head = RequestHead::default();
+        head.parse(&raw, 8192).unwrap();
+        let r = request(&head, &raw, RequestBody::empty()).unwrap();
+        assert_eq!(r.method().as_str(), "PURGE");
+        assert_eq!(r.uri(), "/a?b");
+        assert_eq!(r.version(), Version::HTTP_10);
+        assert_eq!(r.headers()["host"], "s.example");
+        assert_eq!(r.headers().get_all("x-two").iter().count(), 2);
+    }
+}

@@ -1,0 +1,473 @@
+//! The client connection's write side: a response's head encoded in one
+//! pass (status line, its fields, the framing this connection needs) and
+//! its body streamed behind it, each piece written with its framing in
+//! one vectored write (the head goes with the first piece of the body when
+//! that is already there, as it is for a small response).
+
+use std::cell::RefCell;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header;
+use http::{StatusCode, response};
+use http_body::Body;
+
+use super::inbound::{ClientStream, Inbound};
+
+/// How a response's body goes to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BodyOut {
+    /// No body (an answer to `HEAD`, 1xx, 204, 304, a 101's raw stream).
+    None,
+    /// As it comes: its length is in the head.
+    Plain,
+    Chunked,
+    /// Delimited by the connection's close (an HTTP/1.0 client, length
+    /// unknown).
+    UntilClose,
+}
+
+/// What the response's encoding depends on besides the response.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Answering {
+    /// The request was `HEAD`.
+    pub head: bool,
+    /// The client speaks HTTP/1.0.
+    pub http10: bool,
+    /// The connection closes after this response.
+    pub closing: bool,
+}
+
+/// Writes the head of `parts` (with a body described by `hint`) to `out`;
+/// returns how the body follows and whether the connection closes after
+/// it.
+pub(super) fn head(
+    parts: &response::Parts,
+    hint: http_body::SizeHint,
+    to: Answering,
+    out: &mut Vec<u8>,
+) -> (BodyOut, bool) {
+    let status = parts.status;
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut length = false;
+    let mut close = to.closing;
+    let mut date = false;
+    for (name, value) in &parts.headers {
+        if name == header::CONNECTION {
+            close |= value.as_bytes().eq_ignore_ascii_case(b"close");
+            if status != StatusCode::SWITCHING_PROTOCOLS {
+                // Written below, as this connection goes on.
+                continue;
+            }
+        }
+        length |= name == header::CONTENT_LENGTH;
+        date |= name == header::DATE;
+        field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if !date {
+        field(out, b"date", &date_now());
+    }
+    let bodiless = to.head
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let body = if bodiless {
+        BodyOut::None
+    } else if length {
+        BodyOut::Plain
+    } else if let Some(n) = hint.exact() {
+        let mut digits = itoa::Buffer::new();
+        field(out, b"content-length", digits.format(n).as_bytes());
+        BodyOut::Plain
+    } else if to.http10 {
+        close = true;
+        BodyOut::UntilClose
+    } else {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        BodyOut::Chunked
+    };
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        // `Connection: upgrade` came with the response.
+    } else if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if to.http10 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    (body, close)
+}
+
+#[inline]
+fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `Date` for a response that came without one (a page predictor answers
+/// itself), formatted once a second per thread.
+fn date_now() -> [u8; 29] {
+    thread_local! {
+        static CACHED: std::cell::Cell<(u64, [u8; 29])> = const { std::cell::Cell::new((0, [0; 29])) };
+    }
+    let now = std::time::SystemTime::now();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    CACHED.with(|c| {
+        let (at, text) = c.get();
+        if at == secs {
+            return text;
+        }
+        let mut text = [0u8; 29];
+        let formatted = httpdate::fmt_http_date(now);
+        let n = formatted.len().min(29);
+        text[..n].copy_from_slice(&formatted.as_bytes()[..n]);
+        c.set((secs, text));
+        text
+    })
+}
+
+/// Why writing a response stopped before its end.
+#[derive(Debug)]
+pub(super) enum WriteError {
+    /// The client's socket failed (or the client went away).
+    Client(io::Error),
+    /// The response body broke (the upstream's fault, or the client's own
+    /// request body): the client's response is cut short.
+    Body(super::super::upstream::BodyError),
+}
+
+/// A response body as the writer takes it
+/// ([`ResponseBody`](super::super::body::ResponseBody); a test's
+/// own in the tests).
+pub(super) trait ResponseData:
+    Body<Data = Bytes, Error = super::super::upstream::BodyError> + Unpin
+{
+}
+
+impl<B: Body<Data = Bytes, Error = super::super::upstream::BodyError> + Unpin> ResponseData for B {}
+
+/// Writes `out` (the head) and then `body`, framed as `framing`, to the
+/// client; returns once the last byte is written. The body is dropped as
+/// soon as it has ended, before its last bytes are written: the request's
+/// count in flight on its server (which placement reads) and its
+/// connection's activity end then, not after the client may already have
+/// sent its next request.
+pub(super) async fn write<S: ?Sized + ClientStream, B: ResponseData>(
+    conn: &RefCell<Inbound<S>>,
+    out: &mut Vec<u8>,
+    body: B,
+    framing: BodyOut,
+) -> Result<(), WriteError> {
+    let mut body = (framing != BodyOut::None).then_some(body);
+    let mut w = Writer {
+        at: 0,
+        size_line: [0; 18],
+        size: 0..0,
+        data: Bytes::new(),
+        tail: b"",
+        ended: framing == BodyOut::None,
+        framing,
+    };
+    std::future::poll_fn(|cx| w.poll(conn, out, &mut body, cx)).await
+}
+
+/// A response on its way out: the head (or a chunk's size line) in `out`
+/// from `at`, then a piece of the body, then its framing's tail.
+struct Writer {
+    at: usize,
+    size_line: [u8; 18],
+    size: std::ops::Range<usize>,
+    data: Bytes,
+    tail: &'static [u8],
+    ended: bool,
+    framing: BodyOut,
+}
+
+const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+const CHUNK_END_AND_LAST: &[u8] = b"\r\n0\r\n\r\n";
+
+impl Writer {
+    fn poll<S: ?Sized + ClientStream, B: ResponseData>(
+        &mut self,
+        conn: &RefCell<Inbound<S>>,
+        out: &mut Vec<u8>,
+        body: &mut Option<B>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), WriteError>> {
+        loop {
+            // The next piece of the body, when none is waiting: written
+            // with what is still unwritten before it.
+            if let (true, true, Some(b)) = (self.data.is_empty(), self.tail.is_empty(), &mut *body)
+            {
+                match Pin::new(&mut *b).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        let Ok(data) = frame.into_data() else {
+                            // Trailers are not passed on.
+                            continue;
+                        };
+                        let last = b.is_end_stream();
+                        self.take(data, last);
+                        if last {
+                            *body = None;
+                        }
+                    }
+                    Poll::Ready(None) => {
+                        self.ended = true;
+                        *body = None;
+                        if self.framing == BodyOut::Chunked {
+                            self.tail = LAST_CHUNK;
+                        }
+                    }
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(WriteError::Body(e))),
+                    Poll::Pending if self.unwritten(out) == 0 => return Poll::Pending,
+                    Poll::Pending => {}
+                }
+            }
+            if self.unwritten(out) == 0 {
+                if self.ended {
+                    out.clear();
+                    return Poll::Ready(Ok(()));
+                }
+                continue;
+            }
+            let n = {
+                let slices = [
+                    IoSlice::new(&out[self.at..]),
+                    IoSlice::new(&self.size_line[self.size.clone()]),
+                    IoSlice::new(&self.data),
+                    IoSlice::new(self.tail),
+                ];
+                let mut c = conn.borrow_mut();
+                match Pin::new(&mut c.io).poll_write_vectored(cx, &slices) {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(WriteError::Client(
+                            io::ErrorKind::WriteZero.into(),
+                        )));
+                    }
+                    Poll::Ready(Ok(n)) => n,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(WriteError::Client(e))),
+                    Poll::Pending => return Poll::Pending,
+                }
+            };
+            self.advance(out, n);
+        }
+    }
+
+    /// A piece of the body to write next (`last`: nothing follows it).
+    fn take(&mut self, data: Bytes, last: bool) {
+        match self.framing {
+            BodyOut::None => {}
+            BodyOut::Plain | BodyOut::UntilClose => self.data = data,
+            BodyOut::Chunked if data.is_empty() => {}
+            BodyOut::Chunked => {
+                let mut n = data.len();
+                let mut i = self.size_line.len() - 2;
+                self.size_line[i..].copy_from_slice(b"\r\n");
+                loop {
+                    i -= 1;
+                    self.size_line[i] = b"0123456789abcdef"[n & 15];
+                    n >>= 4;
+                    if n == 0 {
+                        break;
+                    }
+                }
+                self.size = i..self.size_line.len();
+                self.data = data;
+                self.tail = if last { CHUNK_END_AND_LAST } else { b"\r\n" };
+            }
+        }
+        if last {
+            self.ended = true;
+        }
+    }
+
+    fn unwritten(&self, out: &[u8]) -> usize {
+        out.len() - self.at + self.size.len() + self.data.len() + self.tail.len()
+    }
+
+    /// `n` bytes were written, from the head on.
+    fn advance(&mut self, out: &[u8], mut n: usize) {
+        let head = (out.len() - self.at).min(n);
+        self.at += head;
+        n -= head;
+        let size = self.size.len().min(n);
+        self.size.start += size;
+        n -= size;
+        let data = self.data.len().min(n);
+        bytes::Buf::advance(&mut self.data, data);
+        n -= data;
+        self.tail = &self.tail[n.min(self.tail.len())..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use http::header::HeaderValue;
+    use http_body::Frame;
+
+    fn parts(status: u16, fields: &[(&'static str, &'static str)]) -> response::Parts {
+        let mut r = http::Response::new(());
+        *r.status_mut() = StatusCode::from_u16(status).unwrap();
+        for (n, v) in fields {
+            r.headers_mut().append(*n, HeaderValue::from_static(v));
+        }
+        r.into_parts().0
+    }
+
+    /// A body of a few pieces, each ready at once.
+    struct Pieces(std::collections::VecDeque<Bytes>);
+
+    impl Body for Pieces {
+        type Data = Bytes;
+        type Error = super::super::super::upstream::BodyError;
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.get_mut().0.pop_front().map(|b| Ok(Frame::data(b))))
+        }
+        fn is_end_stream(&self) -> bool {
+            self.0.is_empty()
+        }
+    }
+
+    const KEEP: Answering = Answering {
+        head: false,
+        http10: false,
+        closing: false,
+    };
+
+    fn encode(
+        p: &response::Parts,
+        hint: http_body::SizeHint,
+        to: Answering,
+    ) -> (String, BodyOut, bool) {
+        let mut out = Vec::new();
+        let (b, c) = head(p, hint, to, &mut out);
+        (String::from_utf8(out).unwrap(), b, c)
+    }
+
+    #[test]
+    fn a_response_is_framed_by_its_length_chunks_or_close() {
+        let with_date = [("date", "Tue, 01 Dec 2026 10:00:00 GMT")];
+        let p = parts(200, &[("content-length", "2"), with_date[0]]);
+        let (h, b, c) = encode(&p, http_body::SizeHint::with_exact(2), KEEP);
+        assert_eq!(
+            h,
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\ndate: Tue, 01 Dec 2026 10:00:00 GMT\r\n\r\n"
+        );
+        assert_eq!((b, c), (BodyOut::Plain, false));
+
+        let p = parts(200, &with_date);
+        let (h, b, _) = encode(&p, http_body::SizeHint::default(), KEEP);
+        assert!(h.ends_with("transfer-encoding: chunked\r\n\r\n"), "{h}");
+        assert_eq!(b, BodyOut::Chunked);
+
+        let to10 = Answering {
+            http10: true,
+            ..KEEP
+        };
+        let (h, b, c) = encode(&p, http_body::SizeHint::default(), to10);
+        assert!(h.ends_with("connection: close\r\n\r\n"), "{h}");
+        assert!(!h.contains("chunked"));
+        assert_eq!((b, c), (BodyOut::UntilClose, true));
+
+        let (h, b, c) = encode(&p, http_body::SizeHint::with_exact(7), to10);
+        assert!(
+            h.ends_with("content-length: 7\r\nconnection: keep-alive\r\n\r\n"),
+            "{h}"
+        );
+        assert_eq!((b, c), (BodyOut::Plain, false));
+    }
+
+    #[test]
+    fn bodiless_answers_keep_their_fields_and_send_no_body() {
+        let p = parts(200, &[("content-length", "10")]);
+        let (h, b, _) = encode(
+            &p,
+            http_body::SizeHint::with_exact(10),
+            Answering { head: true, ..KEEP },
+        );
+        assert!(h.contains("content-length: 10\r\n"), "{h}");
+        assert_eq!(b, BodyOut::None);
+        for status in [204, 304] {
+            let (h, b, _) = encode(&parts(status, &[]), http_body::SizeHint::default(), KEEP);
+            assert!(
+                !h.contains("chunked") && !h.contains("content-length"),
+                "{h}"
+            );
+            assert_eq!(b, BodyOut::None);
+        }
+    }
+
+    #[test]
+    fn a_close_asked_for_is_written_once() {
+        let p = parts(502, &[("connection", "close")]);
+        let (h, _, c) = encode(&p, http_body::SizeHint::with_exact(0), KEEP);
+        assert_eq!(h.matches("connection").count(), 1, "{h}");
+        assert!(c);
+        let p = parts(101, &[("connection", "upgrade"), ("upgrade", "websocket")]);
+        let (h, b, c) = encode(&p, http_body::SizeHint::with_exact(0), KEEP);
+        assert!(
+            h.contains("connection: upgrade\r\n") && !h.contains("close"),
+            "{h}"
+        );
+        assert_eq!((b, c), (BodyOut::None, false));
+    }
+
+    #[test]
+    fn dates_are_http_dates() {
+        let d = date_now();
+        let d = std::str::from_utf8(&d).unwrap();
+        assert!(httpdate::parse_http_date(d).is_ok(), "{d}");
+    }
+
+    /// Writes `pieces` as the upstream body of a chunked response through a
+    /// socket that takes `per_write` bytes at a time.
+    async fn written(pieces: &[&'static str], framing: BodyOut) -> String {
+        let (client, server) = tokio::io::duplex(7);
+        let conn = RefCell::new(Inbound::new(server, BytesMut::new()));
+        let reader = tokio::spawn(async move {
+            let mut client = client;
+            let mut got = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut client, &mut got)
+                .await
+                .unwrap();
+            String::from_utf8(got).unwrap()
+        });
+        let body = Pieces(
+            pieces
+                .iter()
+                .map(|p| Bytes::from_static(p.as_bytes()))
+                .collect(),
+        );
+        let mut out = b"HEAD\r\n".to_vec();
+        write(&conn, &mut out, body, framing).await.unwrap();
+        drop(conn);
+        reader.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn chunks_are_framed_through_short_writes() {
+        let got = written(&["hello", "", "a somewhat longer piece"], BodyOut::Chunked).await;
+        assert_eq!(
+            got,
+            "HEAD\r\n5\r\nhello\r\n17\r\na somewhat longer piece\r\n0\r\n\r\n"
+        );
+        let got = written(&["abc", "def"], BodyOut::Plain).await;
+        assert_eq!(got, "HEAD\r\nabcdef");
+        let got = written(&[], BodyOut::Chunked).await;
+        assert_eq!(got, "HEAD\r\n0\r\n\r\n");
+    }
+}
