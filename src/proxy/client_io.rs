@@ -1,31 +1,20 @@
-//! [`ClientIo`]: the client connection's socket, as hyper reads it, with the
-//! client-side timeouts and one framing fact hyper does not expose.
+//! [`ClientIo`]: an HTTP/2 client connection's socket, as hyper reads it,
+//! with the client-side idle timeout. (HTTP/1 connections are predictor's
+//! own and keep their timeouts in their loop: [`super::front`].)
 //!
-//! * **Idle**: a connection with no request in progress is closed after
-//!   `client_idle` (a new connection must start its first request within
-//!   `request_header`).
-//! * **Request head** (HTTP/1): from the first byte of a request to the end
-//!   of its head at most `request_header` (slowloris); on expiry the client
-//!   gets `408 Request Timeout` and the connection is closed.
-//! * **Framing**: hyper accepts a request with both `Content-Length` and
-//!   `Transfer-Encoding` (RFC 9112 allows it), drops the `Content-Length` and
-//!   hides that it was there; it also accepts two equal `Content-Length`
-//!   lines, two `Transfer-Encoding: chunked` lines and lines ending in a
-//!   bare LF. predictor refuses all of these with 400, so while an HTTP/1
-//!   request head streams in, its lines are read for them ([`HeadFacts`]);
-//!   the check phase asks [`ConnShared::take_head_facts`].
-//!   (Heads already read ahead with a pipelined predecessor are not
-//!   scanned; hyper still frames those safely.)
+//! A connection with no request in progress is closed after `client_idle`
+//! (a new connection must open its first stream within `request_header`);
+//! while a stream runs, its own timeouts apply.
 //!
 //! The handler reports request starts and ends through [`ConnShared`]
 //! (atomics, uncontended: same thread); the wrapper turns them into phases
 //! lazily, when a read would block; the deadline lives in a [`LazyTimer`],
-//! so a busy keep-alive connection rarely touches the timer wheel.
+//! so a busy connection rarely touches the timer wheel.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -39,8 +28,6 @@ use super::timer::LazyTimer;
 pub struct ConnShared {
     started: AtomicU32,
     finished: AtomicU32,
-    upgraded: AtomicBool,
-    head_facts: AtomicU8,
 }
 
 impl ConnShared {
@@ -51,20 +38,9 @@ impl ConnShared {
         ActiveRequest(self.clone())
     }
 
-    /// What the scan of the head of the request being handled found;
-    /// resets it.
-    pub fn take_head_facts(&self) -> HeadFacts {
-        HeadFacts(self.head_facts.swap(0, Relaxed))
-    }
-
     /// Whether a request has started on this connection.
     pub fn has_begun(&self) -> bool {
         self.started.load(Relaxed) > 0
-    }
-
-    /// The connection now carries an upgraded protocol: no HTTP timeouts.
-    pub fn set_upgraded(&self) {
-        self.upgraded.store(true, Relaxed);
     }
 
     fn in_flight(&self) -> (u32, u32) {
@@ -82,143 +58,50 @@ impl Drop for ActiveRequest {
     }
 }
 
-/// Which protocol the connection speaks, as far as known.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Not known yet (`auto` listeners, before the first bytes).
-    Unknown,
-    Http1,
-    Http2,
-}
-
-/// Deadlines are set when a read first blocks in a phase (`None` until
-/// then), so a request whose head arrives in one read reads no clock.
+/// The deadline is set when a read first blocks while idle (`None` until
+/// then).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// No request in progress; close at the deadline.
     Idle(Option<Instant>),
-    /// An HTTP/1 head is arriving; 408 at the deadline.
-    Head(Option<Instant>),
     /// A request is in progress: its own timeouts apply.
     Busy,
-    /// Upgraded (WebSocket): a raw stream now.
-    Off,
 }
 
-const H2_PREFACE_START: &[u8] = b"PRI ";
-const TIMEOUT_408: &[u8] =
-    b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
-
-/// The client socket wrapped with timeouts and head scanning.
+/// The client socket wrapped with the idle timeout.
 pub struct ClientIo<T> {
     inner: T,
     shared: Arc<ConnShared>,
-    mode: Mode,
     idle: Duration,
-    header: Duration,
     phase: Phase,
     seen: (u32, u32),
     timer: LazyTimer,
-    scan: HeadScan,
-    sniff: [u8; 4],
-    sniffed: usize,
 }
 
 impl<T> ClientIo<T> {
-    pub fn new(
-        inner: T,
-        shared: Arc<ConnShared>,
-        mode: Mode,
-        idle: Duration,
-        header: Duration,
-    ) -> Self {
-        let now = Instant::now();
+    /// `first`: how long a new connection may stay without a request;
+    /// `idle`: how long between requests.
+    pub fn new(inner: T, shared: Arc<ConnShared>, idle: Duration, first: Duration) -> Self {
         ClientIo {
             inner,
             shared,
-            mode,
             idle,
-            header,
-            phase: Phase::Idle(Some(now + header)),
+            phase: Phase::Idle(Some(Instant::now() + first)),
             seen: (0, 0),
             timer: LazyTimer::default(),
-            scan: HeadScan::default(),
-            sniff: [0; 4],
-            sniffed: 0,
         }
     }
 
     /// Moves the phase on from what the handler reported.
     fn refresh(&mut self) {
-        if self.phase == Phase::Off {
-            return;
-        }
-        if self.shared.upgraded.load(Relaxed) {
-            self.phase = Phase::Off;
-            return;
-        }
         let (started, finished) = self.shared.in_flight();
         if started != finished {
             self.phase = Phase::Busy;
-            self.scan.stop();
         } else if (started, finished) != self.seen || self.phase == Phase::Busy {
             // A request ended since we last looked: idle from now on.
             self.phase = Phase::Idle(None);
-            self.scan.stop();
         }
         self.seen = (started, finished);
-    }
-
-    /// Bytes arrived: maybe a new request head starts.
-    fn on_bytes(&mut self, bytes: &[u8]) {
-        if self.mode == Mode::Unknown {
-            self.detect(bytes);
-        }
-        self.refresh();
-        match (self.phase, self.mode) {
-            (Phase::Idle(_), Mode::Http1 | Mode::Unknown) => {
-                self.phase = Phase::Head(None);
-                self.scan.begin();
-                self.feed(bytes);
-            }
-            (Phase::Head(_), _) => self.feed(bytes),
-            _ => {}
-        }
-    }
-
-    fn feed(&mut self, bytes: &[u8]) {
-        if self.mode != Mode::Http2 {
-            let facts = self.scan.feed(bytes);
-            if facts != HeadFacts::default() {
-                self.shared.head_facts.store(facts.0, Relaxed);
-            }
-        }
-    }
-
-    fn detect(&mut self, bytes: &[u8]) {
-        let take = bytes.len().min(4 - self.sniffed);
-        self.sniff[self.sniffed..self.sniffed + take].copy_from_slice(&bytes[..take]);
-        self.sniffed += take;
-        if self.sniff[..self.sniffed] != H2_PREFACE_START[..self.sniffed] {
-            self.mode = Mode::Http1;
-        } else if self.sniffed == 4 {
-            self.mode = Mode::Http2;
-            // The preface is not a request: the connection is open and idle.
-            if let Phase::Head(_) | Phase::Idle(_) = self.phase {
-                self.phase = Phase::Idle(None);
-            }
-            self.scan.stop();
-        }
-    }
-
-    /// The deadline of the current phase, fixed now if not yet.
-    fn deadline(&mut self) -> Option<Instant> {
-        let (slot, after) = match &mut self.phase {
-            Phase::Idle(d) => (d, self.idle),
-            Phase::Head(d) => (d, self.header),
-            Phase::Busy | Phase::Off => return None,
-        };
-        Some(*slot.get_or_insert_with(|| Instant::now() + after))
     }
 }
 
@@ -229,38 +112,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before && this.phase != Phase::Off {
-                    // Split borrow: the bytes live in `buf`, not in `this`.
-                    let bytes = &buf.filled()[before..];
-                    this.on_bytes(bytes);
-                }
-                Poll::Ready(Ok(()))
-            }
             Poll::Pending => {
                 this.refresh();
-                let Some(deadline) = this.deadline() else {
+                let Phase::Idle(slot) = &mut this.phase else {
                     return Poll::Pending;
                 };
+                let deadline = *slot.get_or_insert_with(|| Instant::now() + this.idle);
                 if this.timer.poll_deadline(deadline, cx).is_pending() {
                     return Poll::Pending;
                 }
-                match this.phase {
-                    Phase::Head(_) if this.mode != Mode::Http2 => {
-                        // Best effort: the head is incomplete, so no response
-                        // has started on this connection.
-                        let _ = Pin::new(&mut this.inner).poll_write(cx, TIMEOUT_408);
-                        Poll::Ready(Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "request head not received in time",
-                        )))
-                    }
-                    // Idle expiry reads as the client closing: hyper closes
-                    // quietly.
-                    _ => Poll::Ready(Ok(())),
-                }
+                // Idle expiry reads as the client closing: hyper closes
+                // quietly.
+                Poll::Ready(Ok(()))
             }
             other => other,
         }
@@ -297,126 +161,66 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
     }
 }
 
-/// What the scan of a request head found that hyper does not tell.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct HeadFacts(u8);
-
-impl HeadFacts {
-    const LENGTH: u8 = 1;
-    const TWO_LENGTHS: u8 = 2;
-    const TWO_ENCODINGS: u8 = 4;
-    const BARE_LF: u8 = 8;
-    const ENCODING: u8 = 16;
-
-    /// A `Content-Length` line.
-    pub fn length(self) -> bool {
-        self.0 & Self::LENGTH != 0
-    }
-
-    /// Why the head is refused whatever hyper made of it: two
-    /// `Content-Length` or two `Transfer-Encoding` lines (hyper accepts
-    /// equal ones), or a line ending in a bare LF (hyper accepts it).
-    pub fn refused(self) -> Option<&'static str> {
-        if self.0 & Self::BARE_LF != 0 {
-            Some("a line ending in a bare LF")
-        } else if self.0 & Self::TWO_LENGTHS != 0 {
-            Some("two Content-Length lines")
-        } else if self.0 & Self::TWO_ENCODINGS != 0 {
-            Some("two Transfer-Encoding lines")
-        } else {
-            None
-        }
-    }
-}
-
-/// Reads an HTTP/1 head fed in pieces, up to the blank line that ends it,
-/// for what hyper hides: `Content-Length` and `Transfer-Encoding` lines
-/// (counted), and lines ending in a bare LF.
-#[derive(Debug, Default)]
-struct HeadScan {
-    active: bool,
-    /// Bytes of the current line seen so far.
-    line_len: usize,
-    /// The current line's first bytes.
-    prefix: [u8; 18],
-    /// The last byte of the current line so far.
-    last: u8,
-    facts: u8,
-}
-
-const CONTENT_LENGTH: &[u8; 15] = b"content-length:";
-const TRANSFER_ENCODING: &[u8; 18] = b"transfer-encoding:";
-
-impl HeadScan {
-    fn begin(&mut self) {
-        self.active = true;
-        self.line_len = 0;
-        self.facts = 0;
-    }
-
-    fn stop(&mut self) {
-        self.active = false;
-    }
-
-    /// Feeds bytes; returns what the head has shown so far.
-    fn feed(&mut self, mut bytes: &[u8]) -> HeadFacts {
-        while self.active && !bytes.is_empty() {
-            match memchr::memchr(b'\n', bytes) {
-                Some(i) => {
-                    self.take(&bytes[..i]);
-                    self.end_line();
-                    bytes = &bytes[i + 1..];
-                }
-                None => {
-                    self.take(bytes);
-                    break;
-                }
-            }
-        }
-        HeadFacts(self.facts)
-    }
-
-    /// Adds part of the current line.
-    fn take(&mut self, part: &[u8]) {
-        let was = self.line_len;
-        if was < self.prefix.len() {
-            let n = (self.prefix.len() - was).min(part.len());
-            self.prefix[was..was + n].copy_from_slice(&part[..n]);
-        }
-        if let Some(&b) = part.last() {
-            self.last = b;
-        }
-        self.line_len = self.line_len.saturating_add(part.len());
-    }
-
-    /// The current line ended (its LF was read).
-    fn end_line(&mut self) {
-        let len = self.line_len;
-        if len == 0 || self.last != b'\r' {
-            self.facts |= HeadFacts::BARE_LF;
-        }
-        let blank = len <= 1;
-        if blank {
-            self.active = false;
-        } else if len >= CONTENT_LENGTH.len()
-            && self.prefix[..CONTENT_LENGTH.len()].eq_ignore_ascii_case(CONTENT_LENGTH)
-        {
-            if self.facts & HeadFacts::LENGTH != 0 {
-                self.facts |= HeadFacts::TWO_LENGTHS;
-            }
-            self.facts |= HeadFacts::LENGTH;
-        } else if len >= TRANSFER_ENCODING.len()
-            && self.prefix.eq_ignore_ascii_case(TRANSFER_ENCODING)
-        {
-            if self.facts & HeadFacts::ENCODING != 0 {
-                self.facts |= HeadFacts::TWO_ENCODINGS;
-            }
-            self.facts |= HeadFacts::ENCODING;
-        }
-        self.line_len = 0;
-        self.last = 0;
-    }
-}
-
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    const IDLE: Duration = Duration::from_secs(60);
+    const FIRST: Duration = Duration::from_secs(10);
+
+    fn pair() -> (ClientIo<DuplexStream>, DuplexStream, Arc<ConnShared>) {
+        let (server, client) = tokio::io::duplex(4096);
+        let shared = Arc::new(ConnShared::default());
+        (
+            ClientIo::new(server, shared.clone(), IDLE, FIRST),
+            client,
+            shared,
+        )
+    }
+
+    /// Reads until EOF or an error; returns what ended it and when.
+    async fn read_until_end(io: &mut ClientIo<DuplexStream>) -> (io::Result<usize>, Duration) {
+        let start = Instant::now();
+        let mut buf = [0u8; 1024];
+        let mut total = 0;
+        loop {
+            match io.read(&mut buf).await {
+                Ok(0) => return (Ok(total), start.elapsed()),
+                Ok(n) => total += n,
+                Err(e) => return (Err(e), start.elapsed()),
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_new_connection_closes_after_the_first_timeout() {
+        let (mut io, _client, _) = pair();
+        let (r, after) = read_until_end(&mut io).await;
+        assert_eq!(r.unwrap(), 0);
+        assert_eq!(after, FIRST);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_client_timeout_while_a_request_runs_then_idle() {
+        let (mut io, mut client, shared) = pair();
+        client
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 64];
+        assert!(io.read(&mut buf).await.unwrap() > 0);
+        let active = shared.begin();
+        // Far beyond both timeouts: the request's own timeouts apply.
+        let blocked = tokio::time::timeout(Duration::from_secs(3600), io.read(&mut buf)).await;
+        assert!(blocked.is_err());
+        drop(active);
+        let (r, after) = read_until_end(&mut io).await;
+        assert_eq!(r.unwrap(), 0);
+        assert_eq!(after, IDLE);
+        drop(io);
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "nothing written to the client: {rest:?}");
+    }
+}

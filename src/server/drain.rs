@@ -22,26 +22,29 @@
 use std::pin::Pin;
 use std::time::Duration;
 
+use std::rc::Rc;
+
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::sync::watch;
 
 use crate::proxy::client_io::ConnShared;
 
+use crate::proxy::front::DrainSignal;
 pub use crate::proxy::front::FIRST_REQUEST_GRACE;
 
 /// A worker's drain signal.
-pub struct Drain(watch::Sender<bool>);
+pub struct Drain(watch::Sender<bool>, Rc<DrainSignal>);
 
 /// A connection's end of the drain signal (the drain waits for it).
-pub struct Watcher(watch::Receiver<bool>);
+pub struct Watcher(watch::Receiver<bool>, Rc<DrainSignal>);
 
 impl Drain {
     pub fn new() -> Drain {
-        Drain(watch::Sender::new(false))
+        Drain(watch::Sender::new(false), Rc::default())
     }
 
     pub fn watcher(&self) -> Watcher {
-        Watcher(self.0.subscribe())
+        Watcher(self.0.subscribe(), self.1.clone())
     }
 
     /// Connections not closed yet.
@@ -51,16 +54,23 @@ impl Drain {
 
     /// Tells every connection, then waits until all are closed.
     pub async fn run(&self) {
+        self.1.begin();
         self.0.send_replace(true);
         self.0.closed().await;
     }
 }
 
 impl Watcher {
+    /// The drain as an HTTP/1 connection follows it (the watcher itself
+    /// is held until the connection closes).
+    pub fn signal(&self) -> &Rc<DrainSignal> {
+        &self.1
+    }
+
     /// Resolves once the drain has begun. (A watcher held without being
     /// watched, as by a passed-through TLS connection, holds the drain
     /// open until dropped.)
-    pub(super) async fn draining(&mut self) {
+    async fn draining(&mut self) {
         let _ = self.0.wait_for(|d| *d).await;
     }
 

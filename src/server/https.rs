@@ -165,15 +165,14 @@ pub(super) async fn serve(
     let mut ctx = ConnCtx::new(worker, shared, peer, "https");
     ctx.sni = sni;
     if h2 {
-        worker::serve_h2(ctx, builders, watcher, tls, settings.idle).await;
+        worker::serve_h2(ctx, builders, watcher, tls, settings).await;
     } else {
         let settings = front::Settings {
             sniff_h2: false,
             tls: true,
             ..settings
         };
-        let mut watcher = watcher;
-        front::serve(&ctx, tls, settings, watcher.draining()).await;
+        front::serve(&ctx, tls, settings, watcher.signal()).await;
     }
 }
 

@@ -15,7 +15,7 @@ use super::drain::{Drain, Watcher};
 use super::{Shared, https};
 use crate::config::Protocol;
 use crate::proxy::LocalExec;
-use crate::proxy::client_io::{ClientIo, ConnShared, Mode};
+use crate::proxy::client_io::{ClientIo, ConnShared};
 use crate::proxy::front;
 use crate::proxy::handler::{self, ConnCtx, WorkerShared};
 use crate::proxy::request_id::RequestIds;
@@ -183,18 +183,17 @@ async fn serve(
     match protocol {
         Protocol::H2c => {
             let ctx = ConnCtx::new(worker, shared, peer, "http");
-            serve_h2(ctx, &builders, watcher, stream, settings.idle).await;
+            serve_h2(ctx, &builders, watcher, stream, settings).await;
         }
         Protocol::Auto | Protocol::Http1 => {
             let ctx = ConnCtx::new(worker, shared, peer, "http");
-            let mut watcher = watcher;
             // Boxed: the connection's state would otherwise size (and be
             // copied with) the task spawned per accept.
-            let back = Box::pin(front::serve(&ctx, stream, settings, watcher.draining())).await;
+            let back = Box::pin(front::serve(&ctx, stream, settings, watcher.signal())).await;
             if let Some((stream, read)) = back {
                 // The HTTP/2 preface on an `auto` listener.
                 let io = Rewind::new(read.to_vec(), stream);
-                serve_h2(ctx, &builders, watcher, io, settings.idle).await;
+                serve_h2(ctx, &builders, watcher, io, settings).await;
             }
         }
         Protocol::Https => {
@@ -216,13 +215,18 @@ pub(super) async fn serve_h2<T>(
     builders: &Builders,
     watcher: Watcher,
     io: T,
-    idle: std::time::Duration,
+    settings: front::Settings,
 ) where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let shared = ctx.conn.clone();
     let peer = ctx.peer;
-    let io = TokioIo::new(ClientIo::new(io, shared.clone(), Mode::Http2, idle, idle));
+    let io = TokioIo::new(ClientIo::new(
+        io,
+        shared.clone(),
+        settings.idle,
+        settings.header,
+    ));
     let ctx = Rc::new(ctx);
     let service = service_fn(move |req| handler::handle(ctx.clone(), req));
     let conn = builders.h2.serve_connection_with_upgrades(io, service);

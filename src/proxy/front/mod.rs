@@ -23,15 +23,15 @@
 //! request's instructions). hyper still serves HTTP/2 and the admin
 //! listener.
 
+mod drain;
 mod inbound;
 mod outbound;
 mod upgrade;
 
+pub use drain::DrainSignal;
 pub use inbound::{ClientBody, ClientStream};
 
 use std::cell::RefCell;
-use std::future::Future;
-use std::pin::pin;
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::Duration;
@@ -98,7 +98,7 @@ pub async fn serve<S: ClientStream + 'static>(
     ctx: &ConnCtx,
     io: S,
     settings: Settings,
-    draining: impl Future<Output = ()>,
+    drain: &Rc<DrainSignal>,
 ) -> Option<(S, BytesMut)> {
     let conn = Rc::new(RefCell::new(Inbound::new(
         io,
@@ -107,8 +107,8 @@ pub async fn serve<S: ClientStream + 'static>(
     let mut head = RequestHead::default();
     let mut out = Vec::new();
     let mut timer = LazyTimer::default();
-    let mut draining = pin!(draining);
-    let mut drain: Option<Instant> = None;
+    let mut registered = None;
+    let mut drain_at: Option<Instant> = None;
     let mut served = 0u32;
     let mut wait = Wait::Idle(Some(Instant::now() + settings.header));
     loop {
@@ -133,11 +133,14 @@ pub async fn serve<S: ClientStream + 'static>(
                 }
             }
             let event = std::future::poll_fn(|cx| {
-                if drain.is_none() && draining.as_mut().poll(cx).is_ready() {
-                    drain = Some(Instant::now());
+                if registered.is_none() {
+                    registered = Some(drain.register(cx.waker()));
+                }
+                if drain_at.is_none() && drain.is_on() {
+                    drain_at = Some(Instant::now());
                 }
                 let idle = matches!(wait, Wait::Idle(_));
-                if drain.is_some() && idle && served > 0 {
+                if drain_at.is_some() && idle && served > 0 {
                     return Poll::Ready(Event::Drained);
                 }
                 if let Poll::Ready(r) = conn.borrow_mut().poll_fill(cx) {
@@ -148,7 +151,7 @@ pub async fn serve<S: ClientStream + 'static>(
                     Wait::Head(d) => (d, settings.header),
                 };
                 let mut deadline = *slot.get_or_insert_with(|| Instant::now() + after);
-                if let (Some(at), true) = (drain, idle) {
+                if let (Some(at), true) = (drain_at, idle) {
                     deadline = deadline.min(at + FIRST_REQUEST_GRACE);
                 }
                 timer.poll_deadline(deadline, cx).map(|()| Event::Expired)
@@ -203,14 +206,8 @@ pub async fn serve<S: ClientStream + 'static>(
         drop(bytes);
 
         // The response, framed for this client.
-        if drain.is_none() {
-            let now = std::future::poll_fn(|cx| Poll::Ready(draining.as_mut().poll(cx)));
-            if now.await.is_ready() {
-                drain = Some(Instant::now());
-            }
-        }
         let unread = !conn.borrow().body_done();
-        to.closing |= drain.is_some() || unread;
+        to.closing |= drain.is_on() || unread;
         let (parts, mut body) = response.into_parts();
         let upgraded = if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
             body.take_upgraded()

@@ -119,9 +119,7 @@ fn framed(
 ) -> Result<Framed, HeadFault> {
     match parsed {
         Ok(httparse::Status::Complete(len)) if len > max_head => Err(HeadFault::TooLarge),
-        Ok(httparse::Status::Complete(len)) if has_bare_lf_or_nul(&buf[..len]) => {
-            Err(HeadFault::BareLf)
-        }
+        Ok(httparse::Status::Complete(len)) if has_bare_lf(&buf[..len]) => Err(HeadFault::BareLf),
         Ok(httparse::Status::Complete(len)) => Ok(Framed::Complete(len)),
         Ok(httparse::Status::Partial) if buf.len() >= max_head => Err(HeadFault::TooLarge),
         Ok(httparse::Status::Partial) if has_bare_lf_or_nul(buf) => Err(HeadFault::BareLf),
@@ -162,8 +160,21 @@ fn content_length(v: &[u8]) -> Option<u64> {
     })
 }
 
-/// Whether the head `head` (up to and including its final CRLF CRLF) has a
-/// line that ends in a bare LF, or a NUL anywhere.
+/// Whether a whole head that `httparse` accepted has a line ending in a
+/// bare LF. `httparse` lets a bare LF end a line but no other control
+/// byte through (no NUL, no CR inside a line, every CR followed by LF), so
+/// such a head has more LFs than CRs: one pass over the head that the
+/// compiler vectorises, instead of a search per line (~400 instructions
+/// less per head, `benches/callgrind.sh`).
+fn has_bare_lf(head: &[u8]) -> bool {
+    let (cr, lf) = head.iter().fold((0u32, 0u32), |(cr, lf), &b| {
+        (cr + u32::from(b == b'\r'), lf + u32::from(b == b'\n'))
+    });
+    cr != lf
+}
+
+/// Whether `head` (a head so far, or a whole one) has a line that ends in
+/// a bare LF, or a NUL anywhere.
 fn has_bare_lf_or_nul(head: &[u8]) -> bool {
     if memchr::memchr(0, head).is_some() {
         return true;
