@@ -54,6 +54,21 @@ pub fn hop_bit(name: &HeaderName) -> u8 {
     }
 }
 
+/// Whether `name` (as written on the wire, any case) is a hop-by-hop
+/// header: the names [`hop_bit`] knows, without a `HeaderName`.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+    match name.len() {
+        2 => is("te"),
+        7 => is("upgrade"),
+        10 => is("connection") || is("keep-alive"),
+        14 => is("http2-settings"),
+        16 => is("proxy-connection"),
+        17 => is("transfer-encoding"),
+        _ => false,
+    }
+}
+
 /// `Via` values for this hop, by the version the message was received in.
 #[derive(Debug, Clone)]
 pub struct ViaValues {

@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use super::client_io::ActiveRequest;
 use super::front::ClientBody;
 use super::h1::chunked::ChunkError;
-use super::upstream::{BodyError, Received};
+use super::upstream::{BodyError, Fields, Received};
 use crate::access_log::{Record, Sender};
 use crate::health::InFlight;
 
@@ -137,6 +137,9 @@ pub struct ResponseBody {
     log: Option<Box<(Record, Rc<Sender>)>>,
     /// The last frame has been passed on.
     ended: bool,
+    /// The response's fields, written by the HTTP/1.1 upstream side (not
+    /// in the response's header map).
+    fields: Option<Fields>,
 }
 
 enum Kind {
@@ -158,6 +161,7 @@ impl ResponseBody {
             _in_flight: None,
             log: None,
             ended: false,
+            fields: None,
         }
     }
 
@@ -168,6 +172,7 @@ impl ResponseBody {
             _in_flight: None,
             log: None,
             ended: false,
+            fields: None,
         }
     }
 
@@ -180,6 +185,7 @@ impl ResponseBody {
             _in_flight: None,
             log: None,
             ended: false,
+            fields: None,
         }
     }
 
@@ -199,7 +205,19 @@ impl ResponseBody {
             _in_flight: None,
             log: None,
             ended: false,
+            fields: None,
         }
+    }
+
+    /// The response's fields as the upstream side wrote them.
+    pub fn with_fields(mut self, fields: Fields) -> Self {
+        self.fields = Some(fields);
+        self
+    }
+
+    /// Takes the response's fields written by the upstream side, if any.
+    pub fn take_fields(&mut self) -> Option<Fields> {
+        self.fields.take()
     }
 
     /// Keeps the request counted in flight on its server until the body

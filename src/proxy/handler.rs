@@ -84,7 +84,14 @@ pub async fn handle(
     ctx: Rc<ConnCtx>,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
-    Ok(answer(&ctx, req.map(RequestBody::h2)).await)
+    let mut response = answer(&ctx, req.map(RequestBody::h2)).await;
+    // hyper writes the map: the fields an HTTP/1.1 upstream's response
+    // came with go into it.
+    if let Some(f) = response.body_mut().take_fields() {
+        f.to_map(response.headers_mut());
+        ctx.worker.upstreams.give_back(f.bytes);
+    }
+    Ok(response)
 }
 
 /// The answer to one request, whatever happens on its way: every failure

@@ -214,8 +214,13 @@ pub async fn serve<S: ClientStream + 'static>(
         } else {
             None
         };
-        let (framing, close) = outbound::head(&parts, body.size_hint(), to, &mut out);
+        let fields = body.take_fields();
+        let (framing, close) =
+            outbound::head(&parts, fields.as_ref(), body.size_hint(), to, &mut out);
         drop(parts);
+        if let Some(f) = fields {
+            ctx.worker.upstreams.give_back(f.bytes);
+        }
         // The body ends the request (its log line, its count in flight)
         // when it is dropped, as it ends.
         match outbound::write(&conn, &mut out, body, framing).await {
@@ -301,7 +306,7 @@ async fn refuse_head<S: ClientStream>(
         http10: false,
         closing: true,
     };
-    let (framing, _) = outbound::head(&parts, body.size_hint(), to, out);
+    let (framing, _) = outbound::head(&parts, None, body.size_hint(), to, out);
     if outbound::write(conn, out, body, framing).await.is_ok() {
         close_after(conn.clone(), true, settings).await;
     }

@@ -14,6 +14,7 @@ use http::header;
 use http::{StatusCode, response};
 use http_body::Body;
 
+use super::super::upstream::Fields;
 use super::inbound::{ClientStream, Inbound};
 
 /// How a response's body goes to the client.
@@ -40,11 +41,13 @@ pub(super) struct Answering {
     pub closing: bool,
 }
 
-/// Writes the head of `parts` (with a body described by `hint`) to `out`;
+/// Writes the head of `parts` (its fields in its map, then those the
+/// upstream side wrote, `fields`; a body described by `hint`) to `out`;
 /// returns how the body follows and whether the connection closes after
 /// it.
 pub(super) fn head(
     parts: &response::Parts,
+    fields: Option<&Fields>,
     hint: http_body::SizeHint,
     to: Answering,
     out: &mut Vec<u8>,
@@ -69,6 +72,12 @@ pub(super) fn head(
         length |= name == header::CONTENT_LENGTH;
         date |= name == header::DATE;
         field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if let Some(f) = fields {
+        // The upstream's: `Date` is there when the webserver sent one.
+        out.extend_from_slice(&f.bytes);
+        length |= f.length;
+        date |= contains_date(&f.bytes);
     }
     if !date {
         field(out, b"date", &date_now());
@@ -101,6 +110,12 @@ pub(super) fn head(
     }
     out.extend_from_slice(b"\r\n");
     (body, close)
+}
+
+/// Whether lines written as [`Fields`] hold `date` (names are lowercase,
+/// each at a line's start).
+fn contains_date(lines: &[u8]) -> bool {
+    lines.starts_with(b"date:") || memchr::memmem::find(lines, b"\ndate:").is_some()
 }
 
 #[inline]
@@ -354,7 +369,7 @@ mod tests {
         to: Answering,
     ) -> (String, BodyOut, bool) {
         let mut out = Vec::new();
-        let (b, c) = head(p, hint, to, &mut out);
+        let (b, c) = head(p, None, hint, to, &mut out);
         (String::from_utf8(out).unwrap(), b, c)
     }
 
@@ -424,6 +439,30 @@ mod tests {
             "{h}"
         );
         assert_eq!((b, c), (BodyOut::None, false));
+    }
+
+    #[test]
+    fn the_upstreams_fields_follow_the_maps() {
+        let p = parts(200, &[("x-own", "1")]);
+        let f = Fields {
+            bytes: b"content-length: 3\r\ndate: Tue, 01 Dec 2026 10:00:00 GMT\r\nvia: 1.1 p\r\n"
+                .to_vec(),
+            length: true,
+        };
+        let mut out = Vec::new();
+        let (b, c) = head(
+            &p,
+            Some(&f),
+            http_body::SizeHint::with_exact(3),
+            KEEP,
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nx-own: 1\r\ncontent-length: 3\r\ndate: Tue, 01 Dec 2026 10:00:00 GMT\r\nvia: 1.1 p\r\n\r\n"
+        );
+        assert_eq!((b, c), (BodyOut::Plain, false));
+        assert!(!contains_date(b"x-date: 1\r\n"));
     }
 
     #[test]

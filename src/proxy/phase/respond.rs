@@ -34,10 +34,13 @@ pub fn respond(
         // The upstream's head came without its hop-by-hop fields and with
         // `Connection: upgrade` (`upstream::wire`); the client connection
         // splices the two once it has written it (`front::upgrade`).
-        parts.headers.append(header::VIA, via_back);
+        let mut fields = exchange.fields.unwrap_or_default();
+        fields.push(&header::VIA, &via_back);
         return Ok(Response::from_parts(
             parts,
-            ResponseBody::upgraded(upstream).with_in_flight(in_flight),
+            ResponseBody::upgraded(upstream)
+                .with_in_flight(in_flight)
+                .with_fields(fields),
         ));
     }
     if let Received::H2(_) = body {
@@ -45,13 +48,20 @@ pub fn respond(
         let scan = Scan::of(&parts.headers);
         headers::strip_hop_by_hop(&mut parts.headers, &scan, None);
     }
-    parts.headers.append(header::VIA, via_back);
     // (An upgrade that was declined leaves its connection in an unclear
     // state: `upstream::send` does not reuse it.)
-    Ok(Response::from_parts(
-        parts,
-        ResponseBody::upstream(body).with_in_flight(in_flight),
-    ))
+    let body = ResponseBody::upstream(body).with_in_flight(in_flight);
+    Ok(match exchange.fields {
+        // From HTTP/1.1: the fields as the client gets them, `Via` last.
+        Some(mut fields) => {
+            fields.push(&header::VIA, &via_back);
+            Response::from_parts(parts, body.with_fields(fields))
+        }
+        None => {
+            parts.headers.append(header::VIA, via_back);
+            Response::from_parts(parts, body)
+        }
+    })
 }
 
 /// A page predictor answers itself.

@@ -131,6 +131,7 @@ impl H2Upstream {
                 Ok(Ok(response)) => {
                     return Ok(Exchange {
                         response: response.map(Received::H2),
+                        fields: None,
                         opened,
                         reused: first_reused.unwrap_or(false),
                         retried,

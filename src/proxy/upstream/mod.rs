@@ -36,6 +36,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
+use bytes::Buf;
 use http::{Method, Request, Response};
 use http_body::Body;
 use tokio::time::Instant;
@@ -51,6 +52,7 @@ pub use h2::H2Upstream;
 pub use pool::Upstreams;
 use pool::open;
 pub use received::{BodyError, H1Body, Received};
+pub use wire::Fields;
 
 /// What to do with a bodiless idempotent request whose connection died
 /// before any answer (RFC 9110 §9.2.2: it may be sent again).
@@ -83,7 +85,11 @@ pub struct Settings<'a> {
 
 /// A response, and what it took.
 pub struct Exchange {
+    /// The response; from an HTTP/1.1 upstream its fields are in
+    /// `fields`, not in its header map.
     pub response: Response<Received>,
+    /// The response's fields as the client gets them (HTTP/1.1 upstreams).
+    pub fields: Option<Fields>,
     /// Connections opened for this request.
     pub opened: u32,
     /// It was sent on an already open connection.
@@ -160,11 +166,24 @@ impl Upstreams {
                 .await;
                 let failure = match result {
                     Ok(len) => {
-                        let head = conn.buf.split_to(len).freeze();
-                        let response = match wire::response(&head, &conn.head) {
-                            Ok(r) => r,
-                            Err(source) => return Err(ProxyError::BadResponse { addr, source }),
+                        let mut fields = Fields {
+                            bytes: self.buffer(),
+                            length: false,
                         };
+                        let status = match wire::response_fields(
+                            &conn.buf[..len],
+                            &conn.head,
+                            &mut fields,
+                        ) {
+                            Ok(s) => s,
+                            Err(source) => {
+                                self.give_back(fields.bytes);
+                                return Err(ProxyError::BadResponse { addr, source });
+                            }
+                        };
+                        conn.buf.advance(len);
+                        let mut response = Response::new(());
+                        *response.status_mut() = status;
                         let keep = conn.head.keeps_alive() && !upgrade && !out.write_failed();
                         let home = keep.then(|| Home {
                             pool: self.clone(),
@@ -186,6 +205,7 @@ impl Upstreams {
                         let body = H1Body::new(conn, framing, home, sending, settings.response);
                         return Ok(Exchange {
                             response: response.map(|()| Received::H1(body)),
+                            fields: Some(fields),
                             opened,
                             reused,
                             retried,

@@ -49,7 +49,7 @@ impl Upstreams {
         })
     }
 
-    /// An empty request buffer.
+    /// An empty request (or response fields) buffer.
     pub(super) fn buffer(&self) -> Vec<u8> {
         self.spare
             .borrow_mut()
@@ -57,8 +57,8 @@ impl Upstreams {
             .unwrap_or_else(|| Vec::with_capacity(REQUEST_BUFFER))
     }
 
-    /// A request buffer back for reuse.
-    pub(super) fn give_back(&self, mut bytes: Vec<u8>) {
+    /// A request (or response fields) buffer back for reuse.
+    pub fn give_back(&self, mut bytes: Vec<u8>) {
         let mut spare = self.spare.borrow_mut();
         if spare.len() < SPARE_BUFFERS && bytes.capacity() <= MAX_SPARE_CAPACITY {
             bytes.clear();

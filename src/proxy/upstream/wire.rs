@@ -3,15 +3,14 @@
 //! the body's framing), and the response head turned into the response
 //! the client side sends, hop-by-hop fields left out on the way.
 
-use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Response, StatusCode, request};
+use http::{StatusCode, request};
 
 use super::super::edits::Edits;
 use super::super::h1::ResponseFraming;
 use super::super::h1::response::{ResponseError, ResponseHead};
 use super::conn::BodyOut;
-use crate::model::headers::hop_bit;
+use crate::model::headers::is_hop_by_hop;
 
 /// Writes the head of `req` (origin-form) to `out`, its fields changed by
 /// `edits` on the way (the client's fields that stay, then this hop's);
@@ -59,40 +58,72 @@ fn field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// The client's response from the head `head`, parsed from `buf`: its
-/// status and end-to-end fields. Hop-by-hop fields (the fixed list and
-/// those `Connection` names) stay here; a `101` keeps `Upgrade` and says
-/// `Connection: upgrade`.
-///
-/// The values are slices of `buf` (shared, not copied: no allocation per
-/// field, as hyper's own parser does).
-pub(super) fn response(buf: &Bytes, head: &ResponseHead) -> Result<Response<()>, ResponseError> {
+/// A response's fields as the client gets them, written once by the
+/// upstream side: `name: value\r\n` lines, names lowercase, hop-by-hop
+/// fields left out. The client side copies them into its head as they
+/// are (HTTP/1.1) or reads them into a map (HTTP/2: [`Fields::to_map`]):
+/// no `HeaderMap` is built for an HTTP/1.1 response on its way to an
+/// HTTP/1.1 client.
+#[derive(Debug, Default)]
+pub struct Fields {
+    pub bytes: Vec<u8>,
+    /// A `Content-Length` line is among them.
+    pub length: bool,
+}
+
+impl Fields {
+    /// Adds a line (this hop's own, e.g. `Via`).
+    pub fn push(&mut self, name: &HeaderName, value: &HeaderValue) {
+        field(&mut self.bytes, name, value);
+    }
+
+    /// The lines as header map entries, appended to `map`.
+    pub fn to_map(&self, map: &mut HeaderMap) {
+        for line in self.bytes.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let Some(colon) = memchr::memchr(b':', line) else {
+                continue;
+            };
+            let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+            if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+                map.append(n, v);
+            }
+        }
+    }
+}
+
+/// Writes the fields of the response head `head` (parsed from `buf`) that
+/// go on to the client into `out` ([`Fields`]): hop-by-hop fields (the
+/// fixed list and those `Connection` names) stay here; a `101` keeps
+/// `Upgrade` and says `Connection: upgrade`. Returns the status.
+/// (`httparse` has checked every name and value: nothing else is.)
+pub(super) fn response_fields(
+    buf: &[u8],
+    head: &ResponseHead,
+    out: &mut Fields,
+) -> Result<StatusCode, ResponseError> {
+    let status =
+        StatusCode::from_u16(head.status).map_err(|_| ResponseError::Malformed("status"))?;
     let upgrade = head.framing == ResponseFraming::Upgrade;
     let listed = connection_listed(buf, head);
-    let mut headers = HeaderMap::with_capacity(head.fields.len() + 1);
     for f in &head.fields {
         let name = &buf[f.name.clone()];
         if !listed.is_empty() && listed.iter().any(|l| l.eq_ignore_ascii_case(name)) {
             continue;
         }
-        let name =
-            HeaderName::from_bytes(name).map_err(|_| ResponseError::Malformed("field name"))?;
-        if hop_bit(&name) != 0 && !(upgrade && name == header::UPGRADE) {
+        if is_hop_by_hop(name) && !(upgrade && name.eq_ignore_ascii_case(b"upgrade")) {
             continue;
         }
-        let value = HeaderValue::from_maybe_shared(buf.slice(f.value.clone()))
-            .map_err(|_| ResponseError::Malformed("field value"))?;
-        headers.append(name, value);
+        out.length |= name.eq_ignore_ascii_case(b"content-length");
+        out.bytes.extend(name.iter().map(u8::to_ascii_lowercase));
+        out.bytes.extend_from_slice(b": ");
+        out.bytes.extend_from_slice(&buf[f.value.clone()]);
+        out.bytes.extend_from_slice(b"\r\n");
     }
     if upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        out.bytes.extend_from_slice(b"connection: upgrade\r\n");
     }
-    let status =
-        StatusCode::from_u16(head.status).map_err(|_| ResponseError::Malformed("status"))?;
-    let mut r = Response::new(());
-    *r.status_mut() = status;
-    *r.headers_mut() = headers;
-    Ok(r)
+    Ok(status)
 }
 
 /// The field names a response's `Connection` lists (beyond its own
@@ -157,15 +188,27 @@ mod tests {
         );
     }
 
+    fn fields(raw: &[u8], to: Answering) -> (StatusCode, Fields) {
+        let mut out = Fields::default();
+        let status = response_fields(raw, &parsed(raw, to), &mut out).unwrap();
+        (status, out)
+    }
+
     #[test]
     fn hop_by_hop_response_fields_stay_here() {
         let raw = b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Secret\r\nKeep-Alive: timeout=5\r\nX-Secret: 1\r\nContent-Length: 2\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n";
-        let head = parsed(raw, PLAIN);
-        let r = response(&Bytes::from_static(raw), &head).unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        let names: Vec<_> = r.headers().keys().map(|k| k.as_str()).collect();
+        let (status, f) = fields(raw, PLAIN);
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            String::from_utf8(f.bytes.clone()).unwrap(),
+            "content-length: 2\r\nset-cookie: a=1\r\nset-cookie: b=2\r\n"
+        );
+        assert!(f.length);
+        let mut map = HeaderMap::new();
+        f.to_map(&mut map);
+        let names: Vec<_> = map.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["content-length", "set-cookie"]);
-        assert_eq!(r.headers().get_all("set-cookie").iter().count(), 2);
+        assert_eq!(map.get_all("set-cookie").iter().count(), 2);
     }
 
     #[test]
@@ -175,11 +218,14 @@ mod tests {
             head: false,
             upgrade: true,
         };
-        let r = response(&Bytes::from_static(raw), &parsed(raw, to)).unwrap();
-        assert_eq!(r.status(), StatusCode::SWITCHING_PROTOCOLS);
-        assert_eq!(r.headers()[header::UPGRADE], "websocket");
-        assert_eq!(r.headers()[header::CONNECTION], "upgrade");
-        assert!(r.headers().contains_key("sec-websocket-accept"));
+        let (status, f) = fields(raw, to);
+        assert_eq!(status, StatusCode::SWITCHING_PROTOCOLS);
+        let mut map = HeaderMap::new();
+        f.to_map(&mut map);
+        assert_eq!(map[header::UPGRADE], "websocket");
+        assert_eq!(map[header::CONNECTION], "upgrade");
+        assert!(map.contains_key("sec-websocket-accept"));
+        assert!(!f.length);
     }
 
     #[test]
@@ -187,7 +233,7 @@ mod tests {
         let raw = b"HTTP/1.1 099 Odd\r\n\r\n";
         let mut head = ResponseHead::default();
         if let Ok(Status::Complete(_)) = head.parse(raw, 65536, PLAIN) {
-            assert!(response(&Bytes::from_static(raw), &head).is_err());
+            assert!(response_fields(raw, &head, &mut Fields::default()).is_err());
         }
     }
 }
