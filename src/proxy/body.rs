@@ -210,9 +210,8 @@ impl ResponseBody {
     }
 
     /// The response's fields as the upstream side wrote them.
-    pub fn with_fields(mut self, fields: Fields) -> Self {
+    pub fn set_fields(&mut self, fields: Fields) {
         self.fields = Some(fields);
-        self
     }
 
     /// Takes the response's fields written by the upstream side, if any.
@@ -222,21 +221,16 @@ impl ResponseBody {
 
     /// Keeps the request counted in flight on its server until the body
     /// ends.
-    pub fn with_in_flight(mut self, in_flight: Option<InFlight>) -> Self {
+    pub fn set_in_flight(&mut self, in_flight: Option<InFlight>) {
         self._in_flight = in_flight;
-        self
     }
 
-    /// Ties the request's lifetime to this body.
-    pub fn with_active(mut self, active: ActiveRequest) -> Self {
+    /// Ties the request's lifetime to this body, and sends `log` to the
+    /// access log when the body is dropped. (Setters, not builders: the
+    /// body is a few hundred bytes, and each by-value step was a copy.)
+    pub fn set_request(&mut self, active: ActiveRequest, log: Option<Box<(Record, Rc<Sender>)>>) {
         self._active = Some(active);
-        self
-    }
-
-    /// Sends `record` to the access log when the body is dropped.
-    pub fn with_log(mut self, log: Option<Box<(Record, Rc<Sender>)>>) -> Self {
         self.log = log;
-        self
     }
 }
 

@@ -115,8 +115,10 @@ pub async fn answer(ctx: &ConnCtx, req: Request<RequestBody>) -> Response<Respon
             respond::error_response(&e)
         }
     };
+    let mut response = response;
     let log = account.answered(response.status(), started, &ctx.worker);
-    response.map(|b| b.with_active(active).with_log(log))
+    response.body_mut().set_request(active, log);
+    response
 }
 
 /// The answer to a request refused before it could be read whole (a head
@@ -173,7 +175,7 @@ fn forward<'a>(
             let tier = decision.tenant.map(|m| snap.tenants.record(m.tenant).tier);
             let tenant = decision.tenant.map(|m| snap.tenants.name(m.tenant));
             account.routed(routes.slot(decision.kind(), tier), tenant);
-            if let Some(answer) = plan::plan(ctx, &snap, &decision, &req, &mut forward)? {
+            if let Some(answer) = plan::plan(ctx, &snap, &decision, &req, &mut forward, started)? {
                 return Ok(answer);
             }
             let (fixed, via_back) = rewrite::Fixed::of(&snap, ctx.peer.ip(), req.version());
@@ -196,7 +198,6 @@ fn forward<'a>(
                 edits.apply(request.headers_mut());
             }
         }
-        let sent = tokio::time::Instant::now();
         let result = {
             let settings = send::settings(&forward);
             let worker = &ctx.worker;
@@ -218,7 +219,9 @@ fn forward<'a>(
                     .await
             }
         };
-        send::outcome(ctx, &mut forward, &result, sent, account);
+        // Timed from the request's start (one clock read less; routing
+        // takes a few microseconds).
+        send::outcome(ctx, &mut forward, &result, started, account);
         respond::respond(result?, &mut forward, via_back)
     }
 }

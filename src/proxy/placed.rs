@@ -28,6 +28,8 @@ pub struct Placed {
 /// Chooses the servers a request for `tenant` tries, writes their
 /// addresses to `targets` and returns how many, with the request counted
 /// in flight on the first. Every server down: `NoServer` (a 503).
+/// `sent_at` is the request's start: the servers' live signals are read
+/// at it, and its latency counted from it.
 pub fn place(
     snap: &Snapshot,
     tenant: u32,
@@ -35,6 +37,7 @@ pub fn place(
     pool: PoolId,
     point: u32,
     targets: &mut [SocketAddr; MAX_ATTEMPTS],
+    sent_at: Instant,
 ) -> Result<(usize, Placed), ProxyError> {
     let t = snap.config.tier(tier);
     let live = snap.live.pool(pool);
@@ -49,7 +52,6 @@ pub fn place(
     let head = (k + 2).max(attempts).min(MAX_ATTEMPTS);
     let mut prefs = [0; MAX_ATTEMPTS];
     let n = snap.servers(tenant, pool, point, &mut prefs[..head]);
-    let sent_at = Instant::now();
     let now = health::ms_at(sent_at);
     let mut signals = [Live::IDLE; MAX_ATTEMPTS];
     for (l, &s) in signals.iter_mut().zip(&prefs[..n]) {
@@ -101,8 +103,8 @@ impl Placed {
         mut self,
         targets: &[SocketAddr],
         result: &Result<Exchange, ProxyError>,
+        at: Instant,
     ) -> InFlight {
-        let at = Instant::now();
         let now = health::ms_at(at);
         let tried = &self.servers[..usize::from(self.n)];
         // The server that answered, once the pool's borrow has ended.

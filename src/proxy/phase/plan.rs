@@ -94,6 +94,7 @@ pub fn plan(
     decision: &Decision,
     req: &Request<RequestBody>,
     out: &mut Forward,
+    now: std::time::Instant,
 ) -> Result<Option<Response<ResponseBody>>, ProxyError> {
     let headers = req.headers();
     let answer = match decision.action {
@@ -110,7 +111,7 @@ pub fn plan(
         Action::Legacy => legacy(ctx, snap, headers, out)?,
         Action::Local { tier, pool, point } => {
             let tenant = decision.tenant.map_or(u32::MAX, |m| m.tenant);
-            let (n, p) = placed::place(snap, tenant, tier, pool, point, &mut out.targets)?;
+            let (n, p) = placed::place(snap, tenant, tier, pool, point, &mut out.targets, now)?;
             out.n = n;
             out.placement = Some(p);
             out.settings = local_settings(snap);

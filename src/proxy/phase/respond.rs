@@ -36,12 +36,10 @@ pub fn respond(
         // splices the two once it has written it (`front::upgrade`).
         let mut fields = exchange.fields.unwrap_or_default();
         fields.push(&header::VIA, &via_back);
-        return Ok(Response::from_parts(
-            parts,
-            ResponseBody::upgraded(upstream)
-                .with_in_flight(in_flight)
-                .with_fields(fields),
-        ));
+        let mut body = ResponseBody::upgraded(upstream);
+        body.set_in_flight(in_flight);
+        body.set_fields(fields);
+        return Ok(Response::from_parts(parts, body));
     }
     if let Received::H2(_) = body {
         // hyper's HTTP/2 client leaves the fields as they came.
@@ -50,18 +48,20 @@ pub fn respond(
     }
     // (An upgrade that was declined leaves its connection in an unclear
     // state: `upstream::send` does not reuse it.)
-    let body = ResponseBody::upstream(body).with_in_flight(in_flight);
-    Ok(match exchange.fields {
+    let mut response = Response::from_parts(parts, ResponseBody::upstream(body));
+    let body = response.body_mut();
+    body.set_in_flight(in_flight);
+    match exchange.fields {
         // From HTTP/1.1: the fields as the client gets them, `Via` last.
         Some(mut fields) => {
             fields.push(&header::VIA, &via_back);
-            Response::from_parts(parts, body.with_fields(fields))
+            body.set_fields(fields);
         }
         None => {
-            parts.headers.append(header::VIA, via_back);
-            Response::from_parts(parts, body)
+            response.headers_mut().append(header::VIA, via_back);
         }
-    })
+    }
+    Ok(response)
 }
 
 /// A page predictor answers itself.

@@ -5,7 +5,7 @@
 //! and latency, the tunnel's state and connection counts, the request's
 //! upstream timing.
 
-use tokio::time::Instant;
+use std::time::Instant;
 
 use super::super::account::Account;
 use super::super::error::ProxyError;
@@ -54,14 +54,15 @@ pub fn outcome(
         Ok(ex) => Some(targets[usize::from(ex.attempt).min(n - 1)]),
         Err(e) => e.failed_server(),
     };
-    account.sent(sent.elapsed(), server);
+    let at = Instant::now();
+    account.sent(at.saturating_duration_since(sent), server);
     if let Some(l) = &forward.legacy {
         legacy_outcome(&ctx.worker, l, result);
     }
     forward.in_flight = forward
         .placement
         .take()
-        .map(|p| p.outcome(&targets[..n], result));
+        .map(|p| p.outcome(&targets[..n], result, at));
     forward.server = server;
 }
 

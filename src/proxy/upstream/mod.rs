@@ -137,6 +137,7 @@ impl Upstreams {
             loop {
                 // Boxed: only on a new connection, and it would otherwise
                 // grow every request's future.
+                let now = Instant::now();
                 let (mut conn, reused) = if fresh {
                     match Box::pin(self.connection(addr, settings, true)).await {
                         Ok(c) => c,
@@ -146,7 +147,7 @@ impl Upstreams {
                             continue 'targets;
                         }
                     }
-                } else if let Some(c) = self.checkout(addr, settings) {
+                } else if let Some(c) = self.checkout(addr, settings, now) {
                     (c, true)
                 } else {
                     match Box::pin(self.connection(addr, settings, false)).await {
@@ -159,7 +160,9 @@ impl Upstreams {
                     }
                 };
                 opened += u32::from(!reused);
-                let deadline = Instant::now() + settings.response;
+                // A pooled connection went out at once: the clock read
+                // for its checkout still holds.
+                let deadline = if reused { now } else { Instant::now() } + settings.response;
                 let result = std::future::poll_fn(|cx| {
                     out.poll_exchange(&mut conn, &mut body, to, deadline, cx)
                 })

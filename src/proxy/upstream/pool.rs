@@ -71,10 +71,14 @@ impl Upstreams {
         self.idle.borrow().get(&addr).map_or(0, Vec::len)
     }
 
-    pub(super) fn checkout(&self, addr: SocketAddr, settings: &Settings<'_>) -> Option<Box<Conn>> {
+    pub(super) fn checkout(
+        &self,
+        addr: SocketAddr,
+        settings: &Settings<'_>,
+        now: Instant,
+    ) -> Option<Box<Conn>> {
         let mut map = self.idle.borrow_mut();
         let list = map.get_mut(&addr)?;
-        let now = Instant::now();
         while let Some(mut c) = list.pop() {
             if now.duration_since(c.since) >= settings.idle {
                 // The rest were parked earlier: all stale.
@@ -161,14 +165,14 @@ impl Upstreams {
         fresh: bool,
     ) -> Result<(Box<Conn>, bool), ProxyError> {
         if !fresh {
-            if let Some(c) = self.checkout(addr, settings) {
+            if let Some(c) = self.checkout(addr, settings, Instant::now()) {
                 return Ok((c, true));
             }
         }
         let slot = self.connect_slot(addr, settings).await?;
         // A connection may have come back while this waited.
         if !fresh && slot.is_some() {
-            if let Some(c) = self.checkout(addr, settings) {
+            if let Some(c) = self.checkout(addr, settings, Instant::now()) {
                 return Ok((c, true));
             }
         }

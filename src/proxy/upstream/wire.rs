@@ -115,7 +115,9 @@ pub(super) fn response_fields(
             continue;
         }
         out.length |= name.eq_ignore_ascii_case(b"content-length");
-        out.bytes.extend(name.iter().map(u8::to_ascii_lowercase));
+        let at = out.bytes.len();
+        out.bytes.extend_from_slice(name);
+        out.bytes[at..].make_ascii_lowercase();
         out.bytes.extend_from_slice(b": ");
         out.bytes.extend_from_slice(&buf[f.value.clone()]);
         out.bytes.extend_from_slice(b"\r\n");
