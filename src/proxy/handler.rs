@@ -101,7 +101,7 @@ pub async fn answer(ctx: &ConnCtx, req: Request<RequestBody>) -> Response<Respon
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let mut account = Account::default();
-    let response = match forward(ctx, req, &mut account, started).await {
+    let mut response = match forward(ctx, req, &mut account, started).await {
         Ok(r) => r,
         Err(e) => {
             match e.side() {
@@ -115,7 +115,6 @@ pub async fn answer(ctx: &ConnCtx, req: Request<RequestBody>) -> Response<Respon
             respond::error_response(&e)
         }
     };
-    let mut response = response;
     let log = account.answered(response.status(), started, &ctx.worker);
     response.body_mut().set_request(active, log);
     response

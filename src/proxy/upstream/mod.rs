@@ -171,7 +171,7 @@ impl Upstreams {
                     Ok(len) => {
                         let mut fields = Fields {
                             bytes: self.buffer(),
-                            length: false,
+                            ..Fields::default()
                         };
                         let status = match wire::response_fields(
                             &conn.buf[..len],

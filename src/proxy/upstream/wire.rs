@@ -59,8 +59,8 @@ fn field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
 }
 
 /// A response's fields as the client gets them, written once by the
-/// upstream side: `name: value\r\n` lines, names lowercase, hop-by-hop
-/// fields left out. The client side copies them into its head as they
+/// upstream side: `name: value\r\n` lines, names as the upstream wrote
+/// them (as HAProxy and nginx pass them), hop-by-hop fields left out. The client side copies them into its head as they
 /// are (HTTP/1.1) or reads them into a map (HTTP/2: [`Fields::to_map`]):
 /// no `HeaderMap` is built for an HTTP/1.1 response on its way to an
 /// HTTP/1.1 client.
@@ -69,6 +69,8 @@ pub struct Fields {
     pub bytes: Vec<u8>,
     /// A `Content-Length` line is among them.
     pub length: bool,
+    /// A `Date` line is among them.
+    pub date: bool,
 }
 
 impl Fields {
@@ -115,9 +117,8 @@ pub(super) fn response_fields(
             continue;
         }
         out.length |= name.eq_ignore_ascii_case(b"content-length");
-        let at = out.bytes.len();
+        out.date |= name.eq_ignore_ascii_case(b"date");
         out.bytes.extend_from_slice(name);
-        out.bytes[at..].make_ascii_lowercase();
         out.bytes.extend_from_slice(b": ");
         out.bytes.extend_from_slice(&buf[f.value.clone()]);
         out.bytes.extend_from_slice(b"\r\n");
@@ -203,7 +204,7 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
             String::from_utf8(f.bytes.clone()).unwrap(),
-            "content-length: 2\r\nset-cookie: a=1\r\nset-cookie: b=2\r\n"
+            "Content-Length: 2\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n"
         );
         assert!(f.length);
         let mut map = HeaderMap::new();
