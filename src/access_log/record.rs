@@ -49,21 +49,18 @@ pub struct Record {
 struct Json(Vec<u8>);
 
 impl Json {
-    /// `,"key":` (no comma first), in one copy: the keys are literals of
-    /// at most 20 bytes.
-    fn key(&mut self, key: &str) {
-        let mut field = [0u8; 24];
-        let k = key.as_bytes();
-        let first = self.0.len() == 1;
-        let start = usize::from(first);
-        field[0] = b',';
-        field[1] = b'"';
-        field[2..2 + k.len()].copy_from_slice(k);
-        field[2 + k.len()..4 + k.len()].copy_from_slice(b"\":");
-        self.0.extend_from_slice(&field[start..4 + k.len()]);
+    /// `,"key":` (`time` is the first key, written with the brace).
+    /// Inlined: each key is a literal, so each piece is a copy of known
+    /// length (no `memcpy` call).
+    #[inline(always)]
+    fn key(&mut self, key: &'static str) {
+        self.0.extend_from_slice(b",\"");
+        self.0.extend_from_slice(key.as_bytes());
+        self.0.extend_from_slice(b"\":");
     }
 
-    fn str(&mut self, key: &str, v: &str) {
+    #[inline(always)]
+    fn str(&mut self, key: &'static str, v: &str) {
         self.key(key);
         self.0.push(b'"');
         escape_into(&mut self.0, v.as_bytes());
@@ -71,33 +68,45 @@ impl Json {
     }
 
     /// A header's bytes as a string (invalid UTF-8 replaced).
-    fn bytes(&mut self, key: &str, v: Option<&HeaderValue>) {
+    #[inline(always)]
+    fn bytes(&mut self, key: &'static str, v: Option<&HeaderValue>) {
         match v {
-            Some(v) => self.str(key, &String::from_utf8_lossy(v.as_bytes())),
+            Some(v) => {
+                self.key(key);
+                self.0.push(b'"');
+                // Bytes that are not UTF-8 take the slow path, which
+                // replaces them.
+                escape_into(&mut self.0, v.as_bytes());
+                self.0.push(b'"');
+            }
             None => self.null(key),
         }
     }
 
-    fn opt_str(&mut self, key: &str, v: Option<&str>) {
+    #[inline(always)]
+    fn opt_str(&mut self, key: &'static str, v: Option<&str>) {
         match v {
             Some(v) => self.str(key, v),
             None => self.null(key),
         }
     }
 
-    fn null(&mut self, key: &str) {
+    #[inline(always)]
+    fn null(&mut self, key: &'static str) {
         self.key(key);
         self.0.extend_from_slice(b"null");
     }
 
-    fn uint(&mut self, key: &str, v: u64) {
+    #[inline(always)]
+    fn uint(&mut self, key: &'static str, v: u64) {
         self.key(key);
         self.0
             .extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
     }
 
     /// Milliseconds to the microsecond (`12.345`).
-    fn ms(&mut self, key: &str, d: Option<Duration>) {
+    #[inline(always)]
+    fn ms(&mut self, key: &'static str, d: Option<Duration>) {
         let Some(d) = d else {
             return self.null(key);
         };
@@ -125,7 +134,8 @@ impl Json {
         }
     }
 
-    fn address(&mut self, key: &str, a: Option<SocketAddr>) {
+    #[inline(always)]
+    fn address(&mut self, key: &'static str, a: Option<SocketAddr>) {
         let Some(a) = a else {
             return self.null(key);
         };
@@ -155,17 +165,31 @@ impl Json {
     }
 }
 
-/// Appends `v` JSON-escaped: as it is when no byte needs escaping (the
-/// check is a loop the compiler vectorises), else byte by byte.
+/// Appends `v` JSON-escaped: as it is when every byte is printable
+/// ASCII other than `"` and `\\` (counted in byte-wide lanes, which the
+/// compiler vectorises), else through the slow path (invalid UTF-8
+/// replaced, then escaped byte by byte).
+#[inline]
 fn escape_into(out: &mut Vec<u8>, v: &[u8]) {
-    let plain = |b: u8| b >= 0x20 && b != b'"' && b != b'\\';
-    // No early exit: the whole check vectorises.
-    if v.iter().fold(true, |ok, &b| ok & plain(b)) {
-        out.extend_from_slice(v);
-        return;
+    let mut special = 0usize;
+    for chunk in v.chunks(255) {
+        let mut n = 0u8;
+        for &b in chunk {
+            n += u8::from(!(0x20..0x80).contains(&b) | (b == b'"') | (b == b'\\'));
+        }
+        special += usize::from(n);
     }
+    if special == 0 {
+        out.extend_from_slice(v);
+    } else {
+        escape_slow(out, &String::from_utf8_lossy(v));
+    }
+}
+
+#[cold]
+fn escape_slow(out: &mut Vec<u8>, v: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for &b in v {
+    for &b in v.as_bytes() {
         match b {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),
@@ -235,9 +259,7 @@ impl Record {
     pub fn line(&self, completed: bool) -> Vec<u8> {
         let r = &self.request;
         let mut j = Json(Vec::with_capacity(512));
-        j.0.push(b'{');
-        j.key("time");
-        j.0.push(b'"');
+        j.0.extend_from_slice(b"{\"time\":\"");
         rfc3339(r.time, &mut j.0);
         j.0.push(b'"');
         j.bytes("request_id", self.request_id.as_ref());
