@@ -80,44 +80,56 @@ impl ConnCtx {
 
 /// hyper's service (HTTP/2): every request gets an answer, never an
 /// error.
-pub async fn handle(
+///
+/// Not `async fn`s, this and [`answer`]: an `async fn` keeps its request
+/// argument in its state beside the copy it moves on (rust-lang/rust#62958),
+/// and hyper copies this future into a task per HTTP/2 stream.
+#[allow(clippy::manual_async_fn)]
+pub fn handle(
     ctx: Rc<ConnCtx>,
     req: Request<Incoming>,
-) -> Result<Response<ResponseBody>, Infallible> {
-    let mut response = answer(&ctx, req.map(RequestBody::h2)).await;
-    // hyper writes the map: the fields an HTTP/1.1 upstream's response
-    // came with go into it.
-    if let Some(f) = response.body_mut().take_fields() {
-        f.to_map(response.headers_mut());
-        ctx.worker.upstreams.give_back(f.bytes);
+) -> impl std::future::Future<Output = Result<Response<ResponseBody>, Infallible>> {
+    async move {
+        let mut response = answer(&ctx, req.map(RequestBody::h2)).await;
+        // hyper writes the map: the fields an HTTP/1.1 upstream's response
+        // came with go into it.
+        if let Some(f) = response.body_mut().take_fields() {
+            f.into_map(response.headers_mut());
+        }
+        Ok(response)
     }
-    Ok(response)
 }
 
 /// The answer to one request, whatever happens on its way: every failure
 /// becomes its status here, logged by the side it is blamed on.
-pub async fn answer(ctx: &ConnCtx, req: Request<RequestBody>) -> Response<ResponseBody> {
-    let active = ctx.conn.begin();
-    let started = std::time::Instant::now();
-    let method = req.method().clone();
-    let mut account = Account::default();
-    let mut response = match forward(ctx, req, &mut account, started).await {
-        Ok(r) => r,
-        Err(e) => {
-            match e.side() {
-                Side::Upstream => {
-                    tracing::warn!(client = %ctx.peer, %method, status = e.status().as_u16(), error = %e, "upstream failed")
+#[allow(clippy::manual_async_fn)]
+pub fn answer<'a>(
+    ctx: &'a ConnCtx,
+    req: Request<RequestBody>,
+) -> impl std::future::Future<Output = Response<ResponseBody>> + 'a {
+    async move {
+        let active = ctx.conn.begin();
+        let started = std::time::Instant::now();
+        let method = req.method().clone();
+        let mut account = Account::default();
+        let mut response = match forward(ctx, req, &mut account, started).await {
+            Ok(r) => r,
+            Err(e) => {
+                match e.side() {
+                    Side::Upstream => {
+                        tracing::warn!(client = %ctx.peer, %method, status = e.status().as_u16(), error = %e, "upstream failed")
+                    }
+                    Side::Client => {
+                        tracing::debug!(client = %ctx.peer, %method, status = e.status().as_u16(), error = %e, "request refused")
+                    }
                 }
-                Side::Client => {
-                    tracing::debug!(client = %ctx.peer, %method, status = e.status().as_u16(), error = %e, "request refused")
-                }
+                respond::error_response(&e)
             }
-            respond::error_response(&e)
-        }
-    };
-    let log = account.answered(response.status(), started, &ctx.worker);
-    response.body_mut().set_request(active, log);
-    response
+        };
+        let log = account.answered(response.status(), started, &ctx.worker);
+        response.body_mut().set_request(active, log);
+        response
+    }
 }
 
 /// The answer to a request refused before it could be read whole (a head

@@ -61,7 +61,7 @@ fn field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
 /// A response's fields as the client gets them, written once by the
 /// upstream side: `name: value\r\n` lines, names as the upstream wrote
 /// them (as HAProxy and nginx pass them), hop-by-hop fields left out. The client side copies them into its head as they
-/// are (HTTP/1.1) or reads them into a map (HTTP/2: [`Fields::to_map`]):
+/// are (HTTP/1.1) or reads them into a map (HTTP/2: [`Fields::into_map`]):
 /// no `HeaderMap` is built for an HTTP/1.1 response on its way to an
 /// HTTP/1.1 client.
 #[derive(Debug, Default)]
@@ -79,15 +79,25 @@ impl Fields {
         field(&mut self.bytes, name, value);
     }
 
-    /// The lines as header map entries, appended to `map`.
-    pub fn to_map(&self, map: &mut HeaderMap) {
-        for line in self.bytes.split(|&b| b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let Some(colon) = memchr::memchr(b':', line) else {
+    /// The lines as header map entries, appended to `map` (the values
+    /// share the lines' one buffer: no allocation per field).
+    pub fn into_map(self, map: &mut HeaderMap) {
+        let bytes = bytes::Bytes::from(self.bytes);
+        let mut at = 0;
+        while let Some(end) = memchr::memchr(b'\n', &bytes[at..]).map(|n| at + n) {
+            let line = at..end.saturating_sub(1).max(at);
+            at = end + 1;
+            let Some(colon) = memchr::memchr(b':', &bytes[line.clone()]).map(|c| line.start + c)
+            else {
                 continue;
             };
-            let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
-            if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+            let name = HeaderName::from_bytes(&bytes[line.start..colon]);
+            let value = bytes.slice(colon + 1..line.end);
+            let value =
+                HeaderValue::from_maybe_shared(value.slice(
+                    value.len() - value.trim_ascii_start().len()..value.trim_ascii_end().len(),
+                ));
+            if let (Ok(n), Ok(v)) = (name, value) {
                 map.append(n, v);
             }
         }
@@ -208,7 +218,7 @@ mod tests {
         );
         assert!(f.length);
         let mut map = HeaderMap::new();
-        f.to_map(&mut map);
+        f.into_map(&mut map);
         let names: Vec<_> = map.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["content-length", "set-cookie"]);
         assert_eq!(map.get_all("set-cookie").iter().count(), 2);
@@ -223,12 +233,12 @@ mod tests {
         };
         let (status, f) = fields(raw, to);
         assert_eq!(status, StatusCode::SWITCHING_PROTOCOLS);
+        assert!(!f.length);
         let mut map = HeaderMap::new();
-        f.to_map(&mut map);
+        f.into_map(&mut map);
         assert_eq!(map[header::UPGRADE], "websocket");
         assert_eq!(map[header::CONNECTION], "upgrade");
         assert!(map.contains_key("sec-websocket-accept"));
-        assert!(!f.length);
     }
 
     #[test]
