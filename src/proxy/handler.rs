@@ -40,6 +40,8 @@ pub struct WorkerShared {
     /// The access log's queue (lines are sent while `[access_log]` is on).
     pub log: Option<Rc<access_log::Sender>>,
     pub ids: RequestIds,
+    /// HTTP/1 connections' read buffers, lent while they read.
+    pub read_buffers: super::front::ReadBuffers,
     /// Upgraded streams (WebSocket) hold a receiver each: a drain waits
     /// until none is left or its deadline.
     pub upgraded: tokio::sync::watch::Sender<()>,

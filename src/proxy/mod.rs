@@ -1,16 +1,18 @@
 //! The proxy: one HTTP request from a client to an upstream and back.
 //!
-//! Owns everything between hyper's server (the client side) and the
-//! upstream connections predictor speaks itself: the phases
+//! Owns everything between a client connection and the upstream
+//! connections: the HTTP/1.x client side, predictor's own ([`front`]: one
+//! task per connection reads heads, runs the phases, writes responses;
+//! hyper serves HTTP/2), the phases
 //! of a request ([`phase`]: check, plan, rewrite, send, respond; run in
 //! sequence by [`handler`]), the header rules ([`headers`],
 //! [`forwarding`]) and a request's field edits, applied as the upstream
-//! head is written ([`edits`]), client-side timeouts and framing checks ([`client_io`]),
+//! head is written ([`edits`]), an HTTP/2 connection's idle timeout ([`client_io`]),
 //! the per-worker upstream connection pools and the HTTP/1.1 exchange on
 //! them, driven by the client connection's own task ([`upstream`]), the
 //! streamed response body ([`body`]), what a request's metrics and log
 //! line are made of ([`account`]), the HTTP/1.1 codec ([`h1`]: heads,
-//! framing, chunked bodies; the upstream side reads with it), the 421 of
+//! framing, chunked bodies; both sides read with it), the 421 of
 //! a request for another tenant than its TLS connection's
 //! ([`misdirected`]) and the mapping of failures to statuses ([`error`]).
 //!

@@ -56,6 +56,7 @@ pub(super) fn run(
             metrics,
             log: log.map(Rc::new),
             ids: RequestIds::new(),
+            read_buffers: Default::default(),
             upgraded: watch::Sender::new(()),
         });
         let builders = Rc::new(Builders::new(&snapshot.load().config, tls));

@@ -29,7 +29,7 @@ mod outbound;
 mod upgrade;
 
 pub use drain::DrainSignal;
-pub use inbound::{ClientBody, ClientStream};
+pub use inbound::{ClientBody, ClientStream, ReadBuffers};
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -46,7 +46,7 @@ use super::h1::Status;
 use super::h1::request::{RequestError, RequestHead};
 use super::handler::{self, ConnCtx};
 use super::timer::LazyTimer;
-use inbound::{Inbound, READ_BUFFER, Shared};
+use inbound::{Inbound, Shared};
 use outbound::{Answering, WriteError};
 
 /// How long a connection that has not started a request yet may take to
@@ -100,10 +100,9 @@ pub async fn serve<S: ClientStream + 'static>(
     settings: Settings,
     drain: &Rc<DrainSignal>,
 ) -> Option<(S, BytesMut)> {
-    let conn = Rc::new(RefCell::new(Inbound::new(
-        io,
-        BytesMut::with_capacity(READ_BUFFER),
-    )));
+    // No buffer until the first bytes are there.
+    let conn = Rc::new(RefCell::new(Inbound::new(io, BytesMut::new())));
+    let buffers = &ctx.worker.read_buffers;
     let mut head = RequestHead::default();
     let mut out = Vec::new();
     let mut timer = LazyTimer::default();
@@ -143,8 +142,27 @@ pub async fn serve<S: ClientStream + 'static>(
                 if drain_at.is_some() && idle && served > 0 {
                     return Poll::Ready(Event::Drained);
                 }
-                if let Poll::Ready(r) = conn.borrow_mut().poll_fill(cx) {
-                    return Poll::Ready(Event::Read(r));
+                {
+                    let mut c = conn.borrow_mut();
+                    // Idle without a buffer: one is lent once bytes are
+                    // there.
+                    let ready = if c.buf.capacity() == 0 {
+                        match c.io.poll_read_ready(cx) {
+                            Poll::Ready(Ok(())) => {
+                                c.buf = buffers.take();
+                                true
+                            }
+                            Poll::Ready(Err(e)) => return Poll::Ready(Event::Read(Err(e))),
+                            Poll::Pending => false,
+                        }
+                    } else {
+                        true
+                    };
+                    if ready {
+                        if let Poll::Ready(r) = c.poll_fill(cx) {
+                            return Poll::Ready(Event::Read(r));
+                        }
+                    }
                 }
                 let (slot, after) = match &mut wait {
                     Wait::Idle(d) => (d, settings.idle),
@@ -246,6 +264,12 @@ pub async fn serve<S: ClientStream + 'static>(
             return None;
         }
         wait = Wait::Idle(None);
+        // Nothing pipelined behind: the buffer goes back to the worker
+        // while the connection waits.
+        let mut c = conn.borrow_mut();
+        if c.buf.is_empty() {
+            buffers.give_back(std::mem::take(&mut c.buf));
+        }
     }
 }
 

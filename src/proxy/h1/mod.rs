@@ -19,10 +19,9 @@
 //! large) and nothing reaches an upstream; a refused response is a `502`
 //! and its connection is closed.
 //!
-//! Used by: the upstream side ([`super::upstream`]) reads every response
-//! head and body with it. The client side still runs on hyper's server
-//! (issue 16: the request head parser here is tested and benched, not yet
-//! wired in).
+//! Used by: the client side ([`super::front`]) reads every HTTP/1.x
+//! request head and body with it, the upstream side
+//! ([`super::upstream`]) every response head and body.
 
 pub mod chunked;
 pub mod request;
