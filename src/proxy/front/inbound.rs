@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Uri, Version};
 use http_body::SizeHint;
@@ -191,24 +191,18 @@ impl<S: ?Sized + ClientStream> Inbound<S> {
                 match &mut self.body {
                     Reading::Done | Reading::Failed => return Poll::Ready(None),
                     Reading::Length(left) => {
-                        let n = usize::try_from(*left)
-                            .map_or(self.buf.len(), |l| l.min(self.buf.len()));
-                        let data = self.buf.split_to(n).freeze();
-                        *left -= n as u64;
-                        if *left == 0 {
+                        let (data, done) = h1::take_length(&mut self.buf, left);
+                        if done {
                             self.body = Reading::Done;
                         }
                         return Poll::Ready(Some(Ok(data)));
                     }
                     Reading::Chunked(decoder) => {
-                        let step = match decoder.feed(&self.buf) {
+                        let (data, done) = match decoder.take(&mut self.buf) {
                             Ok(s) => s,
                             Err(e) => return self.fail(e.into()),
                         };
-                        self.buf.advance(step.data.start);
-                        let data = self.buf.split_to(step.data.len()).freeze();
-                        self.buf.advance(step.consumed - step.data.end);
-                        if step.done {
+                        if done {
                             self.body = Reading::Done;
                         }
                         if !data.is_empty() {

@@ -97,6 +97,18 @@ pub struct ChunkedDecoder {
 }
 
 impl ChunkedDecoder {
+    /// Takes what `buf` holds of the body from its front: the data bytes
+    /// found (shared with `buf`'s storage, not copied) and whether the
+    /// body ended (what follows it stays in `buf`).
+    pub fn take(&mut self, buf: &mut bytes::BytesMut) -> Result<(bytes::Bytes, bool), ChunkError> {
+        use bytes::Buf;
+        let step = self.feed(buf)?;
+        buf.advance(step.data.start);
+        let data = buf.split_to(step.data.len()).freeze();
+        buf.advance(step.consumed - step.data.end);
+        Ok((data, step.done))
+    }
+
     pub fn new(limits: Limits) -> Self {
         ChunkedDecoder {
             state: State::Size,

@@ -88,6 +88,16 @@ pub enum Status {
     Complete(usize),
 }
 
+/// Takes what `buf` holds of a body framed by its length (`left` bytes
+/// still to come) from its front: the data (shared with `buf`'s storage,
+/// not copied) and whether the body ended.
+pub fn take_length(buf: &mut bytes::BytesMut, left: &mut u64) -> (bytes::Bytes, bool) {
+    let n = usize::try_from(*left).map_or(buf.len(), |l| l.min(buf.len()));
+    let data = buf.split_to(n).freeze();
+    *left -= n as u64;
+    (data, *left == 0)
+}
+
 /// At most this many header lines in a head (a `431` beyond).
 pub const MAX_HEADERS: usize = 100;
 

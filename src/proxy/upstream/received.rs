@@ -11,15 +11,15 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::super::body::RequestBody;
-use super::super::h1::ResponseFraming;
 use super::super::h1::chunked::{ChunkError, ChunkedDecoder, Limits};
+use super::super::h1::{ResponseFraming, take_length};
 use super::Upstreams;
 use super::conn::{Conn, Failure, Outgoing};
 
@@ -206,24 +206,18 @@ impl H1Body {
             if !conn.buf.is_empty() {
                 match &mut self.reading {
                     Reading::Length(left) => {
-                        let n = usize::try_from(*left)
-                            .map_or(conn.buf.len(), |l| l.min(conn.buf.len()));
-                        let data = conn.buf.split_to(n).freeze();
-                        *left -= n as u64;
-                        if *left == 0 {
+                        let (data, done) = take_length(&mut conn.buf, left);
+                        if done {
                             self.finish();
                         }
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
                     Reading::Chunked(decoder) => {
-                        let step = match decoder.feed(&conn.buf) {
+                        let (data, done) = match decoder.take(&mut conn.buf) {
                             Ok(s) => s,
                             Err(e) => return self.broken(e.into()),
                         };
-                        conn.buf.advance(step.data.start);
-                        let data = conn.buf.split_to(step.data.len()).freeze();
-                        conn.buf.advance(step.consumed - step.data.end);
-                        if step.done {
+                        if done {
                             self.finish();
                         }
                         if !data.is_empty() {
