@@ -92,13 +92,9 @@ pub fn handle(
     req: Request<Incoming>,
 ) -> impl std::future::Future<Output = Result<Response<ResponseBody>, Infallible>> {
     async move {
-        let mut response = answer(&ctx, req.map(RequestBody::h2)).await;
-        // hyper writes the map: the fields an HTTP/1.1 upstream's response
-        // came with go into it.
-        if let Some(f) = response.body_mut().take_fields() {
-            f.into_map(response.headers_mut());
-        }
-        Ok(response)
+        // hyper writes the map: the upstream side filled it for this
+        // HTTP/2 client (`Forward::client_h2`).
+        Ok(answer(&ctx, req.map(RequestBody::h2)).await)
     }
 }
 
@@ -228,7 +224,14 @@ fn forward<'a>(
                 let targets = &forward.targets[..forward.n];
                 worker
                     .upstreams
-                    .send(targets, request, forward.edits.as_ref(), &settings, upgrade)
+                    .send(
+                        targets,
+                        request,
+                        forward.edits.as_ref(),
+                        &settings,
+                        upgrade,
+                        forward.client_h2,
+                    )
                     .await
             }
         };

@@ -44,6 +44,9 @@ pub struct Forward {
     /// The request asks to upgrade its connection (set by the rewrite):
     /// a `101` hands the upstream connection to the client's.
     pub upgrade: bool,
+    /// The client speaks HTTP/2 (set by the rewrite): the response's
+    /// fields go into a map for hyper's server.
+    pub client_h2: bool,
     /// The server that answered or failed last (set by the send).
     pub server: Option<SocketAddr>,
     /// The request's count in flight on the server that answered, held
@@ -70,6 +73,7 @@ impl Default for Forward {
             tenant_header: None,
             edits: None,
             upgrade: false,
+            client_h2: false,
             server: None,
             in_flight: None,
         }

@@ -71,6 +71,7 @@ pub fn request(
         None
     };
     forward.upgrade = upgrade.is_some();
+    forward.client_h2 = version == Version::HTTP_2;
     let (mut parts, body) = req.into_parts();
     if version == Version::HTTP_2 {
         headers::merge_cookies(&mut parts.headers, scan);

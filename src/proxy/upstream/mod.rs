@@ -109,7 +109,9 @@ fn repeatable(method: &Method, body: &RequestBody) -> bool {
 impl Upstreams {
     /// Sends `req`, its fields changed by `edits` as its head is written,
     /// to the first of `targets` that takes it. With `upgrade`, always on a
-    /// new connection (an upgrade takes the connection over).
+    /// new connection (an upgrade takes the connection over). `to_h2`: the
+    /// response goes to an HTTP/2 client (its fields in a map, not as
+    /// [`Fields`]).
     pub async fn send(
         self: &Rc<Self>,
         targets: &[SocketAddr],
@@ -117,6 +119,7 @@ impl Upstreams {
         edits: Option<&Edits>,
         settings: &Settings<'_>,
         upgrade: bool,
+        to_h2: bool,
     ) -> Result<Exchange, ProxyError> {
         let (parts, mut body) = req.into_parts();
         let to = Answering {
@@ -169,24 +172,30 @@ impl Upstreams {
                 .await;
                 let failure = match result {
                     Ok(len) => {
-                        let mut fields = Fields {
-                            bytes: self.buffer(),
-                            ..Fields::default()
-                        };
-                        let status = match wire::response_fields(
-                            &conn.buf[..len],
-                            &conn.head,
-                            &mut fields,
-                        ) {
-                            Ok(s) => s,
-                            Err(source) => {
-                                self.give_back(fields.bytes);
-                                return Err(ProxyError::BadResponse { addr, source });
-                            }
-                        };
-                        conn.buf.advance(len);
                         let mut response = Response::new(());
-                        *response.status_mut() = status;
+                        let fields = if to_h2 {
+                            // hyper's HTTP/2 server writes a map.
+                            let head = conn.buf.split_to(len).freeze();
+                            let (status, map) = wire::response_map(&head, &conn.head)
+                                .map_err(|source| ProxyError::BadResponse { addr, source })?;
+                            *response.status_mut() = status;
+                            *response.headers_mut() = map;
+                            None
+                        } else {
+                            let mut fields = Fields {
+                                bytes: self.buffer(),
+                                ..Fields::default()
+                            };
+                            match wire::response_fields(&conn.buf[..len], &conn.head, &mut fields) {
+                                Ok(status) => *response.status_mut() = status,
+                                Err(source) => {
+                                    self.give_back(fields.bytes);
+                                    return Err(ProxyError::BadResponse { addr, source });
+                                }
+                            }
+                            conn.buf.advance(len);
+                            Some(fields)
+                        };
                         let keep = conn.head.keeps_alive() && !upgrade && !out.write_failed();
                         let home = keep.then(|| Home {
                             pool: self.clone(),
@@ -208,7 +217,7 @@ impl Upstreams {
                         let body = H1Body::new(conn, framing, home, sending, settings.response);
                         return Ok(Exchange {
                             response: response.map(|()| Received::H1(body)),
-                            fields: Some(fields),
+                            fields,
                             opened,
                             reused,
                             retried,

@@ -3,6 +3,7 @@
 //! the body's framing), and the response head turned into the response
 //! the client side sends, hop-by-hop fields left out on the way.
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, request};
 
@@ -61,9 +62,8 @@ fn field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
 /// A response's fields as the client gets them, written once by the
 /// upstream side: `name: value\r\n` lines, names as the upstream wrote
 /// them (as HAProxy and nginx pass them), hop-by-hop fields left out. The client side copies them into its head as they
-/// are (HTTP/1.1) or reads them into a map (HTTP/2: [`Fields::into_map`]):
-/// no `HeaderMap` is built for an HTTP/1.1 response on its way to an
-/// HTTP/1.1 client.
+/// are: no `HeaderMap` is built for an HTTP/1.1 response on its way to an
+/// HTTP/1.1 client (an HTTP/2 client's gets [`response_map`] instead).
 #[derive(Debug, Default)]
 pub struct Fields {
     pub bytes: Vec<u8>,
@@ -78,30 +78,39 @@ impl Fields {
     pub fn push(&mut self, name: &HeaderName, value: &HeaderValue) {
         field(&mut self.bytes, name, value);
     }
+}
 
-    /// The lines as header map entries, appended to `map` (the values
-    /// share the lines' one buffer: no allocation per field).
-    pub fn into_map(self, map: &mut HeaderMap) {
-        let bytes = bytes::Bytes::from(self.bytes);
-        let mut at = 0;
-        while let Some(end) = memchr::memchr(b'\n', &bytes[at..]).map(|n| at + n) {
-            let line = at..end.saturating_sub(1).max(at);
-            at = end + 1;
-            let Some(colon) = memchr::memchr(b':', &bytes[line.clone()]).map(|c| line.start + c)
-            else {
-                continue;
-            };
-            let name = HeaderName::from_bytes(&bytes[line.start..colon]);
-            let value = bytes.slice(colon + 1..line.end);
-            let value =
-                HeaderValue::from_maybe_shared(value.slice(
-                    value.len() - value.trim_ascii_start().len()..value.trim_ascii_end().len(),
-                ));
-            if let (Ok(n), Ok(v)) = (name, value) {
-                map.append(n, v);
-            }
+/// The response's end-to-end fields as a header map, for an HTTP/2
+/// client (hyper's server writes the map): the same fields as
+/// [`response_fields`], their values slices of `buf` (shared, not
+/// copied: no allocation per field, as hyper's own parser does).
+pub(super) fn response_map(
+    buf: &Bytes,
+    head: &ResponseHead,
+) -> Result<(StatusCode, HeaderMap), ResponseError> {
+    let status =
+        StatusCode::from_u16(head.status).map_err(|_| ResponseError::Malformed("status"))?;
+    let upgrade = head.framing == ResponseFraming::Upgrade;
+    let listed = connection_listed(buf, head);
+    let mut headers = HeaderMap::with_capacity(head.fields.len() + 1);
+    for f in &head.fields {
+        let name = &buf[f.name.clone()];
+        if !listed.is_empty() && listed.iter().any(|l| l.eq_ignore_ascii_case(name)) {
+            continue;
         }
+        if is_hop_by_hop(name) && !(upgrade && name.eq_ignore_ascii_case(b"upgrade")) {
+            continue;
+        }
+        let name =
+            HeaderName::from_bytes(name).map_err(|_| ResponseError::Malformed("field name"))?;
+        let value = HeaderValue::from_maybe_shared(buf.slice(f.value.clone()))
+            .map_err(|_| ResponseError::Malformed("field value"))?;
+        headers.append(name, value);
     }
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    Ok((status, headers))
 }
 
 /// Writes the fields of the response head `head` (parsed from `buf`) that
@@ -217,8 +226,7 @@ mod tests {
             "Content-Length: 2\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n"
         );
         assert!(f.length);
-        let mut map = HeaderMap::new();
-        f.into_map(&mut map);
+        let (_, map) = response_map(&Bytes::from_static(raw), &parsed(raw, PLAIN)).unwrap();
         let names: Vec<_> = map.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["content-length", "set-cookie"]);
         assert_eq!(map.get_all("set-cookie").iter().count(), 2);
@@ -234,8 +242,8 @@ mod tests {
         let (status, f) = fields(raw, to);
         assert_eq!(status, StatusCode::SWITCHING_PROTOCOLS);
         assert!(!f.length);
-        let mut map = HeaderMap::new();
-        f.into_map(&mut map);
+        assert!(String::from_utf8_lossy(&f.bytes).ends_with("connection: upgrade\r\n"));
+        let (_, map) = response_map(&Bytes::from_static(raw), &parsed(raw, to)).unwrap();
         assert_eq!(map[header::UPGRADE], "websocket");
         assert_eq!(map[header::CONNECTION], "upgrade");
         assert!(map.contains_key("sec-websocket-accept"));
