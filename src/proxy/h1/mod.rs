@@ -77,6 +77,8 @@ pub struct ConnectionFlags {
     pub close: bool,
     pub keep_alive: bool,
     pub upgrade: bool,
+    /// Another token: the name of a field that is hop-by-hop on this hop.
+    pub lists_fields: bool,
 }
 
 /// Whether the parse found a whole head.
@@ -91,6 +93,7 @@ pub enum Status {
 /// Takes what `buf` holds of a body framed by its length (`left` bytes
 /// still to come) from its front: the data (shared with `buf`'s storage,
 /// not copied) and whether the body ended.
+#[inline]
 pub fn take_length(buf: &mut bytes::BytesMut, left: &mut u64) -> (bytes::Bytes, bool) {
     let n = usize::try_from(*left).map_or(buf.len(), |l| l.min(buf.len()));
     let data = buf.split_to(n).freeze();
@@ -209,6 +212,8 @@ fn connection_tokens(v: &[u8], flags: &mut ConnectionFlags) {
             flags.keep_alive = true;
         } else if token.eq_ignore_ascii_case(b"upgrade") {
             flags.upgrade = true;
+        } else if !token.is_empty() {
+            flags.lists_fields = true;
         }
     }
 }

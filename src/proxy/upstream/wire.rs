@@ -118,6 +118,7 @@ pub(super) fn response_map(
 /// fixed list and those `Connection` names) stay here; a `101` keeps
 /// `Upgrade` and says `Connection: upgrade`. Returns the status.
 /// (`httparse` has checked every name and value: nothing else is.)
+#[inline]
 pub(super) fn response_fields(
     buf: &[u8],
     head: &ResponseHead,
@@ -151,6 +152,9 @@ pub(super) fn response_fields(
 /// The field names a response's `Connection` lists (beyond its own
 /// options): hop-by-hop too. Rare, so nothing is allocated without them.
 fn connection_listed<'b>(buf: &'b [u8], head: &ResponseHead) -> Vec<&'b [u8]> {
+    if !head.connection.lists_fields {
+        return Vec::new();
+    }
     let mut listed = Vec::new();
     for f in &head.fields {
         if !buf[f.name.clone()].eq_ignore_ascii_case(b"connection") {
