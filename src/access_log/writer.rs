@@ -1,39 +1,42 @@
-//! The writer thread: queued lines to stdout or a file, in batches.
+//! The writer thread: the workers' batches of lines to stdout or a file.
 
 use std::fs::OpenOptions;
-use std::io::{BufWriter, Write};
+use std::io::Write;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
+use super::Batch;
 use crate::config::LogOutput;
 use crate::metrics::Metrics;
 
 /// How often the writer looks at the config and the reopen flag when no
 /// line arrives.
 const TICK: Duration = Duration::from_millis(250);
-/// Lines written between two flushes at most.
-const BATCH: usize = 4096;
+/// Batches written between two flushes at most.
+const BATCHES: usize = 16;
 
 /// Gives the config serving.
 pub type Current = Box<dyn Fn() -> Arc<crate::config::Config> + Send>;
 
 pub struct Writer {
-    rx: Receiver<Vec<u8>>,
+    rx: Receiver<Batch>,
     /// The config serving.
     current: Current,
     metrics: Arc<Metrics>,
     reopen: Arc<AtomicBool>,
     /// What is open, and where to.
-    open: Option<(LogOutput, BufWriter<Box<dyn Write + Send>>)>,
+    /// Unbuffered: a batch is already many lines, written in one call.
+    open: Option<(LogOutput, Box<dyn Write + Send>)>,
     /// The last output that could not be opened (reported once).
     failed: Option<LogOutput>,
 }
 
 impl Writer {
     pub fn new(
-        rx: Receiver<Vec<u8>>,
+        rx: Receiver<Batch>,
         current: Current,
         metrics: Arc<Metrics>,
         reopen: Arc<AtomicBool>,
@@ -53,11 +56,11 @@ impl Writer {
             let first = self.rx.recv_timeout(TICK);
             self.follow_config();
             match first {
-                Ok(line) => {
-                    self.write(&line);
-                    for _ in 1..BATCH {
+                Ok(batch) => {
+                    self.write(&batch);
+                    for _ in 1..BATCHES {
                         match self.rx.try_recv() {
-                            Ok(line) => self.write(&line),
+                            Ok(batch) => self.write(&batch),
                             Err(_) => break,
                         }
                     }
@@ -89,7 +92,7 @@ impl Writer {
                 if self.failed.take().is_some() || reopen {
                     tracing::info!(output = ?output, "access log open");
                 }
-                self.open = Some((output, BufWriter::with_capacity(1 << 16, w)));
+                self.open = Some((output, w));
             }
             Err(e) => {
                 if self.failed.as_ref() != Some(&output) {
@@ -100,20 +103,20 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, line: &[u8]) {
+    fn write(&mut self, batch: &Batch) {
         let m = &self.metrics.access_log;
         let Some((_, w)) = &mut self.open else {
             // Logging turned off (or the file cannot be opened): the
             // lines of requests already on their way go nowhere.
             if self.failed.is_some() {
-                m.failed.increment(1);
+                m.failed.increment(batch.lines);
             }
             return;
         };
-        match w.write_all(line).and_then(|()| w.write_all(b"\n")) {
-            Ok(()) => m.written.increment(1),
+        match w.write_all(&batch.bytes) {
+            Ok(()) => m.written.increment(batch.lines),
             Err(e) => {
-                m.failed.increment(1);
+                m.failed.increment(batch.lines);
                 tracing::error!(error = %e, "access log write failed; reopening");
                 self.reopen.store(true, Ordering::Release);
             }
@@ -132,7 +135,11 @@ impl Writer {
 
 fn open(output: &LogOutput) -> std::io::Result<Box<dyn Write + Send>> {
     Ok(match output {
-        LogOutput::Stdout => Box::new(std::io::stdout()),
+        // The descriptor itself: `Stdout` would copy every batch into its
+        // line buffer.
+        LogOutput::Stdout => Box::new(std::fs::File::from(
+            std::io::stdout().as_fd().try_clone_to_owned()?,
+        )),
         LogOutput::File(path) => Box::new(OpenOptions::new().create(true).append(true).open(path)?),
     })
 }

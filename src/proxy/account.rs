@@ -9,10 +9,11 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Request, StatusCode, header};
+use http_body::Body as _;
 
 use super::body::RequestBody;
 use super::handler::WorkerShared;
-use crate::access_log::{Record, RequestLine, Sender};
+use crate::access_log::{Lines, Record, RequestLine};
 use crate::metrics::routes::{RouteSlot, RouteTable};
 use crate::routing::RouteKind;
 
@@ -74,6 +75,10 @@ impl Account {
         match &mut self.log {
             Some(log) => {
                 log.request_id = Some(id);
+                if body.is_end_stream() {
+                    // Nothing to count (logged as 0): no counter to share.
+                    return body;
+                }
                 let n = Arc::new(AtomicU64::new(0));
                 log.bytes_in = Some(n.clone());
                 body.counted(n)
@@ -101,7 +106,7 @@ impl Account {
         status: StatusCode,
         started: Instant,
         worker: &WorkerShared,
-    ) -> Option<Box<(Record, Rc<Sender>)>> {
+    ) -> Option<Box<(Record, Rc<Lines>)>> {
         if let Some(slot) = &self.slot {
             slot.answered(status);
             slot.duration.record(started.elapsed().as_secs_f64());

@@ -197,16 +197,23 @@ impl ForwardingEdits {
     }
 
     /// The fields this hop sends, in order.
-    pub fn added<'a>(&'a self) -> impl Iterator<Item = (&'a HeaderName, &'a HeaderValue)> + 'a {
-        let set = |name: &'static HeaderName, e: &'a Edit| match e {
-            Edit::Set(v) => Some((name, v)),
-            Edit::Keep | Edit::Remove => None,
-        };
-        std::iter::once((&X_FORWARDED_FOR, &self.xff))
-            .chain(self.xfp.as_ref().map(|v| (&X_FORWARDED_PROTO, v)))
-            .chain(set(&X_FORWARDED_HOST, &self.xfh))
-            .chain(set(&FORWARDED_NAME, &self.forwarded))
-            .chain(std::iter::once((&VIA_NAME, &self.via)))
+    ///
+    /// Called once per field rather than an iterator: a chain of five
+    /// optional fields cost ~600 instructions per request in its `Flatten`
+    /// state (`benches/callgrind.sh`).
+    #[inline]
+    pub fn each_added(&self, mut f: impl FnMut(&HeaderName, &HeaderValue)) {
+        f(&X_FORWARDED_FOR, &self.xff);
+        if let Some(v) = &self.xfp {
+            f(&X_FORWARDED_PROTO, v);
+        }
+        if let Edit::Set(v) = &self.xfh {
+            f(&X_FORWARDED_HOST, v);
+        }
+        if let Edit::Set(v) = &self.forwarded {
+            f(&FORWARDED_NAME, v);
+        }
+        f(&VIA_NAME, &self.via);
     }
 }
 
@@ -286,12 +293,14 @@ mod tests {
         .edits(h, &scan);
         // As the head is written: the client's fields not dropped, then the
         // added ones; the same fields as the edited map, line for line.
+        let line =
+            |n: &HeaderName, v: &HeaderValue| (n.to_string(), v.to_str().unwrap().to_string());
         let mut written: Vec<(String, String)> = h
             .iter()
             .filter(|(n, _)| !edits.drops(n))
-            .chain(edits.added())
-            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string()))
+            .map(|(n, v)| line(n, v))
             .collect();
+        edits.each_added(|n, v| written.push(line(n, v)));
         edits.apply(h);
         let mut mapped: Vec<(String, String)> = h
             .iter()

@@ -37,8 +37,8 @@ pub struct WorkerShared {
     pub legacy_h2: H2Upstream,
     pub tunnel: Arc<Tunnel>,
     pub metrics: Arc<Metrics>,
-    /// The access log's queue (lines are sent while `[access_log]` is on).
-    pub log: Option<Rc<access_log::Sender>>,
+    /// The worker's access log lines (written while `[access_log]` is on).
+    pub log: Option<Rc<access_log::Lines>>,
     pub ids: RequestIds,
     /// HTTP/1 connections' read buffers, lent while they read.
     pub read_buffers: super::front::ReadBuffers,

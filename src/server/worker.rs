@@ -47,14 +47,18 @@ pub(super) fn run(
         }
     };
     let local = tokio::task::LocalSet::new();
+    let log = log.map(|sender| Rc::new(crate::access_log::Lines::new(sender)));
     local.block_on(&runtime, async move {
+        if let Some(lines) = &log {
+            tokio::task::spawn_local(crate::access_log::flush_loop(lines.clone()));
+        }
         let worker = Rc::new(WorkerShared {
             snapshot: snapshot.clone(),
             upstreams: Upstreams::new(),
             legacy_h2: H2Upstream::default(),
             tunnel,
             metrics,
-            log: log.map(Rc::new),
+            log: log.clone(),
             ids: RequestIds::new(),
             read_buffers: Default::default(),
             upgraded: watch::Sender::new(()),
