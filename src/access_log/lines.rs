@@ -97,7 +97,7 @@ mod tests {
         Record {
             request: RequestLine {
                 time: SystemTime::now(),
-                client: "192.0.2.7:4711".parse().unwrap(),
+                client: crate::access_log::address_value("192.0.2.7:4711".parse().unwrap()),
                 method: http::Method::GET,
                 uri: "/".parse().unwrap(),
                 version: http::Version::HTTP_11,
@@ -106,6 +106,7 @@ mod tests {
             },
             started: Instant::now(),
             request_id: None,
+            request_id_generated: false,
             tenant: None,
             slot: table.slot(RouteKind::Rejected, None).clone(),
             server: None,

@@ -28,7 +28,7 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::thread::JoinHandle;
 
 pub use lines::{FLUSH_AFTER, Lines, flush_loop};
-pub use record::{Record, RequestLine};
+pub use record::{Name, Record, RequestLine, address_value};
 pub use writer::Writer;
 
 use crate::metrics::Metrics;

@@ -14,7 +14,9 @@ use crate::metrics::routes::RouteSlot;
 /// the request's buffers).
 pub struct RequestLine {
     pub time: SystemTime,
-    pub client: SocketAddr,
+    /// The client's address and port, as [`address_value`] writes it
+    /// (once per connection).
+    pub client: HeaderValue,
     pub method: Method,
     pub uri: Uri,
     pub version: Version,
@@ -23,12 +25,44 @@ pub struct RequestLine {
     pub user_agent: Option<HeaderValue>,
 }
 
+/// A tenant's name, kept in the record itself when it is short (most
+/// are): no allocation per logged request.
+pub enum Name {
+    Inline { len: u8, bytes: [u8; 31] },
+    Heap(Box<str>),
+}
+
+impl Name {
+    pub fn new(name: &str) -> Name {
+        match u8::try_from(name.len()) {
+            Ok(len) if name.len() <= 31 => {
+                let mut bytes = [0u8; 31];
+                bytes[..name.len()].copy_from_slice(name.as_bytes());
+                Name::Inline { len, bytes }
+            }
+            _ => Name::Heap(name.into()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            // Whole characters were copied: the slice is valid UTF-8.
+            Name::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            Name::Heap(name) => name,
+        }
+    }
+}
+
 /// A request on its way: completed by the response's end, then sent.
 pub struct Record {
     pub request: RequestLine,
     pub started: Instant,
     pub request_id: Option<HeaderValue>,
-    pub tenant: Option<Box<str>>,
+    /// The id is one predictor made (hex digits: no escape check).
+    pub request_id_generated: bool,
+    pub tenant: Option<Name>,
     pub slot: Arc<RouteSlot>,
     /// The webserver or legacy balancer that answered.
     pub server: Option<SocketAddr>,
@@ -42,11 +76,24 @@ pub struct Record {
     pub bytes_out: u64,
 }
 
-/// `,"name":`, a member's key as one literal.
+/// A member's key as literals: `,"name":`, `,"name":"` (a string
+/// follows) and `,"name":null`, so that each is one copy of known length.
 macro_rules! member {
     ($name:literal) => {
-        concat!(",\"", $name, "\":")
+        Key {
+            name: concat!(",\"", $name, "\":"),
+            quoted: concat!(",\"", $name, "\":\""),
+            null: concat!(",\"", $name, "\":null"),
+        }
     };
+}
+
+/// See [`member!`].
+#[derive(Clone, Copy)]
+struct Key {
+    name: &'static str,
+    quoted: &'static str,
+    null: &'static str,
 }
 
 /// The JSON line, written field by field into one buffer (the schema is
@@ -56,38 +103,37 @@ macro_rules! member {
 struct Json<'a>(&'a mut Vec<u8>);
 
 impl Json<'_> {
-    /// `,"key":`, made by [`member!`] (`time` is the first key, written
-    /// with the brace). Inlined: each key is a literal, so it is one copy
-    /// of known length (no `memcpy` call).
+    /// `,"key":` (`time` is the first key, written with the brace).
+    /// Inlined: each key is a literal, so it is one copy of known length
+    /// (no `memcpy` call).
     #[inline(always)]
-    fn key(&mut self, key: &'static str) {
-        self.0.extend_from_slice(key.as_bytes());
+    fn key(&mut self, key: Key) {
+        self.0.extend_from_slice(key.name.as_bytes());
     }
 
     #[inline(always)]
-    fn str(&mut self, key: &'static str, v: &str) {
-        self.key(key);
-        self.0.push(b'"');
+    fn str(&mut self, key: Key, v: &str) {
+        self.0.extend_from_slice(key.quoted.as_bytes());
         escape_into(self.0, v.as_bytes());
         self.0.push(b'"');
     }
 
     /// A string known to need no escaping.
     #[inline(always)]
-    fn raw(&mut self, key: &'static str, v: &str) {
-        self.key(key);
-        self.0.push(b'"');
-        self.0.extend_from_slice(v.as_bytes());
+    fn raw(&mut self, key: Key, v: &[u8]) {
+        self.0.extend_from_slice(key.quoted.as_bytes());
+        self.0.extend_from_slice(v);
         self.0.push(b'"');
     }
 
-    /// A header's bytes as a string (invalid UTF-8 replaced).
+    /// A header's bytes as a string (invalid UTF-8 replaced), or as they
+    /// are when they are known to need no escaping (`plain`).
     #[inline(always)]
-    fn bytes(&mut self, key: &'static str, v: Option<&HeaderValue>) {
+    fn bytes(&mut self, key: Key, v: Option<&HeaderValue>, plain: bool) {
         match v {
+            Some(v) if plain => self.raw(key, v.as_bytes()),
             Some(v) => {
-                self.key(key);
-                self.0.push(b'"');
+                self.0.extend_from_slice(key.quoted.as_bytes());
                 // Bytes that are not UTF-8 take the slow path, which
                 // replaces them.
                 escape_into(self.0, v.as_bytes());
@@ -98,7 +144,7 @@ impl Json<'_> {
     }
 
     #[inline(always)]
-    fn opt_str(&mut self, key: &'static str, v: Option<&str>) {
+    fn opt_str(&mut self, key: Key, v: Option<&str>) {
         match v {
             Some(v) => self.str(key, v),
             None => self.null(key),
@@ -106,21 +152,36 @@ impl Json<'_> {
     }
 
     #[inline(always)]
-    fn null(&mut self, key: &'static str) {
-        self.key(key);
-        self.0.extend_from_slice(b"null");
+    fn null(&mut self, key: Key) {
+        self.0.extend_from_slice(key.null.as_bytes());
     }
 
     #[inline(always)]
-    fn uint(&mut self, key: &'static str, v: u64) {
+    fn uint(&mut self, key: Key, v: u64) {
         self.key(key);
         self.0
             .extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
     }
 
+    /// A status code: three digits (100 to 999, as parsed).
+    #[inline(always)]
+    fn status(&mut self, key: Key, v: u16) {
+        self.key(key);
+        if (100..1000).contains(&v) {
+            self.0.extend_from_slice(&[
+                b'0' + (v / 100) as u8,
+                b'0' + (v / 10 % 10) as u8,
+                b'0' + (v % 10) as u8,
+            ]);
+        } else {
+            self.0
+                .extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+        }
+    }
+
     /// Milliseconds to the microsecond (`12.345`).
     #[inline(always)]
-    fn ms(&mut self, key: &'static str, d: Option<Duration>) {
+    fn ms(&mut self, key: Key, d: Option<Duration>) {
         let Some(d) = d else {
             return self.null(key);
         };
@@ -149,33 +210,44 @@ impl Json<'_> {
     }
 
     #[inline(always)]
-    fn address(&mut self, key: &'static str, a: Option<SocketAddr>) {
+    fn address(&mut self, key: Key, a: Option<SocketAddr>) {
         let Some(a) = a else {
             return self.null(key);
         };
-        self.key(key);
+        self.0.extend_from_slice(key.quoted.as_bytes());
+        address_into(self.0, a);
         self.0.push(b'"');
-        match a {
-            SocketAddr::V4(v4) => {
-                let mut digits = itoa::Buffer::new();
-                for (i, octet) in v4.ip().octets().into_iter().enumerate() {
-                    if i > 0 {
-                        self.0.push(b'.');
-                    }
-                    self.0.extend_from_slice(digits.format(octet).as_bytes());
+    }
+}
+
+/// `a` as the log writes it (`192.0.2.7:4711`, `[2001:db8::1]:443`): for a
+/// connection's client, written once per connection.
+pub fn address_value(a: SocketAddr) -> HeaderValue {
+    let mut out = Vec::with_capacity(21);
+    address_into(&mut out, a);
+    HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("-"))
+}
+
+#[inline(always)]
+fn address_into(out: &mut Vec<u8>, a: SocketAddr) {
+    match a {
+        SocketAddr::V4(v4) => {
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
                 }
-                self.0.push(b':');
-                self.0
-                    .extend_from_slice(digits.format(v4.port()).as_bytes());
+                out.extend_from_slice(digits.format(octet).as_bytes());
             }
-            // `Display` for addresses costs a few thousand instructions:
-            // IPv4 is written digit by digit above.
-            SocketAddr::V6(_) => {
-                use std::io::Write;
-                let _ = write!(self.0, "{a}");
-            }
+            out.push(b':');
+            out.extend_from_slice(digits.format(v4.port()).as_bytes());
         }
-        self.0.push(b'"');
+        // `Display` for addresses costs a few thousand instructions: IPv4
+        // is written digit by digit above.
+        SocketAddr::V6(_) => {
+            use std::io::Write;
+            let _ = write!(out, "{a}");
+        }
     }
 }
 
@@ -272,23 +344,27 @@ impl Record {
         j.0.extend_from_slice(b"{\"time\":\"");
         rfc3339(r.time, j.0);
         j.0.push(b'"');
-        j.bytes(member!("request_id"), self.request_id.as_ref());
-        j.address(member!("client"), Some(r.client));
+        j.bytes(
+            member!("request_id"),
+            self.request_id.as_ref(),
+            self.request_id_generated,
+        );
+        j.raw(member!("client"), r.client.as_bytes());
         // A method is a token: no byte of it needs escaping.
-        j.raw(member!("method"), r.method.as_str());
+        j.raw(member!("method"), r.method.as_str().as_bytes());
         j.str(
             member!("target"),
             r.uri
                 .path_and_query()
                 .map_or_else(|| r.uri.path(), |p| p.as_str()),
         );
-        j.raw(member!("version"), version(r.version));
-        j.bytes(member!("host"), r.host.as_ref());
-        j.opt_str(member!("tenant"), self.tenant.as_deref());
+        j.raw(member!("version"), version(r.version).as_bytes());
+        j.bytes(member!("host"), r.host.as_ref(), false);
+        j.opt_str(member!("tenant"), self.tenant.as_ref().map(Name::as_str));
         // `"route":…,"tier":…,"pool":…`, written once per config.
         j.0.extend_from_slice(self.slot.log_members.as_bytes());
         j.address(member!("server"), self.server);
-        j.uint(member!("status"), u64::from(self.status));
+        j.status(member!("status"), self.status);
         j.uint(
             member!("bytes_in"),
             self.bytes_in
@@ -298,7 +374,7 @@ impl Record {
         j.uint(member!("bytes_out"), self.bytes_out);
         j.ms(member!("duration_ms"), Some(self.started.elapsed()));
         j.ms(member!("upstream_ms"), self.upstream);
-        j.bytes(member!("user_agent"), r.user_agent.as_ref());
+        j.bytes(member!("user_agent"), r.user_agent.as_ref(), false);
         j.key(member!("completed"));
         j.0.extend_from_slice(if completed { b"true}\n" } else { b"false}\n" });
     }
@@ -342,7 +418,7 @@ mod tests {
         let record = Record {
             request: RequestLine {
                 time: SystemTime::UNIX_EPOCH + Duration::from_millis(1_500),
-                client: "192.0.2.7:4711".parse().unwrap(),
+                client: address_value("192.0.2.7:4711".parse().unwrap()),
                 method: Method::POST,
                 uri: "/a/b?c=d%20e".parse().unwrap(),
                 version: Version::HTTP_2,
@@ -351,7 +427,8 @@ mod tests {
             },
             started: Instant::now(),
             request_id: Some(HeaderValue::from_static("abc")),
-            tenant: Some("t1".into()),
+            request_id_generated: false,
+            tenant: Some(Name::new("t1")),
             slot,
             server: Some("10.0.0.1:80".parse().unwrap()),
             status: 201,
@@ -383,16 +460,24 @@ mod tests {
         assert_eq!(v["completed"], true);
         // The second is cached; the milliseconds are not.
         let mut later = Record {
+            request_id: Some(HeaderValue::from_static("00ff")),
+            request_id_generated: true,
             request: RequestLine {
                 time: SystemTime::UNIX_EPOCH + Duration::from_millis(1_007),
-                client: "[2001:db8::1]:443".parse().unwrap(),
+                client: address_value("[2001:db8::1]:443".parse().unwrap()),
                 ..record.request
             },
             ..record
         };
+        later.tenant = Some(Name::new("a-tenant-name-longer-than-31-bytes-é"));
         let v: serde_json::Value = serde_json::from_slice(&later.line(true)).unwrap();
+        assert_eq!(v["tenant"], "a-tenant-name-longer-than-31-bytes-é");
+        later.tenant = Some(Name::new("exactly-thirty-one-bytes-lon-é"));
+        let v: serde_json::Value = serde_json::from_slice(&later.line(true)).unwrap();
+        assert_eq!(v["tenant"], "exactly-thirty-one-bytes-lon-é");
         assert_eq!(v["time"], "1970-01-01T00:00:01.007Z");
         assert_eq!(v["client"], "[2001:db8::1]:443");
+        assert_eq!(v["request_id"], "00ff");
         later.request.time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_547_200);
         let v: serde_json::Value = serde_json::from_slice(&later.line(true)).unwrap();
         assert_eq!(v["time"], "2025-12-01T00:00:00.000Z");

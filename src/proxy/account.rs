@@ -29,15 +29,11 @@ impl Account {
     /// on); until routed, it counts as rejected.
     pub fn log_from(
         &mut self,
-        client: SocketAddr,
+        client: HeaderValue,
         req: &Request<RequestBody>,
         started: Instant,
         routes: &RouteTable,
     ) {
-        let authority = req
-            .uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
         self.log = Some(Box::new(Record {
             request: RequestLine {
                 time: std::time::SystemTime::now(),
@@ -45,11 +41,13 @@ impl Account {
                 method: req.method().clone(),
                 uri: req.uri().clone(),
                 version: req.version(),
-                host: authority.or_else(|| req.headers().get(header::HOST).cloned()),
+                // Set by [`Account::checked`].
+                host: None,
                 user_agent: req.headers().get(header::USER_AGENT).cloned(),
             },
             started,
             request_id: None,
+            request_id_generated: false,
             tenant: None,
             slot: routes.slot(RouteKind::Rejected, None).clone(),
             server: None,
@@ -60,21 +58,44 @@ impl Account {
         }));
     }
 
+    /// The check found the request's `authority` (the one it is routed
+    /// by, as sent), or refused it (`None`: the log then keeps what it
+    /// came with).
+    pub fn checked(&mut self, req: &Request<RequestBody>, authority: Option<&HeaderValue>) {
+        if let Some(log) = &mut self.log {
+            log.request.host = match authority {
+                Some(a) => Some(a.clone()),
+                None => req
+                    .uri()
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                    .or_else(|| req.headers().get(header::HOST).cloned()),
+            };
+        }
+    }
+
     /// The request is routed: its series, and its tenant's name.
     pub fn routed(&mut self, slot: &Arc<RouteSlot>, tenant: Option<&str>) {
         if let Some(log) = &mut self.log {
             log.slot = slot.clone();
-            log.tenant = tenant.map(Into::into);
+            log.tenant = tenant.map(crate::access_log::Name::new);
         }
         self.slot = Some(slot.clone());
     }
 
     /// The body sent upstream: counted for the log, which also keeps the
     /// request id.
-    pub fn request_body(&mut self, body: RequestBody, id: HeaderValue) -> RequestBody {
+    /// (`generated`: predictor made the id.)
+    pub fn request_body(
+        &mut self,
+        body: RequestBody,
+        id: HeaderValue,
+        generated: bool,
+    ) -> RequestBody {
         match &mut self.log {
             Some(log) => {
                 log.request_id = Some(id);
+                log.request_id_generated = generated;
                 if body.is_end_stream() {
                     // Nothing to count (logged as 0): no counter to share.
                     return body;
@@ -106,15 +127,15 @@ impl Account {
         status: StatusCode,
         started: Instant,
         worker: &WorkerShared,
-    ) -> Option<Box<(Record, Rc<Lines>)>> {
+    ) -> Option<(Box<Record>, Rc<Lines>)> {
         if let Some(slot) = &self.slot {
             slot.answered(status);
             slot.duration.record(started.elapsed().as_secs_f64());
         }
         match (self.log, &worker.log) {
-            (Some(mut record), Some(sender)) => {
+            (Some(mut record), Some(lines)) => {
                 record.status = status.as_u16();
-                Some(Box::new((*record, sender.clone())))
+                Some((record, lines.clone()))
             }
             _ => None,
         }

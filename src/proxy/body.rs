@@ -134,7 +134,7 @@ pub struct ResponseBody {
     /// The request's count on its server, until the body ends.
     _in_flight: Option<InFlight>,
     /// The access log record, sent when the body is dropped.
-    log: Option<Box<(Record, Rc<Lines>)>>,
+    log: Option<(Box<Record>, Rc<Lines>)>,
     /// The last frame has been passed on.
     ended: bool,
     /// The response's fields, written by the HTTP/1.1 upstream side (not
@@ -228,7 +228,7 @@ impl ResponseBody {
     /// Ties the request's lifetime to this body, and sends `log` to the
     /// access log when the body is dropped. (Setters, not builders: the
     /// body is a few hundred bytes, and each by-value step was a copy.)
-    pub fn set_request(&mut self, active: ActiveRequest, log: Option<Box<(Record, Rc<Lines>)>>) {
+    pub fn set_request(&mut self, active: ActiveRequest, log: Option<(Box<Record>, Rc<Lines>)>) {
         self._active = Some(active);
         self.log = log;
     }
@@ -237,7 +237,7 @@ impl ResponseBody {
 impl Drop for ResponseBody {
     fn drop(&mut self) {
         if let Some(log) = self.log.take() {
-            let (record, lines) = &*log;
+            let (record, lines) = &log;
             let completed =
                 self.ended || self.is_end_stream() || record.request.method == http::Method::HEAD;
             lines.push(record, completed);

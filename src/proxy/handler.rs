@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
 use super::account::Account;
@@ -58,6 +58,9 @@ pub struct ConnCtx {
     /// The TLS server name the client asked for (normalised), on a
     /// connection terminated here.
     pub sni: Option<host::Host>,
+    /// The client's address as the access log writes it (made by the
+    /// connection's first logged request).
+    log_client: std::cell::OnceCell<HeaderValue>,
 }
 
 impl ConnCtx {
@@ -76,7 +79,15 @@ impl ConnCtx {
             peer,
             proto,
             sni: None,
+            log_client: std::cell::OnceCell::new(),
         }
+    }
+
+    /// The client's address for the access log.
+    pub fn log_client(&self) -> HeaderValue {
+        self.log_client
+            .get_or_init(|| access_log::address_value(self.peer))
+            .clone()
     }
 }
 
@@ -168,15 +179,17 @@ fn forward<'a>(
             let snap = ctx.worker.snapshot.load();
             let routes = snap.route_metrics(&ctx.worker.metrics);
             if snap.config.access_log.is_some() && ctx.worker.log.is_some() {
-                account.log_from(ctx.peer, &req, started, routes);
+                account.log_from(ctx.log_client(), &req, started, routes);
             }
             let checked = match check::check(ctx, &req, &scan, &snap) {
                 Ok(found) => found,
                 Err(e) => {
+                    account.checked(&req, None);
                     account.routed(routes.slot(RouteKind::Rejected, None), None);
                     return Err(e);
                 }
             };
+            account.checked(&req, checked.authority.as_ref());
             let decision = match &checked.host {
                 Some(h) => snap.route(h),
                 None => routing::route_unknown(&snap.config),

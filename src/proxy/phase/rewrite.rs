@@ -88,9 +88,9 @@ pub fn request(
     }
     .edits(&parts.headers, scan);
     // A trusted proxy's request id goes on; anyone else's is replaced.
-    let id = match parts.headers.get(&fixed.id_header) {
-        Some(v) if fixed.trusted && !v.is_empty() => v.clone(),
-        _ => ctx.worker.ids.next(),
+    let (id, generated) = match parts.headers.get(&fixed.id_header) {
+        Some(v) if fixed.trusted && !v.is_empty() => (v.clone(), false),
+        _ => (ctx.worker.ids.next(), true),
     };
     forward.edits = Some(Edits::new(
         &parts.headers,
@@ -106,6 +106,6 @@ pub fn request(
     ));
     parts.uri = origin_form(parts.uri);
     parts.version = Version::HTTP_11;
-    let body = account.request_body(body, id);
+    let body = account.request_body(body, id, generated);
     Request::from_parts(parts, body)
 }
