@@ -504,15 +504,15 @@ async fn sigusr1_reopens_the_access_log_and_sigterm_writes_it_out() {
     assert_eq!(log_lines(&rotated)[0]["target"], "/first");
     assert!(log_lines(&path).iter().all(|l| l["target"] == "/after"));
 
-    // The last request's line is written before the process exits. (The
-    // lines of the `/after` requests above may still be on their way:
-    // only the last one is counted.)
+    // The last request's line is written before the process exits: the
+    // stopping workers hand over what they hold. (Each worker's lines are
+    // in order; two workers' batches may interleave, so `/last` need not be
+    // the file's last line.)
     assert_eq!(get(addr, "gold.example", "/last").await.status, 200);
     run.signal("-TERM");
     assert!(run.exit(WAIT).await.success());
     let after = log_lines(&path);
     assert_eq!(after.iter().filter(|l| l["target"] == "/last").count(), 1);
-    assert_eq!(after.last().unwrap()["target"], "/last");
 }
 
 /// `predictor run` on `f`, its listener and admin addresses.
