@@ -1,6 +1,7 @@
 //! The client side of HTTP/1.x conversations, over raw sockets: pipelined
 //! requests, `Expect: 100-continue`, HTTP/1.0 clients, and a client that
-//! reads slowly (backpressure: the response is not buffered whole).
+//! reads slowly (backpressure: the response is not buffered whole), and a
+//! lingering close after a body left unread.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -226,4 +227,38 @@ async fn a_slow_reader_holds_the_upstream_back() {
     }
     assert_eq!(got, SIZE);
     server.await.unwrap();
+}
+
+/// A request answered without its body being read (the site is in
+/// maintenance) is closed cleanly while the client goes on sending: the
+/// rest of the body is read and dropped for a while (a lingering close),
+/// where closing at once would make the kernel answer the unread bytes with
+/// a reset (and a reset destroys an answer the client has not read yet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unread_body_gets_a_lingering_close_not_a_reset() {
+    let up = echo_path().await;
+    let f = Folder::new(
+        &config_toml(&[("web", vec![("w", up.addr)])], None, ""),
+        "s.example\tt\tweb\tf\n",
+        "default = \"maintenance\"\n",
+    );
+    let p = Proxy::start(&f);
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: s.example\r\nContent-Length: 1000000\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_response(&mut s).await;
+    assert_eq!(status_of(&answer), 503, "{answer}");
+    // The answer is out and the connection is closing; the client, which
+    // did not wait for it, is still sending its body.
+    s.write_all(&vec![b'x'; 200_000]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.write_all(b"x").await.expect("the connection was reset");
+    let mut rest = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut rest))
+        .await
+        .expect("the connection did not close")
+        .expect("the connection was reset");
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    assert!(up.requests().is_empty(), "nothing reached the webserver");
 }
