@@ -14,7 +14,9 @@
 # counted. CG_CLOSE=1 measures `Connection: close` requests instead: one new
 # client connection per request (sequential, from a small Python client),
 # 200 and 2,200 requests. CG_H2=1 measures an h2c front instead (h2load,
-# 16 connections of 8 concurrent streams, prior knowledge).
+# 16 connections of 8 concurrent streams, prior knowledge). CG_BROWSER=1
+# adds the fields a browser sends (12 in all, ~700 bytes of head) to the
+# keep-alive and h2c requests, instead of h2load's two.
 set -euo pipefail
 bin=$(realpath "${1:-target/dist/predictor}")
 work=$(mktemp -d)
@@ -42,6 +44,23 @@ servers = [{ id = "web-1", address = "127.0.0.1:$origin" }]
 TOML
 if [ -n "${CG_ACCESS_LOG:-}" ]; then
   printf '[access_log]\noutput = "%s"\n' "$work/access.log" >> "$work/cfg/predictor.toml"
+fi
+
+extra=()
+if [ -n "${CG_BROWSER:-}" ]; then
+  extra=(
+    -H 'user-agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36'
+    -H 'accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8'
+    -H 'accept-language: en-US,en;q=0.9,fr;q=0.8'
+    -H 'accept-encoding: gzip, deflate, br'
+    -H 'cookie: session=3f2a9c1b7e6d4a5f8b0c2d1e; theme=dark; consent=yes'
+    -H 'referer: http://bench.example/index.html'
+    -H 'sec-ch-ua: "Chromium";v="120", "Not?A_Brand";v="24"'
+    -H 'sec-ch-ua-mobile: ?0'
+    -H 'sec-fetch-dest: document'
+    -H 'sec-fetch-mode: navigate'
+    -H 'upgrade-insecure-requests: 1'
+  )
 fi
 
 run() {
@@ -72,10 +91,10 @@ for _ in range(n):
 print(f"requests: {n} total, {ok} succeeded")
 PY
   elif [ -n "${CG_H2:-}" ]; then
-    h2load -n "$n" -c 16 -m 8 -H ':authority: bench.example' "http://127.0.0.1:$port/" \
+    h2load -n "$n" -c 16 -m 8 -H ':authority: bench.example' "${extra[@]}" "http://127.0.0.1:$port/" \
       | grep -E '^requests:' >&2
   else
-    h2load --h1 -n "$n" -c 64 -H ':authority: bench.example' "http://127.0.0.1:$port/" \
+    h2load --h1 -n "$n" -c 64 -H ':authority: bench.example' "${extra[@]}" "http://127.0.0.1:$port/" \
       | grep -E '^requests:' >&2
   fi
   kill -TERM "$pid"

@@ -170,7 +170,7 @@ pub fn refuse(ctx: &ConnCtx, e: ProxyError) -> Response<ResponseBody> {
 #[allow(clippy::manual_async_fn)]
 fn forward<'a>(
     ctx: &'a ConnCtx,
-    req: Request<RequestBody>,
+    mut req: Request<RequestBody>,
     account: &'a mut Account,
     started: std::time::Instant,
 ) -> impl std::future::Future<Output = Result<Response<ResponseBody>, ProxyError>> + 'a {
@@ -181,7 +181,7 @@ fn forward<'a>(
         // before the exchange's `.await`, so it takes no room in this future
         // (hyper keeps the future for a connection's life, and spawns a task
         // holding it per HTTP/2 stream).
-        let (mut request, via_back) = {
+        let via_back = {
             let scan = Scan::of(req.headers());
             let snap = ctx.worker.snapshot.load();
             let routes = snap.route_metrics(&ctx.worker.metrics);
@@ -209,22 +209,22 @@ fn forward<'a>(
             }
             let (fixed, via_back) = rewrite::Fixed::of(&snap, ctx.peer.ip(), req.version());
             drop(snap);
-            let request = rewrite::request(
+            rewrite::request(
                 ctx,
-                req,
+                &mut req,
                 &scan,
                 checked.authority,
                 fixed,
                 &mut forward,
                 account,
             );
-            (request, via_back)
+            via_back
         };
         let h2c = send::h2c(&forward);
         if h2c {
             // hyper's HTTP/2 client sends the map: the edits go into it.
             if let Some(edits) = forward.edits.take() {
-                edits.apply(request.headers_mut());
+                edits.apply(req.headers_mut());
             }
         }
         let result = {
@@ -236,7 +236,7 @@ fn forward<'a>(
                 Box::pin(
                     worker
                         .legacy_h2
-                        .send(forward.targets[0], request, &settings),
+                        .send(forward.targets[0], take(&mut req), &settings),
                 )
                 .await
             } else {
@@ -246,7 +246,7 @@ fn forward<'a>(
                     .upstreams
                     .send(
                         targets,
-                        request,
+                        &mut req,
                         forward.edits.as_ref(),
                         &settings,
                         upgrade,
@@ -260,4 +260,10 @@ fn forward<'a>(
         send::outcome(ctx, &mut forward, &result, started, account);
         respond::respond(result?, &mut forward, via_back)
     }
+}
+
+/// The request, leaving an empty one in its place (for the HTTP/2 legacy
+/// client, which takes it by value).
+fn take(req: &mut Request<RequestBody>) -> Request<RequestBody> {
+    std::mem::replace(req, Request::new(RequestBody::empty()))
 }

@@ -49,21 +49,22 @@ impl Fixed {
     }
 }
 
-/// Rewrites `req` for `forward` with `fixed`; `authority` is the one it
-/// was routed by. The client's header fields stay as they came: what this
-/// hop changes goes to `forward.edits`, applied as the upstream head is
-/// written. The request for the upstream (`forward.upgrade` says whether
-/// it asks to upgrade).
+/// Rewrites `req` in place for `forward` with `fixed` (in place: a request
+/// is ~270 bytes, and taking it apart and back by value was three copies);
+/// `authority` is the one it was routed by. The client's header fields stay
+/// as they came: what this hop changes goes to `forward.edits`, applied as
+/// the upstream head is written. `forward.upgrade` says whether it asks to
+/// upgrade.
 #[inline]
 pub fn request(
     ctx: &ConnCtx,
-    req: Request<RequestBody>,
+    req: &mut Request<RequestBody>,
     scan: &Scan,
     authority: Option<HeaderValue>,
     fixed: Fixed,
     forward: &mut Forward,
     account: &mut Account,
-) -> Request<RequestBody> {
+) {
     let version = req.version();
     let upgrade = if version == Version::HTTP_11 {
         headers::upgrade_protocol(req.headers(), scan).cloned()
@@ -72,9 +73,8 @@ pub fn request(
     };
     forward.upgrade = upgrade.is_some();
     forward.client_h2 = version == Version::HTTP_2;
-    let (mut parts, body) = req.into_parts();
     if version == Version::HTTP_2 {
-        headers::merge_cookies(&mut parts.headers, scan);
+        headers::merge_cookies(req.headers_mut(), scan);
     }
     // HTTP/1.1 needs a Host, empty when the target has none.
     let host = authority.unwrap_or_else(|| HeaderValue::from_static(""));
@@ -86,14 +86,14 @@ pub fn request(
         via: &fixed.via,
         forwarded: fixed.forwarded,
     }
-    .edits(&parts.headers, scan);
+    .edits(req.headers(), scan);
     // A trusted proxy's request id goes on; anyone else's is replaced.
-    let (id, generated) = match parts.headers.get(&fixed.id_header) {
+    let (id, generated) = match req.headers().get(&fixed.id_header) {
         Some(v) if fixed.trusted && !v.is_empty() => (v.clone(), false),
         _ => (ctx.worker.ids.next(), true),
     };
     forward.edits = Some(Edits::new(
-        &parts.headers,
+        req.headers(),
         edits::Parts {
             scan: *scan,
             upgrade,
@@ -104,8 +104,9 @@ pub fn request(
             marker: forward.legacy.as_ref().map(|l| l.marker.clone()),
         },
     ));
-    parts.uri = origin_form(parts.uri);
-    parts.version = Version::HTTP_11;
-    let body = account.request_body(body, id, generated);
-    Request::from_parts(parts, body)
+    let uri = std::mem::take(req.uri_mut());
+    *req.uri_mut() = origin_form(uri);
+    *req.version_mut() = Version::HTTP_11;
+    let body = std::mem::replace(req.body_mut(), RequestBody::empty());
+    *req.body_mut() = account.request_body(body, id, generated);
 }

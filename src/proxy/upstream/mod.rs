@@ -115,22 +115,20 @@ impl Upstreams {
     pub async fn send(
         self: &Rc<Self>,
         targets: &[SocketAddr],
-        req: Request<RequestBody>,
+        req: &mut Request<RequestBody>,
         edits: Option<&Edits>,
         settings: &Settings<'_>,
         upgrade: bool,
         to_h2: bool,
     ) -> Result<Exchange, ProxyError> {
-        let (parts, mut body) = req.into_parts();
+        let mut body = std::mem::replace(req.body_mut(), RequestBody::empty());
         let to = Answering {
-            head: parts.method == Method::HEAD,
+            head: req.method() == Method::HEAD,
             upgrade,
         };
-        let repeatable =
-            !matches!(settings.retry, Retry::Never) && repeatable(&parts.method, &body);
+        let repeatable = !matches!(settings.retry, Retry::Never) && repeatable(req.method(), &body);
         let mut bytes = self.buffer();
-        let framing = wire::request_head(&parts, edits, body.is_end_stream(), &mut bytes);
-        drop(parts);
+        let framing = wire::request_head(req, edits, body.is_end_stream(), &mut bytes);
         let mut out = Outgoing::new(bytes, framing);
         let mut last = None;
         let mut opened = 0;

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{StatusCode, request};
+use http::{Request, StatusCode};
 
 use super::super::edits::Edits;
 use super::super::h1::ResponseFraming;
@@ -17,19 +17,19 @@ use crate::model::headers::is_hop_by_hop;
 /// `edits` on the way (the client's fields that stay, then this hop's);
 /// `bodiless` when its body has ended. Returns how its body follows: a
 /// body of unknown length goes chunked.
-pub(super) fn request_head(
-    req: &request::Parts,
+pub(super) fn request_head<B>(
+    req: &Request<B>,
     edits: Option<&Edits>,
     bodiless: bool,
     out: &mut Vec<u8>,
 ) -> BodyOut {
-    out.extend_from_slice(req.method.as_str().as_bytes());
+    out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');
-    let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut length = false;
-    for (name, value) in &req.headers {
+    for (name, value) in req.headers() {
         if edits.is_some_and(|e| e.drops(name)) {
             continue;
         }
@@ -233,8 +233,7 @@ mod tests {
         req.headers_mut()
             .append("x-two", HeaderValue::from_static("2"));
         let mut out = Vec::new();
-        let (parts, ()) = req.into_parts();
-        assert_eq!(request_head(&parts, None, true, &mut out), BodyOut::Done);
+        assert_eq!(request_head(&req, None, true, &mut out), BodyOut::Done);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "GET /a/b?c=d HTTP/1.1\r\nhost: site.example\r\nx-two: 1\r\nx-two: 2\r\n\r\n"
