@@ -8,7 +8,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use super::forwarding::ForwardingEdits;
 use super::headers::{self, Scan};
-use crate::model::headers::hop_bit;
+use crate::model::headers::is_hop_by_hop;
 
 /// The edits of one forwarded request's fields.
 #[derive(Debug)]
@@ -65,13 +65,20 @@ impl Edits {
     /// replaced by this hop.
     #[inline]
     pub fn drops(&self, name: &HeaderName) -> bool {
-        *name == header::HOST
-            || hop_bit(name) != 0
+        self.drops_raw(name.as_str().as_bytes())
+    }
+
+    /// [`Edits::drops`] for a name as the client wrote it (any case).
+    #[inline]
+    pub fn drops_raw(&self, name: &[u8]) -> bool {
+        let is = |n: &HeaderName| n.as_str().as_bytes().eq_ignore_ascii_case(name);
+        name.eq_ignore_ascii_case(b"host")
+            || is_hop_by_hop(name)
             || self.forwarding.drops(name)
-            || *name == self.id.0
-            || self.tenant.as_ref().is_some_and(|(n, _)| n == name)
-            || self.marker.as_ref().is_some_and(|(n, _)| n == name)
-            || (!self.listed.is_empty() && self.listed.contains(name))
+            || is(&self.id.0)
+            || self.tenant.as_ref().is_some_and(|(n, _)| is(n))
+            || self.marker.as_ref().is_some_and(|(n, _)| is(n))
+            || (!self.listed.is_empty() && self.listed.iter().any(is))
     }
 
     /// Calls `f` with each field this hop adds, in order.

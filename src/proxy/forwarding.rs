@@ -182,16 +182,18 @@ impl ForwardingEdits {
 
     /// Whether the client's field `name` is left out (it is replaced or
     /// removed).
+    /// `name` as written (any case; a `HeaderName`'s is lowercase).
     #[inline]
-    pub fn drops(&self, name: &HeaderName) -> bool {
-        if *name == header::FORWARDED {
-            return !matches!(self.forwarded, Edit::Keep);
-        }
-        // Custom names compare by length first: cheap for the others.
-        match name.as_str().len() {
-            15 => *name == X_FORWARDED_FOR,
-            16 => *name == X_FORWARDED_HOST && !matches!(self.xfh, Edit::Keep),
-            17 => *name == X_FORWARDED_PROTO && (self.replace_xfp || self.xfp.is_some()),
+    pub fn drops(&self, name: &[u8]) -> bool {
+        // By length first: one compare rules out the others.
+        match name.len() {
+            9 => name.eq_ignore_ascii_case(b"forwarded") && !matches!(self.forwarded, Edit::Keep),
+            15 => name.eq_ignore_ascii_case(b"x-forwarded-for"),
+            16 => name.eq_ignore_ascii_case(b"x-forwarded-host") && !matches!(self.xfh, Edit::Keep),
+            17 => {
+                name.eq_ignore_ascii_case(b"x-forwarded-proto")
+                    && (self.replace_xfp || self.xfp.is_some())
+            }
             _ => false,
         }
     }
@@ -297,7 +299,7 @@ mod tests {
             |n: &HeaderName, v: &HeaderValue| (n.to_string(), v.to_str().unwrap().to_string());
         let mut written: Vec<(String, String)> = h
             .iter()
-            .filter(|(n, _)| !edits.drops(n))
+            .filter(|(n, _)| !edits.drops(n.as_str().as_bytes()))
             .map(|(n, v)| line(n, v))
             .collect();
         edits.each_added(|n, v| written.push(line(n, v)));

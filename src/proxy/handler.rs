@@ -17,11 +17,12 @@ use super::body::{RequestBody, ResponseBody};
 use super::client_io::ConnShared;
 use super::error::{ProxyError, Side};
 use super::forwarding::Client;
+use super::h1::RawFields;
 use super::headers::Scan;
 use super::phase::plan;
 use super::phase::{check, respond, rewrite, send};
 use super::request_id::RequestIds;
-use super::upstream::{H2Upstream, Upstreams};
+use super::upstream::{ClientFields, H2Upstream, Upstreams};
 use crate::access_log;
 use crate::legacy::Tunnel;
 use crate::metrics::Metrics;
@@ -112,7 +113,7 @@ pub fn handle(
     async move {
         // hyper writes the map: the upstream side filled it for this
         // HTTP/2 client (`Forward::client_h2`).
-        Ok(Box::pin(answer(&ctx, req.map(RequestBody::h2))).await)
+        Ok(Box::pin(answer(&ctx, req.map(RequestBody::h2), None)).await)
     }
 }
 
@@ -122,13 +123,14 @@ pub fn handle(
 pub fn answer<'a>(
     ctx: &'a ConnCtx,
     req: Request<RequestBody>,
+    raw: Option<RawFields<'a>>,
 ) -> impl std::future::Future<Output = Response<ResponseBody>> + 'a {
     async move {
         let active = ctx.conn.begin();
         let started = std::time::Instant::now();
         let method = req.method().clone();
         let mut account = Account::default();
-        let mut response = match forward(ctx, req, &mut account, started).await {
+        let mut response = match forward(ctx, req, raw, &mut account, started).await {
             Ok(r) => r,
             Err(e) => {
                 match e.side() {
@@ -171,6 +173,7 @@ pub fn refuse(ctx: &ConnCtx, e: ProxyError) -> Response<ResponseBody> {
 fn forward<'a>(
     ctx: &'a ConnCtx,
     mut req: Request<RequestBody>,
+    raw: Option<RawFields<'a>>,
     account: &'a mut Account,
     started: std::time::Instant,
 ) -> impl std::future::Future<Output = Result<Response<ResponseBody>, ProxyError>> + 'a {
@@ -247,7 +250,10 @@ fn forward<'a>(
                     .send(
                         targets,
                         &mut req,
-                        forward.edits.as_ref(),
+                        ClientFields {
+                            raw,
+                            edits: forward.edits.as_ref(),
+                        },
                         &settings,
                         upgrade,
                         forward.client_h2,

@@ -218,7 +218,15 @@ pub async fn serve<S: ClientStream + 'static>(
             closing: !head.keeps_alive(),
         };
         let response = match inbound::request(&head, &bytes, body) {
-            Ok(req) => handler::answer(ctx, req).await,
+            Ok(req) => {
+                // The fields go upstream as the client wrote them, in runs
+                // of the head's bytes.
+                let raw = super::h1::RawFields {
+                    bytes: &bytes,
+                    fields: &head.fields,
+                };
+                handler::answer(ctx, req, Some(raw)).await
+            }
             Err(e) => handler::refuse(ctx, e),
         };
         drop(bytes);

@@ -40,6 +40,14 @@ pub struct Field {
     pub value: Range<usize>,
 }
 
+/// A parsed head's fields as the client sent them: the head's bytes and
+/// the ranges of its fields, for writing them on as runs of those bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct RawFields<'a> {
+    pub bytes: &'a [u8],
+    pub fields: &'a [Field],
+}
+
 /// The protocol version of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {

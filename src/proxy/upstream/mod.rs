@@ -42,7 +42,6 @@ use http_body::Body;
 use tokio::time::Instant;
 
 use super::body::RequestBody;
-use super::edits::Edits;
 use super::error::ProxyError;
 use super::h1::response::Answering;
 use conn::{Failure, Outgoing};
@@ -52,7 +51,7 @@ pub use h2::H2Upstream;
 pub use pool::Upstreams;
 use pool::open;
 pub use received::{BodyError, H1Body, Received};
-pub use wire::Fields;
+pub use wire::{ClientFields, Fields};
 
 /// What to do with a bodiless idempotent request whose connection died
 /// before any answer (RFC 9110 §9.2.2: it may be sent again).
@@ -116,7 +115,7 @@ impl Upstreams {
         self: &Rc<Self>,
         targets: &[SocketAddr],
         req: &mut Request<RequestBody>,
-        edits: Option<&Edits>,
+        fields: wire::ClientFields<'_>,
         settings: &Settings<'_>,
         upgrade: bool,
         to_h2: bool,
@@ -128,7 +127,7 @@ impl Upstreams {
         };
         let repeatable = !matches!(settings.retry, Retry::Never) && repeatable(req.method(), &body);
         let mut bytes = self.buffer();
-        let framing = wire::request_head(req, edits, body.is_end_stream(), &mut bytes);
+        let framing = wire::request_head(req, fields, body.is_end_stream(), &mut bytes);
         let mut out = Outgoing::new(bytes, framing);
         let mut last = None;
         let mut opened = 0;

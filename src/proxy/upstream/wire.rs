@@ -8,33 +8,59 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, StatusCode};
 
 use super::super::edits::Edits;
-use super::super::h1::ResponseFraming;
 use super::super::h1::response::{ResponseError, ResponseHead};
+use super::super::h1::{RawFields, ResponseFraming};
 use super::conn::BodyOut;
 use crate::model::headers::is_hop_by_hop;
+
+/// A request's fields on their way upstream: the head the client sent
+/// them in (HTTP/1.x; `None`: they are the request's map), and what this
+/// hop changes in them.
+#[derive(Clone, Copy, Default)]
+pub struct ClientFields<'a> {
+    pub raw: Option<RawFields<'a>>,
+    pub edits: Option<&'a Edits>,
+}
 
 /// Writes the head of `req` (origin-form) to `out`, its fields changed by
 /// `edits` on the way (the client's fields that stay, then this hop's);
 /// `bodiless` when its body has ended. Returns how its body follows: a
 /// body of unknown length goes chunked.
+///
+/// The client's fields come from `raw`, the head it sent over HTTP/1.x
+/// (copied in runs, in its order and case, as the response's are:
+/// [`response_fields`]), or else from the request's map (HTTP/2). Both
+/// give the same fields (tested side by side).
 pub(super) fn request_head<B>(
     req: &Request<B>,
-    edits: Option<&Edits>,
+    fields: ClientFields<'_>,
     bodiless: bool,
     out: &mut Vec<u8>,
 ) -> BodyOut {
+    let ClientFields { raw, edits } = fields;
     out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut length = false;
-    for (name, value) in req.headers() {
-        if edits.is_some_and(|e| e.drops(name)) {
-            continue;
+    match raw {
+        Some(raw) => in_runs(raw, out, |name| {
+            if edits.is_some_and(|e| e.drops_raw(name)) {
+                return false;
+            }
+            length |= name.eq_ignore_ascii_case(b"content-length");
+            true
+        }),
+        None => {
+            for (name, value) in req.headers() {
+                if edits.is_some_and(|e| e.drops(name)) {
+                    continue;
+                }
+                length |= name == header::CONTENT_LENGTH;
+                field(out, name, value);
+            }
         }
-        length |= name == header::CONTENT_LENGTH;
-        field(out, name, value);
     }
     if let Some(edits) = edits {
         edits.each_added(|name, value| field(out, name, value));
@@ -135,39 +161,61 @@ pub(super) fn response_fields(
         StatusCode::from_u16(head.status).map_err(|_| ResponseError::Malformed("status"))?;
     let upgrade = head.framing == ResponseFraming::Upgrade;
     let listed = connection_listed(buf, head);
-    // The run of whole lines not yet copied: its start, and its last
-    // value's end.
-    let mut run: Option<(usize, usize)> = None;
-    for f in &head.fields {
-        let name = &buf[f.name.clone()];
+    let raw = RawFields {
+        bytes: buf,
+        fields: &head.fields,
+    };
+    in_runs(raw, &mut out.bytes, |name| {
         let hop = (!listed.is_empty() && listed.iter().any(|l| l.eq_ignore_ascii_case(name)))
             || (is_hop_by_hop(name) && !(upgrade && name.eq_ignore_ascii_case(b"upgrade")));
         if hop {
-            copy_run(buf, run.take(), &mut out.bytes);
-            continue;
+            return false;
         }
         out.length |= name.eq_ignore_ascii_case(b"content-length");
         out.date |= name.eq_ignore_ascii_case(b"date");
-        if buf.get(f.name.end) == Some(&b':') {
-            let start = run.map_or(f.name.start, |(start, _)| start);
-            let end = f.value.end.clamp(f.name.end + 1, buf.len());
-            run = Some((start, end));
-        } else {
-            copy_run(buf, run.take(), &mut out.bytes);
-            out.bytes.extend_from_slice(name);
-            out.bytes.extend_from_slice(b": ");
-            out.bytes.extend_from_slice(&buf[f.value.clone()]);
-            out.bytes.extend_from_slice(b"\r\n");
-        }
-    }
-    copy_run(buf, run, &mut out.bytes);
+        true
+    });
     if upgrade {
         out.bytes.extend_from_slice(b"connection: upgrade\r\n");
     }
     Ok(status)
 }
 
-/// Copies a run of field lines (see [`response_fields`]) and its line end.
+/// Writes the field lines of `raw` that `keep` keeps (it is given each
+/// name as written), copying lines that follow one another as one run of
+/// the head's bytes, up to the last one's value: one copy for most heads
+/// rather than four per field. A name with whitespace before its colon (a
+/// response may have one) is written again without it (RFC 9112 §5.1).
+/// (`httparse` has checked every name and value, and the codec every line
+/// end.)
+#[inline]
+fn in_runs(raw: RawFields<'_>, out: &mut Vec<u8>, mut keep: impl FnMut(&[u8]) -> bool) {
+    let buf = raw.bytes;
+    // The run of whole lines not yet copied: its start, and its last
+    // value's end.
+    let mut run: Option<(usize, usize)> = None;
+    for f in raw.fields {
+        let name = &buf[f.name.clone()];
+        if !keep(name) {
+            copy_run(buf, run.take(), out);
+            continue;
+        }
+        if buf.get(f.name.end) == Some(&b':') {
+            let start = run.map_or(f.name.start, |(start, _)| start);
+            let end = f.value.end.clamp(f.name.end + 1, buf.len());
+            run = Some((start, end));
+        } else {
+            copy_run(buf, run.take(), out);
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(&buf[f.value.clone()]);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    copy_run(buf, run, out);
+}
+
+/// Copies a run of field lines (see [`in_runs`]) and its line end.
 #[inline]
 fn copy_run(buf: &[u8], run: Option<(usize, usize)>, out: &mut Vec<u8>) {
     if let Some((start, end)) = run {
@@ -233,11 +281,139 @@ mod tests {
         req.headers_mut()
             .append("x-two", HeaderValue::from_static("2"));
         let mut out = Vec::new();
-        assert_eq!(request_head(&req, None, true, &mut out), BodyOut::Done);
+        assert_eq!(
+            request_head(&req, ClientFields::default(), true, &mut out),
+            BodyOut::Done
+        );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "GET /a/b?c=d HTTP/1.1\r\nhost: site.example\r\nx-two: 1\r\nx-two: 2\r\n\r\n"
         );
+    }
+
+    /// The client's fields written from its head (HTTP/1.x: runs of its
+    /// bytes) and from the request's map (HTTP/2) are the same fields, for
+    /// a head with every kind of field an edit touches, written in mixed
+    /// case, from an untrusted and from a trusted client; the head's own
+    /// order and case are kept.
+    #[test]
+    fn request_fields_from_the_head_are_those_from_the_map() {
+        use super::super::super::edits::{Edits, Parts};
+        use super::super::super::forwarding::{Client, Forwarding, ViaValues};
+        use super::super::super::h1::request::RequestHead;
+        use super::super::super::headers::{self, Scan};
+        use http::header::HeaderName;
+
+        let head = b"POST /up?x=1 HTTP/1.1\r\nHost: site.example\r\nAccept: */*\r\nConnection: keep-alive, X-Drop-Me\r\nX-Drop-Me: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.example\r\nForwarded: for=6.6.6.6\r\nX-Request-Id: spoof\r\nX-Tenant: spoof\r\nX-Hop: spoof\r\nVia: 1.1 cdn\r\nCookie: a=1\r\nCookie: b=2\r\nContent-Length: 4\r\nUser-Agent: test/1\r\n\r\n";
+        let mut parsed = RequestHead::default();
+        assert!(matches!(
+            parsed.parse(head, 65536),
+            Ok(Status::Complete(n)) if n == head.len()
+        ));
+        let mut map = HeaderMap::new();
+        for f in &parsed.fields {
+            map.append(
+                HeaderName::from_bytes(&head[f.name.clone()]).unwrap(),
+                HeaderValue::from_bytes(&head[f.value.clone()]).unwrap(),
+            );
+        }
+        let mut req = Request::post("/up?x=1").body(()).unwrap();
+        *req.headers_mut() = map;
+        let client = Client::new("192.0.2.7".parse().unwrap());
+        let via = ViaValues::new("predictor");
+        let host = HeaderValue::from_static("site.example");
+        let lines = |out: &[u8]| -> Vec<String> {
+            let text = String::from_utf8(out.to_vec()).unwrap();
+            let mut v: Vec<String> = text
+                .split("\r\n")
+                .skip(1)
+                .filter(|l| !l.is_empty())
+                .map(|l| {
+                    let (n, v) = l.split_once(':').unwrap();
+                    format!("{}: {}", n.to_ascii_lowercase(), v.trim())
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        for trusted in [false, true] {
+            let h = req.headers();
+            let scan = Scan::of(h);
+            let forwarding = Forwarding {
+                client: &client,
+                trusted,
+                proto: "http",
+                host: Some(&host),
+                via: via.for_version(http::Version::HTTP_11),
+                forwarded: true,
+            }
+            .edits(h, &scan);
+            let edits = Edits::new(
+                h,
+                Parts {
+                    scan,
+                    upgrade: headers::upgrade_protocol(h, &scan).cloned(),
+                    forwarding,
+                    host: host.clone(),
+                    id: (
+                        HeaderName::from_static("x-request-id"),
+                        HeaderValue::from_static("0123"),
+                    ),
+                    tenant: Some((
+                        HeaderName::from_static("x-tenant"),
+                        HeaderValue::from_static("t1"),
+                    )),
+                    marker: Some((
+                        HeaderName::from_static("x-hop"),
+                        HeaderValue::from_static("dc2"),
+                    )),
+                },
+            );
+            let raw = RawFields {
+                bytes: head,
+                fields: &parsed.fields,
+            };
+            let (mut from_head, mut from_map) = (Vec::new(), Vec::new());
+            let edits = Some(&edits);
+            let a = request_head(
+                &req,
+                ClientFields {
+                    raw: Some(raw),
+                    edits,
+                },
+                false,
+                &mut from_head,
+            );
+            let b = request_head(
+                &req,
+                ClientFields { raw: None, edits },
+                false,
+                &mut from_map,
+            );
+            assert_eq!((a, b), (BodyOut::Plain, BodyOut::Plain));
+            assert_eq!(lines(&from_head), lines(&from_map), "trusted: {trusted}");
+            let text = String::from_utf8(from_head).unwrap();
+            assert!(
+                text.starts_with("POST /up?x=1 HTTP/1.1\r\nAccept: */*\r\n"),
+                "{text}"
+            );
+            assert!(
+                text.contains(
+                    "\r\nCookie: a=1\r\nCookie: b=2\r\nContent-Length: 4\r\nUser-Agent: test/1\r\n"
+                ),
+                "{text}"
+            );
+            for gone in [
+                "X-Drop-Me",
+                "Keep-Alive",
+                "TE:",
+                "spoof",
+                "6.6.6.6, 192",
+                "evil.example",
+            ] {
+                assert!(trusted || !text.contains(gone), "{gone} in {text}");
+            }
+        }
     }
 
     fn fields(raw: &[u8], to: Answering) -> (StatusCode, Fields) {
