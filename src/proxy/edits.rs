@@ -114,9 +114,50 @@ impl Edits {
     }
 }
 
+/// The edits of a request with `headers` from 192.0.2.7 (`trusted` or
+/// not), routed to `site.example`, with a request id, a tenant header
+/// (`x-tenant`) and a hop marker (`x-hop`): every kind of edit.
+#[cfg(test)]
+pub(crate) fn test_edits(headers: &HeaderMap, trusted: bool) -> Edits {
+    use super::forwarding::{Client, Forwarding, ViaValues};
+    let scan = Scan::of(headers);
+    let client = Client::new("192.0.2.7".parse().unwrap());
+    let via = ViaValues::new("predictor");
+    let host = HeaderValue::from_static("site.example");
+    let forwarding = Forwarding {
+        client: &client,
+        trusted,
+        proto: "http",
+        host: Some(&host),
+        via: via.for_version(http::Version::HTTP_11),
+        forwarded: true,
+    }
+    .edits(headers, &scan);
+    Edits::new(
+        headers,
+        Parts {
+            scan,
+            upgrade: headers::upgrade_protocol(headers, &scan).cloned(),
+            forwarding,
+            host: host.clone(),
+            id: (
+                HeaderName::from_static("x-request-id"),
+                HeaderValue::from_static("0123"),
+            ),
+            tenant: Some((
+                HeaderName::from_static("x-tenant"),
+                HeaderValue::from_static("t1"),
+            )),
+            marker: Some((
+                HeaderName::from_static("x-hop"),
+                HeaderValue::from_static("dc2"),
+            )),
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::forwarding::{Client, Forwarding, ViaValues};
     use super::super::headers::test_map;
     use super::*;
 
@@ -148,41 +189,7 @@ mod tests {
             ("accept", "*/*"),
             ("cookie", "a=1"),
         ]);
-        let scan = Scan::of(&h);
-        let client = Client::new("192.0.2.7".parse().unwrap());
-        let via = ViaValues::new("predictor");
-        let host = HeaderValue::from_static("site.example");
-        let forwarding = Forwarding {
-            client: &client,
-            trusted: false,
-            proto: "http",
-            host: Some(&host),
-            via: via.for_version(http::Version::HTTP_11),
-            forwarded: true,
-        }
-        .edits(&h, &scan);
-        let upgrade = headers::upgrade_protocol(&h, &scan).cloned();
-        let edits = Edits::new(
-            &h,
-            Parts {
-                scan,
-                upgrade,
-                forwarding,
-                host: host.clone(),
-                id: (
-                    HeaderName::from_static("x-request-id"),
-                    HeaderValue::from_static("0123"),
-                ),
-                tenant: Some((
-                    HeaderName::from_static("x-tenant"),
-                    HeaderValue::from_static("t1"),
-                )),
-                marker: Some((
-                    HeaderName::from_static("x-hop"),
-                    HeaderValue::from_static("dc2"),
-                )),
-            },
-        );
+        let edits = test_edits(&h, false);
         let mut added = Vec::new();
         edits.each_added(|n, v| added.push((n.clone(), v.clone())));
         let written = lines(

@@ -298,10 +298,8 @@ mod tests {
     /// order and case are kept.
     #[test]
     fn request_fields_from_the_head_are_those_from_the_map() {
-        use super::super::super::edits::{Edits, Parts};
-        use super::super::super::forwarding::{Client, Forwarding, ViaValues};
+        use super::super::super::edits::test_edits;
         use super::super::super::h1::request::RequestHead;
-        use super::super::super::headers::{self, Scan};
         use http::header::HeaderName;
 
         let head = b"POST /up?x=1 HTTP/1.1\r\nHost: site.example\r\nAccept: */*\r\nConnection: keep-alive, X-Drop-Me\r\nX-Drop-Me: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.example\r\nForwarded: for=6.6.6.6\r\nX-Request-Id: spoof\r\nX-Tenant: spoof\r\nX-Hop: spoof\r\nVia: 1.1 cdn\r\nCookie: a=1\r\nCookie: b=2\r\nContent-Length: 4\r\nUser-Agent: test/1\r\n\r\n";
@@ -319,9 +317,6 @@ mod tests {
         }
         let mut req = Request::post("/up?x=1").body(()).unwrap();
         *req.headers_mut() = map;
-        let client = Client::new("192.0.2.7".parse().unwrap());
-        let via = ViaValues::new("predictor");
-        let host = HeaderValue::from_static("site.example");
         let lines = |out: &[u8]| -> Vec<String> {
             let text = String::from_utf8(out.to_vec()).unwrap();
             let mut v: Vec<String> = text
@@ -337,38 +332,7 @@ mod tests {
             v
         };
         for trusted in [false, true] {
-            let h = req.headers();
-            let scan = Scan::of(h);
-            let forwarding = Forwarding {
-                client: &client,
-                trusted,
-                proto: "http",
-                host: Some(&host),
-                via: via.for_version(http::Version::HTTP_11),
-                forwarded: true,
-            }
-            .edits(h, &scan);
-            let edits = Edits::new(
-                h,
-                Parts {
-                    scan,
-                    upgrade: headers::upgrade_protocol(h, &scan).cloned(),
-                    forwarding,
-                    host: host.clone(),
-                    id: (
-                        HeaderName::from_static("x-request-id"),
-                        HeaderValue::from_static("0123"),
-                    ),
-                    tenant: Some((
-                        HeaderName::from_static("x-tenant"),
-                        HeaderValue::from_static("t1"),
-                    )),
-                    marker: Some((
-                        HeaderName::from_static("x-hop"),
-                        HeaderValue::from_static("dc2"),
-                    )),
-                },
-            );
+            let edits = test_edits(req.headers(), trusted);
             let raw = RawFields {
                 bytes: head,
                 fields: &parsed.fields,
