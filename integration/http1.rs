@@ -14,10 +14,15 @@ use crate::support::scripted::{Reply, Scripted};
 use crate::support::*;
 
 fn site(addr: std::net::SocketAddr) -> Folder {
+    site_in(addr, "migrated")
+}
+
+/// `s.example` on the webserver `addr`, in the migration `state`.
+fn site_in(addr: std::net::SocketAddr, state: &str) -> Folder {
     Folder::new(
         &config_toml(&[("web", vec![("w", addr)])], None, ""),
         "s.example\tt\tweb\tf\n",
-        "default = \"migrated\"\n",
+        &format!("default = \"{state}\"\n"),
     )
 }
 
@@ -237,11 +242,7 @@ async fn a_slow_reader_holds_the_upstream_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unread_body_gets_a_lingering_close_not_a_reset() {
     let up = echo_path().await;
-    let f = Folder::new(
-        &config_toml(&[("web", vec![("w", up.addr)])], None, ""),
-        "s.example\tt\tweb\tf\n",
-        "default = \"maintenance\"\n",
-    );
+    let f = site_in(up.addr, "maintenance");
     let p = Proxy::start(&f);
     let mut s = TcpStream::connect(p.addr).await.unwrap();
     s.write_all(b"POST /upload HTTP/1.1\r\nHost: s.example\r\nContent-Length: 1000000\r\n\r\n")
@@ -250,10 +251,17 @@ async fn an_unread_body_gets_a_lingering_close_not_a_reset() {
     let answer = read_response(&mut s).await;
     assert_eq!(status_of(&answer), 503, "{answer}");
     // The answer is out and the connection is closing; the client, which
-    // did not wait for it, is still sending its body.
-    s.write_all(&vec![b'x'; 200_000]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    s.write_all(b"x").await.expect("the connection was reset");
+    // did not wait for it, is still sending its body: 512 KiB, half the
+    // linger's bound, in pieces. Closed at once, the proxy's side answers
+    // the first piece with a reset and a later write fails.
+    let piece = vec![b'x'; 8 * 1024];
+    for i in 0..64 {
+        tokio::time::timeout(WAIT, s.write_all(&piece))
+            .await
+            .expect("the body was not taken")
+            .unwrap_or_else(|e| panic!("the connection was reset after {i} pieces: {e}"));
+        tokio::task::yield_now().await;
+    }
     let mut rest = Vec::new();
     tokio::time::timeout(WAIT, s.read_to_end(&mut rest))
         .await

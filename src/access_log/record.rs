@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderValue, Method, Uri, Version};
 
-use crate::metrics::routes::RouteSlot;
+use crate::metrics::routes::{NONE, RouteSlot};
 
 /// What the log keeps of a request's head (cheap clones: the values share
 /// the request's buffers).
@@ -44,13 +44,10 @@ impl Name {
         }
     }
 
-    pub fn as_str(&self) -> &str {
+    pub fn as_bytes(&self) -> &[u8] {
         match self {
-            // Whole characters were copied: the slice is valid UTF-8.
-            Name::Inline { len, bytes } => {
-                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
-            }
-            Name::Heap(name) => name,
+            Name::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Name::Heap(name) => name.as_bytes(),
         }
     }
 }
@@ -113,8 +110,14 @@ impl Json<'_> {
 
     #[inline(always)]
     fn str(&mut self, key: Key, v: &str) {
+        self.escaped(key, v.as_bytes());
+    }
+
+    /// Bytes as a string, escaped (invalid UTF-8 replaced).
+    #[inline(always)]
+    fn escaped(&mut self, key: Key, v: &[u8]) {
         self.0.extend_from_slice(key.quoted.as_bytes());
-        escape_into(self.0, v.as_bytes());
+        escape_into(self.0, v);
         self.0.push(b'"');
     }
 
@@ -132,13 +135,9 @@ impl Json<'_> {
     fn bytes(&mut self, key: Key, v: Option<&HeaderValue>, plain: bool) {
         match v {
             Some(v) if plain => self.raw(key, v.as_bytes()),
-            Some(v) => {
-                self.0.extend_from_slice(key.quoted.as_bytes());
-                // Bytes that are not UTF-8 take the slow path, which
-                // replaces them.
-                escape_into(self.0, v.as_bytes());
-                self.0.push(b'"');
-            }
+            // Bytes that are not UTF-8 take the slow path, which replaces
+            // them.
+            Some(v) => self.escaped(key, v.as_bytes()),
             None => self.null(key),
         }
     }
@@ -218,6 +217,20 @@ impl Json<'_> {
         address_into(self.0, a);
         self.0.push(b'"');
     }
+}
+
+/// A route slot's members of a line: `,"route":"local","tier":"gold",
+/// "pool":"web"` (`null` for no tier or no pool).
+fn slot_members(slot: &RouteSlot) -> Box<[u8]> {
+    fn named(name: &str) -> Option<&str> {
+        (name != NONE).then_some(name)
+    }
+    let mut out = Vec::with_capacity(64);
+    let mut j = Json(&mut out);
+    j.raw(member!("route"), slot.route.as_str().as_bytes());
+    j.opt_str(member!("tier"), named(&slot.tier));
+    j.opt_str(member!("pool"), named(&slot.pool));
+    out.into_boxed_slice()
 }
 
 /// `a` as the log writes it (`192.0.2.7:4711`, `[2001:db8::1]:443`): for a
@@ -360,9 +373,16 @@ impl Record {
         );
         j.raw(member!("version"), version(r.version).as_bytes());
         j.bytes(member!("host"), r.host.as_ref(), false);
-        j.opt_str(member!("tenant"), self.tenant.as_ref().map(Name::as_str));
-        // `"route":…,"tier":…,"pool":…`, written once per config.
-        j.0.extend_from_slice(self.slot.log_members.as_bytes());
+        match &self.tenant {
+            Some(name) => j.escaped(member!("tenant"), name.as_bytes()),
+            None => j.null(member!("tenant")),
+        }
+        // `,"route":…,"tier":…,"pool":…`, written once per config.
+        let members = self
+            .slot
+            .log_members
+            .get_or_init(|| slot_members(&self.slot));
+        j.0.extend_from_slice(members);
         j.address(member!("server"), self.server);
         j.status(member!("status"), self.status);
         j.uint(

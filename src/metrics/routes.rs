@@ -25,10 +25,9 @@ pub struct RouteSlot {
     pub tier: Box<str>,
     /// The pool served from (local only), or [`NONE`].
     pub pool: Box<str>,
-    /// The access log's members for this slot, written once per config:
-    /// `,"route":"local","tier":"gold","pool":"web"` (`null` for
-    /// [`NONE`]).
-    pub log_members: Box<str>,
+    /// This slot's part of an access log line, written by the access log
+    /// at its first line and kept with the slot (once per config).
+    pub log_members: std::sync::OnceLock<Box<[u8]>>,
     requests: [Counter; 5],
     /// Request head received to response head sent.
     pub duration: Histogram,
@@ -41,21 +40,6 @@ impl RouteSlot {
     pub fn answered(&self, status: http::StatusCode) {
         self.requests[class_index(status)].increment(1);
     }
-}
-
-/// A slot's access log members (see [`RouteSlot::log_members`]).
-fn log_members(route: RouteKind, tier: &str, pool: &str) -> Box<str> {
-    let json = |name: &str| match name {
-        NONE => "null".to_string(),
-        name => serde_json::Value::from(name).to_string(),
-    };
-    format!(
-        ",\"route\":\"{}\",\"tier\":{},\"pool\":{}",
-        route.as_str(),
-        json(tier),
-        json(pool)
-    )
-    .into()
 }
 
 /// Index of a status's class in [`CLASSES`].
@@ -102,7 +86,7 @@ impl RouteTable {
                 route,
                 tier: tier.into(),
                 pool: pool.into(),
-                log_members: log_members(route, tier, pool),
+                log_members: std::sync::OnceLock::new(),
                 requests: CLASSES.map(|class| {
                     r.counter_with(
                         "predictor_requests_total",

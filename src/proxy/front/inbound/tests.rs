@@ -2,13 +2,24 @@ use super::*;
 use http_body::Body;
 use tokio::io::AsyncWriteExt;
 
-/// A connection whose client sent `sent` (then closed), with its head
-/// of `head_len` bytes already taken.
-fn conn(sent: &'static [u8]) -> Rc<RefCell<Inbound<std::io::Cursor<Vec<u8>>>>> {
+type Conn = Rc<RefCell<Inbound<std::io::Cursor<Vec<u8>>>>>;
+
+/// A connection whose client sent `sent` (then closed), its head already
+/// taken.
+fn conn(sent: &'static [u8]) -> Conn {
     Rc::new(RefCell::new(Inbound::new(
         std::io::Cursor::new(sent.to_vec()),
         BytesMut::new(),
     )))
+}
+
+/// A connection whose client sent `sent` as a body framed by `framing`,
+/// and that body as the request's.
+fn body_of(sent: &'static [u8], framing: Framing) -> (Conn, RequestBody) {
+    let c = conn(sent);
+    c.borrow_mut().start_body(framing, false);
+    let shared: Shared = c.clone();
+    (c, RequestBody::h1(ClientBody::new(shared, framing)))
 }
 
 async fn read_all(body: &mut RequestBody) -> Result<Vec<u8>, ClientBodyError> {
@@ -21,10 +32,7 @@ async fn read_all(body: &mut RequestBody) -> Result<Vec<u8>, ClientBodyError> {
 
 #[tokio::test]
 async fn a_length_framed_body_stops_at_its_length() {
-    let c = conn(b"hello, next request");
-    c.borrow_mut().start_body(Framing::Length(5), false);
-    let shared: Shared = c.clone();
-    let mut body = RequestBody::h1(ClientBody::new(shared, Framing::Length(5)));
+    let (c, mut body) = body_of(b"hello, next request", Framing::Length(5));
     assert_eq!(read_all(&mut body).await.unwrap(), b"hello");
     assert!(body.is_end_stream());
     assert_eq!(&c.borrow().buf[..], b", next request");
@@ -32,17 +40,11 @@ async fn a_length_framed_body_stops_at_its_length() {
 
 #[tokio::test]
 async fn a_chunked_body_is_validated_and_unframed() {
-    let c = conn(b"4\r\nwiki\r\n5\r\npedia\r\n0\r\n\r\nGET");
-    c.borrow_mut().start_body(Framing::Chunked, false);
-    let shared: Shared = c.clone();
-    let mut body = RequestBody::h1(ClientBody::new(shared, Framing::Chunked));
+    let (c, mut body) = body_of(b"4\r\nwiki\r\n5\r\npedia\r\n0\r\n\r\nGET", Framing::Chunked);
     assert_eq!(read_all(&mut body).await.unwrap(), b"wikipedia");
     assert_eq!(&c.borrow().buf[..], b"GET");
 
-    let c = conn(b"zz\r\nwiki\r\n");
-    c.borrow_mut().start_body(Framing::Chunked, false);
-    let shared: Shared = c.clone();
-    let mut body = RequestBody::h1(ClientBody::new(shared, Framing::Chunked));
+    let (c, mut body) = body_of(b"zz\r\nwiki\r\n", Framing::Chunked);
     assert!(matches!(
         read_all(&mut body).await,
         Err(ClientBodyError::Chunked(_))
@@ -52,10 +54,7 @@ async fn a_chunked_body_is_validated_and_unframed() {
 
 #[tokio::test]
 async fn a_body_cut_short_is_the_clients_error() {
-    let c = conn(b"hel");
-    c.borrow_mut().start_body(Framing::Length(5), false);
-    let shared: Shared = c.clone();
-    let mut body = RequestBody::h1(ClientBody::new(shared, Framing::Length(5)));
+    let (_conn, mut body) = body_of(b"hel", Framing::Length(5));
     assert!(matches!(
         read_all(&mut body).await,
         Err(ClientBodyError::Truncated)
