@@ -23,7 +23,7 @@ pub const HTTP2_SETTINGS_BIT: u8 = 64;
 
 /// Headers predictor sets or removes itself; a config may not reuse them.
 pub fn is_managed_header(name: &HeaderName) -> bool {
-    hop_bit(name) != 0
+    hop_bit(name.as_str().as_bytes()) != 0
         || name == header::HOST
         || name == header::VIA
         || name == header::CONTENT_LENGTH
@@ -33,38 +33,31 @@ pub fn is_managed_header(name: &HeaderName) -> bool {
         || name == header::FORWARDED
 }
 
-/// The bit of a hop-by-hop header, 0 for any other. By length first (a
-/// `HeaderName` is lowercase): most names are ruled out by one compare.
-/// Comparing the name with the seven in turn (`==` on `HeaderName`) was
-/// ~40 instructions a call, twice per request field (the scan and the
-/// edits): ~950 per browser request (`CG_BROWSER=1 benches/callgrind.sh`).
-pub fn hop_bit(name: &HeaderName) -> u8 {
-    let s = name.as_str();
-    match s.len() {
-        2 if s == "te" => TE,
-        7 if s == "upgrade" => UPGRADE,
-        10 if s == "connection" => CONNECTION,
-        10 if s == "keep-alive" => KEEP_ALIVE_BIT,
-        14 if s == "http2-settings" => HTTP2_SETTINGS_BIT,
-        16 if s == "proxy-connection" => PROXY_CONNECTION_BIT,
-        17 if s == "transfer-encoding" => TRANSFER_ENCODING,
+/// The bit of a hop-by-hop header, 0 for any other; `name` as written
+/// (any case: a head keeps the client's, a `HeaderName` is lowercase). By
+/// length first: most names are ruled out by one compare. Comparing the
+/// name with the seven in turn (`==` on `HeaderName`) was ~40
+/// instructions a call, twice per request field (the scan and the edits):
+/// ~950 per browser request (`CG_BROWSER=1 benches/callgrind.sh`).
+#[inline]
+pub fn hop_bit(name: &[u8]) -> u8 {
+    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+    match name.len() {
+        2 if is("te") => TE,
+        7 if is("upgrade") => UPGRADE,
+        10 if is("connection") => CONNECTION,
+        10 if is("keep-alive") => KEEP_ALIVE_BIT,
+        14 if is("http2-settings") => HTTP2_SETTINGS_BIT,
+        16 if is("proxy-connection") => PROXY_CONNECTION_BIT,
+        17 if is("transfer-encoding") => TRANSFER_ENCODING,
         _ => 0,
     }
 }
 
-/// Whether `name` (as written on the wire, any case) is a hop-by-hop
-/// header: the names [`hop_bit`] knows, without a `HeaderName`.
+/// Whether `name` (as written, any case) is a hop-by-hop header.
+#[inline]
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
-    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
-    match name.len() {
-        2 => is("te"),
-        7 => is("upgrade"),
-        10 => is("connection") || is("keep-alive"),
-        14 => is("http2-settings"),
-        16 => is("proxy-connection"),
-        17 => is("transfer-encoding"),
-        _ => false,
-    }
+    hop_bit(name) != 0
 }
 
 /// `Via` values for this hop, by the version the message was received in.
@@ -102,9 +95,8 @@ impl ViaValues {
 mod tests {
     use super::*;
 
-    /// Each hop-by-hop name has its own bit; names around them (a prefix,
-    /// a suffix, the same length) have none; and `hop_bit` agrees with
-    /// `is_hop_by_hop` on names as written.
+    /// Each hop-by-hop name has its own bit, in any case; names around
+    /// them (a prefix, a suffix, the same length) have none.
     #[test]
     fn hop_bits_are_the_hop_by_hop_names_only() {
         let hop = [
@@ -118,7 +110,8 @@ mod tests {
         ];
         let mut seen = 0u8;
         for n in hop {
-            let bit = hop_bit(&HeaderName::from_static(n));
+            let bit = hop_bit(n.as_bytes());
+            assert_eq!(hop_bit(n.to_ascii_uppercase().as_bytes()), bit, "{n}");
             assert_eq!(bit.count_ones(), 1, "{n}");
             assert_eq!(seen & bit, 0, "{n}");
             seen |= bit;
@@ -141,7 +134,7 @@ mod tests {
             "proxy-connectio",
             "transfer-encodinh",
         ] {
-            assert_eq!(hop_bit(&HeaderName::from_static(n)), 0, "{n}");
+            assert_eq!(hop_bit(n.as_bytes()), 0, "{n}");
             assert!(!is_hop_by_hop(n.as_bytes()), "{n}");
         }
     }

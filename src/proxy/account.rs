@@ -12,6 +12,7 @@ use http::{HeaderValue, Request, StatusCode, header};
 use http_body::Body as _;
 
 use super::body::RequestBody;
+use super::fields::Fields;
 use super::handler::WorkerShared;
 use crate::access_log::{Lines, Record, RequestLine};
 use crate::metrics::routes::{RouteSlot, RouteTable};
@@ -31,6 +32,7 @@ impl Account {
         &mut self,
         client: HeaderValue,
         req: &Request<RequestBody>,
+        fields: Fields<'_>,
         started: Instant,
         routes: &RouteTable,
     ) {
@@ -43,7 +45,7 @@ impl Account {
                 version: req.version(),
                 // Set by [`Account::checked`].
                 host: None,
-                user_agent: req.headers().get(header::USER_AGENT).cloned(),
+                user_agent: fields.value(&header::USER_AGENT),
             },
             started,
             request_id: None,
@@ -61,7 +63,12 @@ impl Account {
     /// The check found the request's `authority` (the one it is routed
     /// by, as sent), or refused it (`None`: the log then keeps what it
     /// came with).
-    pub fn checked(&mut self, req: &Request<RequestBody>, authority: Option<&HeaderValue>) {
+    pub fn checked(
+        &mut self,
+        req: &Request<RequestBody>,
+        fields: Fields<'_>,
+        authority: Option<&HeaderValue>,
+    ) {
         if let Some(log) = &mut self.log {
             log.request.host = match authority {
                 Some(a) => Some(a.clone()),
@@ -69,7 +76,7 @@ impl Account {
                     .uri()
                     .authority()
                     .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-                    .or_else(|| req.headers().get(header::HOST).cloned()),
+                    .or_else(|| fields.value(&header::HOST)),
             };
         }
     }

@@ -6,6 +6,7 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use super::fields::Fields;
 use super::forwarding::ForwardingEdits;
 use super::headers::{self, Scan};
 use crate::model::headers::is_hop_by_hop;
@@ -47,10 +48,10 @@ static HOST: HeaderName = header::HOST;
 static CONNECTION_UPGRADE: HeaderValue = HeaderValue::from_static("upgrade");
 
 impl Edits {
-    /// The edits of a request with `headers` (`parts.scan` is theirs).
-    pub fn new(headers: &HeaderMap, parts: Parts) -> Edits {
+    /// The edits of a request with `fields` (`parts.scan` is theirs).
+    pub fn new(fields: Fields<'_>, parts: Parts) -> Edits {
         Edits {
-            listed: headers::connection_listed(headers, &parts.scan),
+            listed: headers::connection_listed(fields, &parts.scan),
             scan: parts.scan,
             upgrade: parts.upgrade,
             forwarding: parts.forwarding,
@@ -120,6 +121,7 @@ impl Edits {
 #[cfg(test)]
 pub(crate) fn test_edits(headers: &HeaderMap, trusted: bool) -> Edits {
     use super::forwarding::{Client, Forwarding, ViaValues};
+    let headers = Fields::Map(headers);
     let scan = Scan::of(headers);
     let client = Client::new("192.0.2.7".parse().unwrap());
     let via = ViaValues::new("predictor");
@@ -137,7 +139,7 @@ pub(crate) fn test_edits(headers: &HeaderMap, trusted: bool) -> Edits {
         headers,
         Parts {
             scan,
-            upgrade: headers::upgrade_protocol(headers, &scan).cloned(),
+            upgrade: headers::upgrade_protocol(headers, &scan),
             forwarding,
             host: host.clone(),
             id: (

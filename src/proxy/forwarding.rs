@@ -12,6 +12,7 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use super::fields::Fields;
 use super::headers::{Scan, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
 pub use crate::model::headers::ViaValues;
 
@@ -61,18 +62,18 @@ impl Forwarding<'_> {
     /// The forwarding fields for a request with `headers`: the client's
     /// own replaced (untrusted) or extended (a trusted proxy's chain), and
     /// this hop's `Via` appended.
-    pub fn edits(&self, headers: &HeaderMap, scan: &Scan) -> ForwardingEdits {
+    pub fn edits(&self, fields: Fields<'_>, scan: &Scan) -> ForwardingEdits {
         let via = self.via.clone();
         if self.trusted {
-            let xff = joined(headers, &X_FORWARDED_FOR, &self.client.address);
-            let xfp = (!headers.contains_key(&X_FORWARDED_PROTO))
+            let xff = joined(fields, &X_FORWARDED_FOR, &self.client.address);
+            let xfp = (!fields.contains(&X_FORWARDED_PROTO))
                 .then(|| HeaderValue::from_static(self.proto));
-            let xfh = match (self.host, headers.contains_key(&X_FORWARDED_HOST)) {
+            let xfh = match (self.host, fields.contains(&X_FORWARDED_HOST)) {
                 (Some(h), false) => Edit::Set(h.clone()),
                 _ => Edit::Keep,
             };
             let forwarded = if self.forwarded {
-                Edit::Set(joined(headers, &header::FORWARDED, &self.element()))
+                Edit::Set(joined(fields, &FORWARDED_NAME, &self.element()))
             } else {
                 Edit::Keep
             };
@@ -220,10 +221,10 @@ impl ForwardingEdits {
 }
 
 /// Every field line of `name`, joined by `", "`, then `last`.
-fn joined(headers: &HeaderMap, name: &header::HeaderName, last: &HeaderValue) -> HeaderValue {
+fn joined(fields: Fields<'_>, name: &HeaderName, last: &HeaderValue) -> HeaderValue {
     let mut v = Vec::new();
-    for line in headers.get_all(name) {
-        let line = line.as_bytes().trim_ascii();
+    for line in fields.get_all(name) {
+        let line = line.trim_ascii();
         if !line.is_empty() {
             v.extend_from_slice(line);
             v.extend_from_slice(b", ");
@@ -283,7 +284,7 @@ mod tests {
     fn apply(h: &mut HeaderMap, client: &Client, trusted: bool, forwarded: bool) {
         let host = HeaderValue::from_static("Site.example:8080");
         let via = ViaValues::new("predictor");
-        let scan = Scan::of(h);
+        let scan = Scan::of(Fields::Map(h));
         let edits = Forwarding {
             client,
             trusted,
@@ -292,7 +293,7 @@ mod tests {
             via: via.for_version(http::Version::HTTP_11),
             forwarded,
         }
-        .edits(h, &scan);
+        .edits(Fields::Map(h), &scan);
         // As the head is written: the client's fields not dropped, then the
         // added ones; the same fields as the edited map, line for line.
         let line =

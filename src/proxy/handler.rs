@@ -16,9 +16,9 @@ use super::account::Account;
 use super::body::{RequestBody, ResponseBody};
 use super::client_io::ConnShared;
 use super::error::{ProxyError, Side};
+use super::fields::Fields;
 use super::forwarding::Client;
-use super::h1::RawFields;
-use super::headers::Scan;
+use super::headers::{self, Scan};
 use super::phase::plan;
 use super::phase::{check, respond, rewrite, send};
 use super::request_id::RequestIds;
@@ -111,26 +111,36 @@ pub fn handle(
     req: Request<Incoming>,
 ) -> impl std::future::Future<Output = Result<Response<ResponseBody>, Infallible>> {
     async move {
-        // hyper writes the map: the upstream side filled it for this
-        // HTTP/2 client (`Forward::client_h2`).
-        Ok(Box::pin(answer(&ctx, req.map(RequestBody::h2), None)).await)
+        // The phases read the fields beside the request (its own map stays
+        // empty, as an HTTP/1.x request's does); HTTP/1.1 wants one
+        // `Cookie`. The map is kept in the box, not in the task.
+        let phases = async move {
+            let (mut parts, body) = req.into_parts();
+            let mut map = std::mem::take(&mut parts.headers);
+            headers::merge_cookies(&mut map);
+            let req = Request::from_parts(parts, RequestBody::h2(body));
+            answer(&ctx, req, Fields::Map(&map)).await
+        };
+        Ok(Box::pin(phases).await)
     }
 }
 
 /// The answer to one request, whatever happens on its way: every failure
-/// becomes its status here, logged by the side it is blamed on.
+/// becomes its status here, logged by the side it is blamed on. The
+/// request's header fields are `fields` (its own map is empty: an
+/// HTTP/1.x request's are read from its head, never put in a map).
 #[allow(clippy::manual_async_fn)]
 pub fn answer<'a>(
     ctx: &'a ConnCtx,
     req: Request<RequestBody>,
-    raw: Option<RawFields<'a>>,
+    fields: Fields<'a>,
 ) -> impl std::future::Future<Output = Response<ResponseBody>> + 'a {
     async move {
         let active = ctx.conn.begin();
         let started = std::time::Instant::now();
         let method = req.method().clone();
         let mut account = Account::default();
-        let mut response = match forward(ctx, req, raw, &mut account, started).await {
+        let mut response = match forward(ctx, req, fields, &mut account, started).await {
             Ok(r) => r,
             Err(e) => {
                 match e.side() {
@@ -173,7 +183,7 @@ pub fn refuse(ctx: &ConnCtx, e: ProxyError) -> Response<ResponseBody> {
 fn forward<'a>(
     ctx: &'a ConnCtx,
     mut req: Request<RequestBody>,
-    raw: Option<RawFields<'a>>,
+    fields: Fields<'a>,
     account: &'a mut Account,
     started: std::time::Instant,
 ) -> impl std::future::Future<Output = Result<Response<ResponseBody>, ProxyError>> + 'a {
@@ -185,21 +195,21 @@ fn forward<'a>(
         // (hyper keeps the future for a connection's life, and spawns a task
         // holding it per HTTP/2 stream).
         let via_back = {
-            let scan = Scan::of(req.headers());
+            let scan = Scan::of(fields);
             let snap = ctx.worker.snapshot.load();
             let routes = snap.route_metrics(&ctx.worker.metrics);
             if snap.config.access_log.is_some() && ctx.worker.log.is_some() {
-                account.log_from(ctx.log_client(), &req, started, routes);
+                account.log_from(ctx.log_client(), &req, fields, started, routes);
             }
-            let checked = match check::check(ctx, &req, &scan, &snap) {
+            let checked = match check::check(ctx, &req, fields, &scan, &snap) {
                 Ok(found) => found,
                 Err(e) => {
-                    account.checked(&req, None);
+                    account.checked(&req, fields, None);
                     account.routed(routes.slot(RouteKind::Rejected, None), None);
                     return Err(e);
                 }
             };
-            account.checked(&req, checked.authority.as_ref());
+            account.checked(&req, fields, checked.authority.as_ref());
             let decision = match &checked.host {
                 Some(h) => snap.route(h),
                 None => routing::route_unknown(&snap.config),
@@ -207,28 +217,28 @@ fn forward<'a>(
             let tier = decision.tenant.map(|m| snap.tenants.record(m.tenant).tier);
             let tenant = decision.tenant.map(|m| snap.tenants.name(m.tenant));
             account.routed(routes.slot(decision.kind(), tier), tenant);
-            if let Some(answer) = plan::plan(ctx, &snap, &decision, &req, &mut forward, started)? {
+            if let Some(answer) = plan::plan(ctx, &snap, &decision, fields, &mut forward, started)?
+            {
                 return Ok(answer);
             }
             let (fixed, via_back) = rewrite::Fixed::of(&snap, ctx.peer.ip(), req.version());
             drop(snap);
-            rewrite::request(
-                ctx,
-                &mut req,
-                &scan,
-                checked.authority,
-                fixed,
-                &mut forward,
-                account,
-            );
+            let sent = rewrite::AsSent {
+                fields,
+                scan: &scan,
+                authority: checked.authority,
+            };
+            rewrite::request(ctx, &mut req, sent, fixed, &mut forward, account);
             via_back
         };
         let h2c = send::h2c(&forward);
         if h2c {
-            // hyper's HTTP/2 client sends the map: the edits go into it.
+            // hyper's HTTP/2 client sends a map: the fields with the edits.
+            let mut map = fields.to_map()?;
             if let Some(edits) = forward.edits.take() {
-                edits.apply(req.headers_mut());
+                edits.apply(&mut map);
             }
+            *req.headers_mut() = map;
         }
         let result = {
             let settings = send::settings(&forward);
@@ -251,7 +261,7 @@ fn forward<'a>(
                         targets,
                         &mut req,
                         ClientFields {
-                            raw,
+                            fields,
                             edits: forward.edits.as_ref(),
                         },
                         &settings,

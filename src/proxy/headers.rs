@@ -8,6 +8,8 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use super::fields::Fields;
+
 use crate::model::headers::{
     CONNECTION, HTTP2_SETTINGS, HTTP2_SETTINGS_BIT, KEEP_ALIVE, KEEP_ALIVE_BIT, PROXY_CONNECTION,
     PROXY_CONNECTION_BIT, TE, TRANSFER_ENCODING, UPGRADE, hop_bit,
@@ -22,8 +24,6 @@ pub use crate::model::headers::{
 pub struct Scan {
     /// `Host` field lines.
     pub hosts: u8,
-    /// `Cookie` field lines.
-    pub cookies: u8,
     /// A `Forwarded` header is present.
     pub forwarded: bool,
     /// `Connection` carries the `upgrade` option.
@@ -34,34 +34,40 @@ pub struct Scan {
 }
 
 impl Scan {
-    pub fn of(headers: &HeaderMap) -> Scan {
+    /// One pass over `fields` (names by length first: most are ruled out
+    /// by one compare).
+    pub fn of(fields: Fields<'_>) -> Scan {
         let mut s = Scan::default();
-        for (name, value) in headers {
-            if name == header::HOST {
-                s.hosts = s.hosts.saturating_add(1);
-            } else if name == header::COOKIE {
-                s.cookies = s.cookies.saturating_add(1);
-            } else if name == header::FORWARDED {
-                s.forwarded = true;
-            } else {
-                let bit = hop_bit(name);
-                s.hop |= bit;
-                if bit == CONNECTION {
-                    for t in value.as_bytes().split(|&b| b == b',') {
-                        let t = t.trim_ascii();
-                        if t.eq_ignore_ascii_case(b"upgrade") {
-                            s.connection_upgrade = true;
-                        } else if !t.is_empty()
-                            && !t.eq_ignore_ascii_case(b"close")
-                            && !t.eq_ignore_ascii_case(b"keep-alive")
-                        {
-                            s.listed = true;
-                        }
+        for (name, value) in fields.iter() {
+            match name.len() {
+                4 if name.eq_ignore_ascii_case(b"host") => {
+                    s.hosts = s.hosts.saturating_add(1);
+                }
+                9 if name.eq_ignore_ascii_case(b"forwarded") => s.forwarded = true,
+                _ => {
+                    let bit = hop_bit(name);
+                    s.hop |= bit;
+                    if bit == CONNECTION {
+                        s.connection(value);
                     }
                 }
             }
         }
         s
+    }
+
+    fn connection(&mut self, value: &[u8]) {
+        for t in value.split(|&b| b == b',') {
+            let t = t.trim_ascii();
+            if t.eq_ignore_ascii_case(b"upgrade") {
+                self.connection_upgrade = true;
+            } else if !t.is_empty()
+                && !t.eq_ignore_ascii_case(b"close")
+                && !t.eq_ignore_ascii_case(b"keep-alive")
+            {
+                self.listed = true;
+            }
+        }
     }
 
     /// Whether the message has a `Transfer-Encoding` header.
@@ -72,23 +78,25 @@ impl Scan {
 
 /// The protocol a request asks to switch to, when it is an upgrade we pass
 /// through (HTTP/1.1 `Connection: upgrade` + `Upgrade`, not `h2c`).
-pub fn upgrade_protocol<'h>(headers: &'h HeaderMap, scan: &Scan) -> Option<&'h HeaderValue> {
+pub fn upgrade_protocol(fields: Fields<'_>, scan: &Scan) -> Option<HeaderValue> {
     if !scan.connection_upgrade || scan.hop & UPGRADE == 0 {
         return None;
     }
-    let up = headers.get(header::UPGRADE)?;
+    let up = fields.get(&header::UPGRADE)?;
     let h2c = up
-        .as_bytes()
         .split(|&b| b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"h2c"));
-    (!h2c).then_some(up)
+    if h2c {
+        return None;
+    }
+    fields.value(&header::UPGRADE)
 }
 
 /// Removes hop-by-hop headers (the fixed list and every header named in
 /// `Connection`). With `upgrade`, keeps `Upgrade` and sets
 /// `Connection: upgrade` (the only connection option passed on).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, scan: &Scan, upgrade: Option<HeaderValue>) {
-    for name in connection_listed(headers, scan) {
+    for name in connection_listed(Fields::Map(headers), scan) {
         headers.remove(name);
     }
     let hop = scan.hop;
@@ -123,13 +131,13 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, scan: &Scan, upgrade: Option<He
 /// too), except `Host`: a client may not use `Connection` to strip the
 /// `Host` a request is routed by. Empty (nothing allocated) unless `scan`
 /// saw some.
-pub fn connection_listed(headers: &HeaderMap, scan: &Scan) -> Vec<HeaderName> {
+pub fn connection_listed(fields: Fields<'_>, scan: &Scan) -> Vec<HeaderName> {
     let mut listed = Vec::new();
     if !scan.listed {
         return listed;
     }
-    for v in headers.get_all(header::CONNECTION) {
-        for t in v.as_bytes().split(|&b| b == b',') {
+    for v in fields.get_all(&header::CONNECTION) {
+        for t in v.split(|&b| b == b',') {
             let t = t.trim_ascii();
             if t.is_empty()
                 || t.eq_ignore_ascii_case(b"close")
@@ -150,12 +158,14 @@ pub fn connection_listed(headers: &HeaderMap, scan: &Scan) -> Vec<HeaderName> {
 
 /// HTTP/2 may split `Cookie` into several fields; HTTP/1.1 needs one,
 /// joined with `"; "` (RFC 9113 §8.2.3).
-pub fn merge_cookies(headers: &mut HeaderMap, scan: &Scan) {
-    if scan.cookies < 2 {
+pub fn merge_cookies(headers: &mut HeaderMap) {
+    let cookies = headers.get_all(header::COOKIE);
+    let mut it = cookies.iter();
+    if it.next().is_none() || it.next().is_none() {
         return;
     }
     let mut joined = Vec::new();
-    for (i, v) in headers.get_all(header::COOKIE).iter().enumerate() {
+    for (i, v) in cookies.iter().enumerate() {
         if i > 0 {
             joined.extend_from_slice(b"; ");
         }
@@ -202,7 +212,7 @@ mod tests {
             ("x-kept", "3"),
             ("cookie", "a=1"),
         ]);
-        let scan = Scan::of(&h);
+        let scan = Scan::of(Fields::Map(&h));
         strip_hop_by_hop(&mut h, &scan, None);
         let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         names.sort_unstable();
@@ -212,7 +222,7 @@ mod tests {
     #[test]
     fn connection_cannot_remove_host() {
         let mut h = map(&[("connection", "host"), ("host", "a.example")]);
-        let scan = Scan::of(&h);
+        let scan = Scan::of(Fields::Map(&h));
         strip_hop_by_hop(&mut h, &scan, None);
         assert_eq!(h.get("host").unwrap(), "a.example");
     }
@@ -224,8 +234,8 @@ mod tests {
             ("upgrade", "websocket"),
             ("x-a", "1"),
         ]);
-        let scan = Scan::of(&h);
-        let up = upgrade_protocol(&h, &scan).cloned();
+        let scan = Scan::of(Fields::Map(&h));
+        let up = upgrade_protocol(Fields::Map(&h), &scan);
         assert_eq!(up.as_ref().unwrap(), "websocket");
         strip_hop_by_hop(&mut h, &scan, up);
         assert_eq!(h.get("upgrade").unwrap(), "websocket");
@@ -239,10 +249,10 @@ mod tests {
             ("connection", "Upgrade, HTTP2-Settings"),
             ("upgrade", "h2c"),
         ]);
-        assert!(upgrade_protocol(&h, &Scan::of(&h)).is_none());
+        assert!(upgrade_protocol(Fields::Map(&h), &Scan::of(Fields::Map(&h))).is_none());
         let h = map(&[("upgrade", "websocket")]);
         assert!(
-            upgrade_protocol(&h, &Scan::of(&h)).is_none(),
+            upgrade_protocol(Fields::Map(&h), &Scan::of(Fields::Map(&h))).is_none(),
             "no Connection: upgrade"
         );
     }
@@ -250,13 +260,11 @@ mod tests {
     #[test]
     fn cookies_are_joined_for_http1() {
         let mut h = map(&[("cookie", "a=1"), ("cookie", "b=2"), ("cookie", "c=3")]);
-        let scan = Scan::of(&h);
-        merge_cookies(&mut h, &scan);
+        merge_cookies(&mut h);
         assert_eq!(h.get_all("cookie").iter().count(), 1);
         assert_eq!(h.get("cookie").unwrap(), "a=1; b=2; c=3");
         let mut one = map(&[("cookie", "a=1")]);
-        let scan = Scan::of(&one);
-        merge_cookies(&mut one, &scan);
+        merge_cookies(&mut one);
         assert_eq!(one.get("cookie").unwrap(), "a=1");
     }
 
@@ -269,12 +277,12 @@ mod tests {
             ("connection", "keep-alive, Upgrade"),
             ("transfer-encoding", "chunked"),
         ]);
-        let s = Scan::of(&h);
-        assert_eq!((s.hosts, s.cookies, s.connection_upgrade), (2, 1, true));
+        let s = Scan::of(Fields::Map(&h));
+        assert_eq!((s.hosts, s.connection_upgrade), (2, true));
         assert!(s.transfer_encoding());
         assert!(!s.listed);
-        assert!(!Scan::of(&map(&[("host", "a")])).transfer_encoding());
-        assert!(Scan::of(&map(&[("connection", "close, x-y")])).listed);
+        assert!(!Scan::of(Fields::Map(&map(&[("host", "a")]))).transfer_encoding());
+        assert!(Scan::of(Fields::Map(&map(&[("connection", "close, x-y")]))).listed);
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! hyper serves HTTP/2), the phases
 //! of a request ([`phase`]: check, plan, rewrite, send, respond; run in
 //! sequence by [`handler`]), the header rules ([`headers`],
-//! [`forwarding`]) and a request's field edits, applied as the upstream
-//! head is written ([`edits`]), an HTTP/2 connection's idle timeout ([`client_io`]),
+//! [`forwarding`]), a request's fields as the phases read them, from an
+//! HTTP/1.x head or an HTTP/2 map ([`fields`]), and its field edits,
+//! applied as the upstream head is written ([`edits`]), an HTTP/2 connection's idle timeout ([`client_io`]),
 //! the per-worker upstream connection pools and the HTTP/1.1 exchange on
 //! them, driven by the client connection's own task ([`upstream`]), the
 //! streamed response body ([`body`]), what a request's metrics and log
@@ -27,6 +28,7 @@ pub mod body;
 pub mod client_io;
 pub mod edits;
 pub mod error;
+pub mod fields;
 pub mod forwarding;
 pub mod front;
 pub mod h1;

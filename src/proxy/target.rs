@@ -7,6 +7,7 @@ use http::uri::{PathAndQuery, Uri};
 use http::{Request, Version};
 
 use super::error::ProxyError;
+use super::fields::Fields;
 use super::headers::Scan;
 use crate::routing::host;
 
@@ -15,13 +16,14 @@ use crate::routing::host;
 /// `Host` header. `None` for an HTTP/1.0 request without any.
 pub fn request_authority<B>(
     req: &Request<B>,
+    fields: Fields<'_>,
     scan: &Scan,
 ) -> Result<Option<HeaderValue>, ProxyError> {
     if scan.hosts > 1 {
         return Err(ProxyError::DuplicateHost);
     }
     let host = if scan.hosts == 1 {
-        req.headers().get(header::HOST)
+        fields.value(&header::HOST)
     } else {
         None
     };
@@ -30,7 +32,7 @@ pub fn request_authority<B>(
     match (uri_authority, host) {
         (Some(a), Some(h)) if version >= Version::HTTP_2 => {
             if a.as_str().as_bytes().eq_ignore_ascii_case(h.as_bytes()) {
-                Ok(Some(h.clone()))
+                Ok(Some(h))
             } else {
                 Err(ProxyError::AuthorityMismatch {
                     authority: a.as_str().into(),
@@ -42,7 +44,7 @@ pub fn request_authority<B>(
         (Some(a), _) => HeaderValue::from_str(a.as_str())
             .map(Some)
             .map_err(|_| ProxyError::BadHost(host::HostError::BadChar('?'))),
-        (None, Some(h)) => Ok(Some(h.clone())),
+        (None, Some(h)) => Ok(Some(h)),
         (None, None) if version <= Version::HTTP_10 => Ok(None),
         (None, None) => Err(ProxyError::MissingHost),
     }

@@ -15,7 +15,6 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Uri, Version};
 use http_body::SizeHint;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -261,8 +260,9 @@ impl ClientBody {
     }
 }
 
-/// The request `head` describes, its fields slices of `bytes` (the head's
-/// bytes, shared: no copy per field), with `body`.
+/// The request `head` describes (its target a slice of `bytes`, the
+/// head's bytes, shared), with `body`. Its header map stays empty: the
+/// phases read its fields from the head ([`super::super::fields`]).
 pub(super) fn request(
     head: &RequestHead,
     bytes: &Bytes,
@@ -283,14 +283,6 @@ pub(super) fn request(
     };
     let uri = Uri::from_maybe_shared(bytes.slice(head.target.clone()))
         .map_err(|_| ProxyError::MalformedHead("request target"))?;
-    let mut headers = HeaderMap::with_capacity(head.fields.len());
-    for f in &head.fields {
-        let name = HeaderName::from_bytes(&bytes[f.name.clone()])
-            .map_err(|_| ProxyError::MalformedHead("field name"))?;
-        let value = HeaderValue::from_maybe_shared(bytes.slice(f.value.clone()))
-            .map_err(|_| ProxyError::MalformedHead("field value"))?;
-        headers.append(name, value);
-    }
     let mut r = Request::new(body);
     *r.method_mut() = method;
     *r.uri_mut() = uri;
@@ -298,7 +290,6 @@ pub(super) fn request(
         h1::Version::Http10 => Version::HTTP_10,
         h1::Version::Http11 => Version::HTTP_11,
     };
-    *r.headers_mut() = headers;
     Ok(r)
 }
 

@@ -42,6 +42,7 @@ use tokio::time::Instant;
 
 use super::body::RequestBody;
 use super::error::ProxyError;
+use super::fields::Fields;
 use super::h1::Status;
 use super::h1::request::{RequestError, RequestHead};
 use super::handler::{self, ConnCtx};
@@ -219,13 +220,14 @@ pub async fn serve<S: ClientStream + 'static>(
         };
         let response = match inbound::request(&head, &bytes, body) {
             Ok(req) => {
-                // The fields go upstream as the client wrote them, in runs
-                // of the head's bytes.
-                let raw = super::h1::RawFields {
+                // The phases read the fields from the head (no header map
+                // is built), and they go upstream as the client wrote them,
+                // in runs of the head's bytes.
+                let fields = Fields::Head(super::fields::Head {
                     bytes: &bytes,
                     fields: &head.fields,
-                };
-                handler::answer(ctx, req, Some(raw)).await
+                });
+                handler::answer(ctx, req, fields).await
             }
             Err(e) => handler::refuse(ctx, e),
         };

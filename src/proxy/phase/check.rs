@@ -6,6 +6,7 @@ use http::{Method, Request};
 
 use super::super::body::RequestBody;
 use super::super::error::ProxyError;
+use super::super::fields::Fields;
 use super::super::handler::ConnCtx;
 use super::super::headers::Scan;
 use super::super::misdirected;
@@ -28,13 +29,14 @@ pub struct Checked {
 pub fn check(
     ctx: &ConnCtx,
     req: &Request<RequestBody>,
+    fields: Fields<'_>,
     scan: &Scan,
     snap: &Snapshot,
 ) -> Result<Checked, ProxyError> {
     if req.method() == Method::CONNECT {
         return Err(ProxyError::Connect);
     }
-    let authority = request_authority(req, scan)?;
+    let authority = request_authority(req, fields, scan)?;
     let host = authority
         .as_ref()
         .map(|a| host::normalize(a.as_bytes()))

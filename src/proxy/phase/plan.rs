@@ -5,12 +5,13 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
 
-use super::super::body::{RequestBody, ResponseBody};
+use super::super::body::ResponseBody;
 use super::super::edits::Edits;
 use super::super::error::{ProxyError, page};
+use super::super::fields::Fields;
 use super::super::handler::ConnCtx;
 use super::super::placed::{self, Placed};
 use super::super::upstream::{Retry, Settings};
@@ -89,18 +90,17 @@ pub struct LegacyHop {
 }
 
 /// Makes `decision` concrete: an answer given here, or `out` filled in
-/// with the forward. `headers` are the request's (a request that carries
+/// with the forward. `fields` are the request's (a request that carries
 /// predictor's own hop marker came back around: a loop).
 #[inline]
 pub fn plan(
     ctx: &ConnCtx,
     snap: &Snapshot,
     decision: &Decision,
-    req: &Request<RequestBody>,
+    fields: Fields<'_>,
     out: &mut Forward,
     now: std::time::Instant,
 ) -> Result<Option<Response<ResponseBody>>, ProxyError> {
-    let headers = req.headers();
     let answer = match decision.action {
         Action::Reject(status) => Some(local(status, Bytes::from_static(page(status).as_bytes()))),
         Action::Maintenance => {
@@ -112,7 +112,7 @@ pub fn plan(
                 .insert(header::RETRY_AFTER, snap.retry_after.clone());
             Some(r)
         }
-        Action::Legacy => legacy(ctx, snap, headers, out)?,
+        Action::Legacy => legacy(ctx, snap, fields, out)?,
         Action::Local { tier, pool, point } => {
             let tenant = decision.tenant.map_or(u32::MAX, |m| m.tenant);
             let (n, p) = placed::place(snap, tenant, tier, pool, point, &mut out.targets, now)?;
@@ -150,7 +150,7 @@ fn local_settings(snap: &Snapshot) -> Settings<'static> {
 fn legacy(
     ctx: &ConnCtx,
     snap: &Snapshot,
-    headers: &HeaderMap,
+    fields: Fields<'_>,
     out: &mut Forward,
 ) -> Result<Option<Response<ResponseBody>>, ProxyError> {
     let Some(l) = &snap.config.legacy else {
@@ -158,9 +158,9 @@ fn legacy(
             pool: "legacy".into(),
         });
     };
-    if headers
+    if fields
         .get(&l.hop_header)
-        .is_some_and(|v| v == snap.hop_value)
+        .is_some_and(|v| v == snap.hop_value.as_bytes())
     {
         ctx.worker.metrics.legacy.loops_refused.increment(1);
         return Err(ProxyError::LoopDetected);

@@ -9,6 +9,7 @@ use http::{Response, StatusCode};
 
 use super::super::body::ResponseBody;
 use super::super::error::{ProxyError, page};
+use super::super::fields::Fields;
 use super::super::headers::{self, Scan};
 use super::super::upstream::{Exchange, Received};
 use super::plan::Forward;
@@ -43,7 +44,7 @@ pub fn respond(
     }
     if let Received::H2(_) = body {
         // hyper's HTTP/2 client leaves the fields as they came.
-        let scan = Scan::of(&parts.headers);
+        let scan = Scan::of(Fields::Map(&parts.headers));
         headers::strip_hop_by_hop(&mut parts.headers, &scan, None);
     }
     // (An upgrade that was declined leaves its connection in an unclear

@@ -14,6 +14,7 @@ use http::{Request, Version};
 use super::super::account::Account;
 use super::super::body::RequestBody;
 use super::super::edits::{self, Edits};
+use super::super::fields::Fields;
 use super::super::forwarding::Forwarding;
 use super::super::handler::ConnCtx;
 use super::super::headers::{self, Scan};
@@ -49,33 +50,42 @@ impl Fixed {
     }
 }
 
+/// The request's fields as the client sent them, and the authority it
+/// was routed by.
+pub struct AsSent<'a> {
+    pub fields: Fields<'a>,
+    /// One pass over `fields`.
+    pub scan: &'a Scan,
+    pub authority: Option<HeaderValue>,
+}
+
 /// Rewrites `req` in place for `forward` with `fixed` (in place: a request
-/// is ~270 bytes, and taking it apart and back by value was three copies);
-/// `authority` is the one it was routed by. The client's header fields stay
-/// as they came: what this hop changes goes to `forward.edits`, applied as
-/// the upstream head is written. `forward.upgrade` says whether it asks to
-/// upgrade.
+/// is ~270 bytes, and taking it apart and back by value was three copies).
+/// The client's header fields stay as they came (`sent`): what this hop
+/// changes goes to `forward.edits`, applied as the upstream head is
+/// written. `forward.upgrade` says whether it asks to upgrade.
 #[inline]
 pub fn request(
     ctx: &ConnCtx,
     req: &mut Request<RequestBody>,
-    scan: &Scan,
-    authority: Option<HeaderValue>,
+    sent: AsSent<'_>,
     fixed: Fixed,
     forward: &mut Forward,
     account: &mut Account,
 ) {
+    let AsSent {
+        fields,
+        scan,
+        authority,
+    } = sent;
     let version = req.version();
     let upgrade = if version == Version::HTTP_11 {
-        headers::upgrade_protocol(req.headers(), scan).cloned()
+        headers::upgrade_protocol(fields, scan)
     } else {
         None
     };
     forward.upgrade = upgrade.is_some();
     forward.client_h2 = version == Version::HTTP_2;
-    if version == Version::HTTP_2 {
-        headers::merge_cookies(req.headers_mut(), scan);
-    }
     // HTTP/1.1 needs a Host, empty when the target has none.
     let host = authority.unwrap_or_else(|| HeaderValue::from_static(""));
     let forwarding = Forwarding {
@@ -86,14 +96,19 @@ pub fn request(
         via: &fixed.via,
         forwarded: fixed.forwarded,
     }
-    .edits(req.headers(), scan);
+    .edits(fields, scan);
     // A trusted proxy's request id goes on; anyone else's is replaced.
-    let (id, generated) = match req.headers().get(&fixed.id_header) {
-        Some(v) if fixed.trusted && !v.is_empty() => (v.clone(), false),
-        _ => (ctx.worker.ids.next(), true),
+    let kept = if fixed.trusted {
+        fields.value(&fixed.id_header).filter(|v| !v.is_empty())
+    } else {
+        None
+    };
+    let (id, generated) = match kept {
+        Some(v) => (v, false),
+        None => (ctx.worker.ids.next(), true),
     };
     forward.edits = Some(Edits::new(
-        req.headers(),
+        fields,
         edits::Parts {
             scan: *scan,
             upgrade,

@@ -8,17 +8,17 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, StatusCode};
 
 use super::super::edits::Edits;
+use super::super::fields::Fields as RequestFields;
 use super::super::h1::response::{ResponseError, ResponseHead};
 use super::super::h1::{RawFields, ResponseFraming};
 use super::conn::BodyOut;
 use crate::model::headers::is_hop_by_hop;
 
-/// A request's fields on their way upstream: the head the client sent
-/// them in (HTTP/1.x; `None`: they are the request's map), and what this
+/// A request's fields on their way upstream: the client's, and what this
 /// hop changes in them.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 pub struct ClientFields<'a> {
-    pub raw: Option<RawFields<'a>>,
+    pub fields: RequestFields<'a>,
     pub edits: Option<&'a Edits>,
 }
 
@@ -27,38 +27,37 @@ pub struct ClientFields<'a> {
 /// `bodiless` when its body has ended. Returns how its body follows: a
 /// body of unknown length goes chunked.
 ///
-/// The client's fields come from `raw`, the head it sent over HTTP/1.x
-/// (copied in runs, in its order and case, as the response's are:
-/// [`response_fields`]), or else from the request's map (HTTP/2). Both
-/// give the same fields (tested side by side).
+/// The client's fields come from the head it sent over HTTP/1.x (copied
+/// in runs, in its order and case, as the response's are:
+/// [`response_fields`]), or from its map (HTTP/2). Both give the same
+/// fields (tested side by side).
 pub(super) fn request_head<B>(
     req: &Request<B>,
     fields: ClientFields<'_>,
     bodiless: bool,
     out: &mut Vec<u8>,
 ) -> BodyOut {
-    let ClientFields { raw, edits } = fields;
+    let ClientFields { fields, edits } = fields;
     out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut length = false;
-    match raw {
-        Some(raw) => in_runs(raw, out, |name| {
-            if edits.is_some_and(|e| e.drops_raw(name)) {
-                return false;
-            }
-            length |= name.eq_ignore_ascii_case(b"content-length");
-            true
-        }),
+    let mut keep = |name: &[u8]| {
+        if edits.is_some_and(|e| e.drops_raw(name)) {
+            return false;
+        }
+        length |= name.eq_ignore_ascii_case(b"content-length");
+        true
+    };
+    match fields.raw() {
+        Some(raw) => in_runs(raw, out, keep),
         None => {
-            for (name, value) in req.headers() {
-                if edits.is_some_and(|e| e.drops(name)) {
-                    continue;
+            for (name, value) in fields.iter() {
+                if keep(name) {
+                    line(out, name, value);
                 }
-                length |= name == header::CONTENT_LENGTH;
-                field(out, name, value);
             }
         }
     }
@@ -79,9 +78,14 @@ pub(super) fn request_head<B>(
 
 #[inline]
 fn field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
-    out.extend_from_slice(name.as_str().as_bytes());
+    line(out, name.as_str().as_bytes(), value.as_bytes());
+}
+
+#[inline]
+fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
     out.extend_from_slice(b": ");
-    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -281,10 +285,11 @@ mod tests {
         req.headers_mut()
             .append("x-two", HeaderValue::from_static("2"));
         let mut out = Vec::new();
-        assert_eq!(
-            request_head(&req, ClientFields::default(), true, &mut out),
-            BodyOut::Done
-        );
+        let fields = ClientFields {
+            fields: RequestFields::Map(req.headers()),
+            edits: None,
+        };
+        assert_eq!(request_head(&req, fields, true, &mut out), BodyOut::Done);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "GET /a/b?c=d HTTP/1.1\r\nhost: site.example\r\nx-two: 1\r\nx-two: 2\r\n\r\n"
@@ -333,24 +338,25 @@ mod tests {
         };
         for trusted in [false, true] {
             let edits = test_edits(req.headers(), trusted);
-            let raw = RawFields {
-                bytes: head,
+            let bytes = Bytes::from_static(head);
+            let raw = RequestFields::Head(super::super::super::fields::Head {
+                bytes: &bytes,
                 fields: &parsed.fields,
-            };
+            });
             let (mut from_head, mut from_map) = (Vec::new(), Vec::new());
             let edits = Some(&edits);
             let a = request_head(
                 &req,
-                ClientFields {
-                    raw: Some(raw),
-                    edits,
-                },
+                ClientFields { fields: raw, edits },
                 false,
                 &mut from_head,
             );
             let b = request_head(
                 &req,
-                ClientFields { raw: None, edits },
+                ClientFields {
+                    fields: RequestFields::Map(req.headers()),
+                    edits,
+                },
                 false,
                 &mut from_map,
             );
