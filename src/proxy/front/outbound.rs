@@ -41,6 +41,10 @@ pub(super) struct Answering {
     pub closing: bool,
 }
 
+/// What a response head needs beyond the fields: the status line, `Date`,
+/// the framing and `Connection`.
+const HEAD_ROOM: usize = 192;
+
 /// Writes the head of `parts` (its fields in its map, then those the
 /// upstream side wrote, `fields`; a body described by `hint`) to `out`;
 /// returns how the body follows and whether the connection closes after
@@ -53,6 +57,12 @@ pub(super) fn head(
     out: &mut Vec<u8>,
 ) -> (BodyOut, bool) {
     let status = parts.status;
+    // Room for the whole head at once: the status line, the fields and
+    // what this side adds (`Date`, the framing, `Connection`). Grown
+    // field by field, a connection's first head reallocated four times
+    // (~1,700 instructions per `Connection: close` request, `CG_CLOSE=1`).
+    let theirs = fields.map_or(0, |f| f.bytes.len());
+    out.reserve(HEAD_ROOM + theirs + parts.headers.len() * 64);
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
