@@ -18,6 +18,7 @@
 //! dropped, and the writer ends once every sender is gone and the queue is
 //! written out.
 
+mod escape;
 mod lines;
 mod record;
 mod writer;

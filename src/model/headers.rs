@@ -33,6 +33,56 @@ pub fn is_managed_header(name: &HeaderName) -> bool {
         || name == header::FORWARDED
 }
 
+/// Whether `written` (a field name as sent, any case) is `lower` (a
+/// lowercase name, as a `HeaderName` or our own literals are): ASCII case
+/// folded eight bytes at a time. `<[u8]>::eq_ignore_ascii_case` folds both
+/// sides byte by byte (~10 instructions a byte); names are compared many
+/// times per request (the field view's lookups, the scan, the edits).
+#[inline]
+pub fn eq_lowercase(written: &[u8], lower: &[u8]) -> bool {
+    debug_assert!(!lower.iter().any(u8::is_ascii_uppercase), "{lower:?}");
+    if written.len() != lower.len() {
+        return false;
+    }
+    let (mut a, mut b) = (written, lower);
+    while a.len() >= 8 {
+        let (x, rest_a) = a.split_at(8);
+        let (y, rest_b) = b.split_at(8);
+        if fold8(word(x)) != word(y) {
+            return false;
+        }
+        (a, b) = (rest_a, rest_b);
+    }
+    if a.is_empty() {
+        return true;
+    }
+    let (mut x, mut y) = ([0u8; 8], [0u8; 8]);
+    x[..a.len()].copy_from_slice(a);
+    y[..b.len()].copy_from_slice(b);
+    fold8(u64::from_le_bytes(x)) == u64::from_le_bytes(y)
+}
+
+#[inline(always)]
+fn word(eight: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(eight);
+    u64::from_le_bytes(w)
+}
+
+/// The eight bytes of `x` with `A`..=`Z` lowered (any other byte kept).
+#[inline(always)]
+fn fold8(x: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let seven = x & LOW7;
+    // A byte's high bit: its low seven bits are at least `A` (0x41) ...
+    let from_a = seven + 0x3f3f_3f3f_3f3f_3f3f;
+    // ... and above `Z` (0x5a).
+    let past_z = seven + 0x2525_2525_2525_2525;
+    let upper = from_a & !past_z & !x & HIGH;
+    x | (upper >> 2)
+}
+
 /// The bit of a hop-by-hop header, 0 for any other; `name` as written
 /// (any case: a head keeps the client's, a `HeaderName` is lowercase). By
 /// length first: most names are ruled out by one compare. Comparing the
@@ -41,7 +91,7 @@ pub fn is_managed_header(name: &HeaderName) -> bool {
 /// ~950 per browser request (`CG_BROWSER=1 benches/callgrind.sh`).
 #[inline]
 pub fn hop_bit(name: &[u8]) -> u8 {
-    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+    let is = |n: &str| eq_lowercase(name, n.as_bytes());
     match name.len() {
         2 if is("te") => TE,
         7 if is("upgrade") => UPGRADE,
@@ -94,6 +144,58 @@ impl ViaValues {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The folded comparison is `eq_ignore_ascii_case` against a
+        /// lowercase name, for any bytes written (any length around the
+        /// eight-byte steps, any case, non-ASCII too).
+        #[test]
+        fn eq_lowercase_is_eq_ignore_ascii_case(
+            lower in "[a-z0-9!#$%&'*+.^_`|~-]{0,40}",
+            flips in proptest::collection::vec(proptest::prelude::any::<bool>(), 40),
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            at in 0usize..40,
+        ) {
+            let mut written: Vec<u8> = lower
+                .bytes()
+                .zip(&flips)
+                .map(|(b, &up)| if up { b.to_ascii_uppercase() } else { b })
+                .collect();
+            proptest::prop_assert!(eq_lowercase(&written, lower.as_bytes()));
+            if let Some(&n) = noise.first() {
+                if at < written.len() {
+                    written[at] = n;
+                }
+            }
+            proptest::prop_assert_eq!(
+                eq_lowercase(&written, lower.as_bytes()),
+                written.eq_ignore_ascii_case(lower.as_bytes())
+            );
+            proptest::prop_assert_eq!(
+                eq_lowercase(&noise, lower.as_bytes()),
+                noise.eq_ignore_ascii_case(lower.as_bytes())
+            );
+        }
+    }
+
+    /// Every byte folds as `to_ascii_lowercase` does, wherever it sits in
+    /// a word.
+    #[test]
+    fn fold8_lowers_ascii_letters_only() {
+        for b in 0..=255u8 {
+            for lane in 0..8 {
+                let mut w = [b'x'; 8];
+                w[lane] = b;
+                let mut want = w;
+                want[lane] = b.to_ascii_lowercase();
+                assert_eq!(
+                    fold8(u64::from_le_bytes(w)),
+                    u64::from_le_bytes(want),
+                    "{b}"
+                );
+            }
+        }
+    }
 
     /// Each hop-by-hop name has its own bit, in any case; names around
     /// them (a prefix, a suffix, the same length) have none.

@@ -45,7 +45,7 @@ impl Account {
                 version: req.version(),
                 // Set by [`Account::checked`].
                 host: None,
-                user_agent: fields.value(&header::USER_AGENT),
+                user_agent: fields.bytes(&header::USER_AGENT),
             },
             started,
             request_id: None,
@@ -81,11 +81,13 @@ impl Account {
         }
     }
 
-    /// The request is routed: its series, and its tenant's name.
-    pub fn routed(&mut self, slot: &Arc<RouteSlot>, tenant: Option<&str>) {
+    /// The request is routed: its series, and its tenant's name (looked
+    /// up only for the log: the names are apart from the records, and
+    /// reading one per request was a cache miss on a large table).
+    pub fn routed<'t>(&mut self, slot: &Arc<RouteSlot>, tenant: impl FnOnce() -> Option<&'t str>) {
         if let Some(log) = &mut self.log {
             log.slot = slot.clone();
-            log.tenant = tenant.map(crate::access_log::Name::new);
+            log.tenant = tenant().map(crate::access_log::Name::new);
         }
         self.slot = Some(slot.clone());
     }

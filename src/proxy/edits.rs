@@ -9,7 +9,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use super::fields::Fields;
 use super::forwarding::ForwardingEdits;
 use super::headers::{self, Scan};
-use crate::model::headers::is_hop_by_hop;
+use crate::model::headers::{eq_lowercase, is_hop_by_hop};
 
 /// The edits of one forwarded request's fields.
 #[derive(Debug)]
@@ -72,8 +72,8 @@ impl Edits {
     /// [`Edits::drops`] for a name as the client wrote it (any case).
     #[inline]
     pub fn drops_raw(&self, name: &[u8]) -> bool {
-        let is = |n: &HeaderName| n.as_str().as_bytes().eq_ignore_ascii_case(name);
-        name.eq_ignore_ascii_case(b"host")
+        let is = |n: &HeaderName| eq_lowercase(name, n.as_str().as_bytes());
+        eq_lowercase(name, b"host")
             || is_hop_by_hop(name)
             || self.forwarding.drops(name)
             || is(&self.id.0)

@@ -14,6 +14,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use super::error::ProxyError;
 use super::h1::{Field, RawFields};
+use crate::model::headers::eq_lowercase;
 
 /// A request's header fields (cheap to copy: two pointers).
 #[derive(Debug, Clone, Copy)]
@@ -35,7 +36,7 @@ pub struct Head<'a> {
 /// Whether a name as written (`n`, any case) is `name`.
 #[inline]
 fn is(n: &[u8], name: &HeaderName) -> bool {
-    n.eq_ignore_ascii_case(name.as_str().as_bytes())
+    eq_lowercase(n, name.as_str().as_bytes())
 }
 
 impl<'a> Fields<'a> {
@@ -89,6 +90,18 @@ impl<'a> Fields<'a> {
                 HeaderValue::from_maybe_shared(h.bytes.slice_ref(v)).ok()
             }
         }
+    }
+
+    /// The value of the first field named `name` as bytes to keep, not
+    /// checked again as a `HeaderValue` (for the access log): a head's a
+    /// slice of its bytes, a map's copied.
+    #[inline]
+    pub fn bytes(self, name: &HeaderName) -> Option<Bytes> {
+        let v = self.get(name)?;
+        Some(match self {
+            Fields::Map(_) => Bytes::copy_from_slice(v),
+            Fields::Head(h) => h.bytes.slice_ref(v),
+        })
     }
 
     /// The head's bytes and ranges, to write its fields on in runs of its
@@ -204,6 +217,7 @@ mod tests {
                 [&b"1.1.1.1"[..], b"2.2.2.2"]
             );
             assert_eq!(f.value(&header::HOST).unwrap(), "a.example");
+            assert_eq!(f.bytes(&header::USER_AGENT).unwrap(), "t");
             assert_eq!(f.to_map().unwrap(), map);
         }
         // The same fields (a map groups a name's values; a head keeps the

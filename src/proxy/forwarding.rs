@@ -15,6 +15,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use super::fields::Fields;
 use super::headers::{Scan, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
 pub use crate::model::headers::ViaValues;
+use crate::model::headers::eq_lowercase;
 
 /// `Forwarded` and `Via` as statics (the `http` constants cannot be
 /// borrowed for `'static`).
@@ -188,12 +189,11 @@ impl ForwardingEdits {
     pub fn drops(&self, name: &[u8]) -> bool {
         // By length first: one compare rules out the others.
         match name.len() {
-            9 => name.eq_ignore_ascii_case(b"forwarded") && !matches!(self.forwarded, Edit::Keep),
-            15 => name.eq_ignore_ascii_case(b"x-forwarded-for"),
-            16 => name.eq_ignore_ascii_case(b"x-forwarded-host") && !matches!(self.xfh, Edit::Keep),
+            9 => eq_lowercase(name, b"forwarded") && !matches!(self.forwarded, Edit::Keep),
+            15 => eq_lowercase(name, b"x-forwarded-for"),
+            16 => eq_lowercase(name, b"x-forwarded-host") && !matches!(self.xfh, Edit::Keep),
             17 => {
-                name.eq_ignore_ascii_case(b"x-forwarded-proto")
-                    && (self.replace_xfp || self.xfp.is_some())
+                eq_lowercase(name, b"x-forwarded-proto") && (self.replace_xfp || self.xfp.is_some())
             }
             _ => false,
         }

@@ -205,7 +205,7 @@ fn forward<'a>(
                 Ok(found) => found,
                 Err(e) => {
                     account.checked(&req, fields, None);
-                    account.routed(routes.slot(RouteKind::Rejected, None), None);
+                    account.routed(routes.slot(RouteKind::Rejected, None), || None);
                     return Err(e);
                 }
             };
@@ -215,7 +215,7 @@ fn forward<'a>(
                 None => routing::route_unknown(&snap.config),
             };
             let tier = decision.tenant.map(|m| snap.tenants.record(m.tenant).tier);
-            let tenant = decision.tenant.map(|m| snap.tenants.name(m.tenant));
+            let tenant = || decision.tenant.map(|m| snap.tenants.name(m.tenant));
             account.routed(routes.slot(decision.kind(), tier), tenant);
             if let Some(answer) = plan::plan(ctx, &snap, &decision, fields, &mut forward, started)?
             {

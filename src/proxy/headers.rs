@@ -9,10 +9,9 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use super::fields::Fields;
-
 use crate::model::headers::{
     CONNECTION, HTTP2_SETTINGS, HTTP2_SETTINGS_BIT, KEEP_ALIVE, KEEP_ALIVE_BIT, PROXY_CONNECTION,
-    PROXY_CONNECTION_BIT, TE, TRANSFER_ENCODING, UPGRADE, hop_bit,
+    PROXY_CONNECTION_BIT, TE, TRANSFER_ENCODING, UPGRADE, eq_lowercase, hop_bit,
 };
 pub use crate::model::headers::{
     X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, is_managed_header,
@@ -40,10 +39,10 @@ impl Scan {
         let mut s = Scan::default();
         for (name, value) in fields.iter() {
             match name.len() {
-                4 if name.eq_ignore_ascii_case(b"host") => {
+                4 if eq_lowercase(name, b"host") => {
                     s.hosts = s.hosts.saturating_add(1);
                 }
-                9 if name.eq_ignore_ascii_case(b"forwarded") => s.forwarded = true,
+                9 if eq_lowercase(name, b"forwarded") => s.forwarded = true,
                 _ => {
                     let bit = hop_bit(name);
                     s.hop |= bit;
@@ -59,11 +58,9 @@ impl Scan {
     fn connection(&mut self, value: &[u8]) {
         for t in value.split(|&b| b == b',') {
             let t = t.trim_ascii();
-            if t.eq_ignore_ascii_case(b"upgrade") {
+            if eq_lowercase(t, b"upgrade") {
                 self.connection_upgrade = true;
-            } else if !t.is_empty()
-                && !t.eq_ignore_ascii_case(b"close")
-                && !t.eq_ignore_ascii_case(b"keep-alive")
+            } else if !t.is_empty() && !eq_lowercase(t, b"close") && !eq_lowercase(t, b"keep-alive")
             {
                 self.listed = true;
             }
@@ -85,7 +82,7 @@ pub fn upgrade_protocol(fields: Fields<'_>, scan: &Scan) -> Option<HeaderValue> 
     let up = fields.get(&header::UPGRADE)?;
     let h2c = up
         .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"h2c"));
+        .any(|t| eq_lowercase(t.trim_ascii(), b"h2c"));
     if h2c {
         return None;
     }
@@ -140,9 +137,9 @@ pub fn connection_listed(fields: Fields<'_>, scan: &Scan) -> Vec<HeaderName> {
         for t in v.split(|&b| b == b',') {
             let t = t.trim_ascii();
             if t.is_empty()
-                || t.eq_ignore_ascii_case(b"close")
-                || t.eq_ignore_ascii_case(b"keep-alive")
-                || t.eq_ignore_ascii_case(b"upgrade")
+                || eq_lowercase(t, b"close")
+                || eq_lowercase(t, b"keep-alive")
+                || eq_lowercase(t, b"upgrade")
             {
                 continue;
             }

@@ -30,6 +30,7 @@ pub mod response;
 #[cfg(test)]
 mod tests;
 
+use crate::model::headers::eq_lowercase;
 use std::ops::Range;
 
 /// One header line: its name and value as ranges into the head's buffer
@@ -214,11 +215,11 @@ fn has_bare_lf_or_nul(head: &[u8]) -> bool {
 fn connection_tokens(v: &[u8], flags: &mut ConnectionFlags) {
     for token in v.split(|&b| b == b',') {
         let token = trim(token);
-        if token.eq_ignore_ascii_case(b"close") {
+        if eq_lowercase(token, b"close") {
             flags.close = true;
-        } else if token.eq_ignore_ascii_case(b"keep-alive") {
+        } else if eq_lowercase(token, b"keep-alive") {
             flags.keep_alive = true;
-        } else if token.eq_ignore_ascii_case(b"upgrade") {
+        } else if eq_lowercase(token, b"upgrade") {
             flags.upgrade = true;
         } else if !token.is_empty() {
             flags.lists_fields = true;
@@ -250,22 +251,22 @@ impl Checked {
         if !matches!(name.len(), 10 | 14 | 17) {
             return Ok(());
         }
-        if name.eq_ignore_ascii_case(b"content-length") {
+        if eq_lowercase(name, b"content-length") {
             if *seen & LENGTH != 0 {
                 return Err(FieldError::TwoLengths);
             }
             *seen |= LENGTH;
             self.length = Some(content_length(value).ok_or(FieldError::BadLength)?);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        } else if eq_lowercase(name, b"transfer-encoding") {
             if *seen & ENCODING != 0 {
                 return Err(FieldError::TwoEncodings);
             }
             *seen |= ENCODING;
-            if !trim(value).eq_ignore_ascii_case(b"chunked") {
+            if !eq_lowercase(trim(value), b"chunked") {
                 return Err(FieldError::NotChunked);
             }
             self.chunked = true;
-        } else if name.eq_ignore_ascii_case(b"connection") {
+        } else if eq_lowercase(name, b"connection") {
             connection_tokens(value, &mut self.connection);
         }
         Ok(())

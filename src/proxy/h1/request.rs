@@ -10,6 +10,7 @@ use super::{
     Checked, ConnectionFlags, Field, FieldError, Framed, Framing, HeadFault, MAX_HEADERS, Status,
     Version, framed, range_in,
 };
+use crate::model::headers::eq_lowercase;
 
 /// A request method, as far as the proxy cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,13 +204,13 @@ impl RequestHead {
             // httparse has trimmed the spaces and tabs around it
             // (`a_generated_head_parses_to_its_parts`).
             let value = h.value;
-            if name.eq_ignore_ascii_case(b"host") {
+            if eq_lowercase(name, b"host") {
                 if self.host.is_some() {
                     return Err(RequestError::TwoHosts);
                 }
                 self.host = Some(self.fields.len());
-            } else if name.eq_ignore_ascii_case(b"expect") {
-                if !value.eq_ignore_ascii_case(b"100-continue") {
+            } else if eq_lowercase(name, b"expect") {
+                if !eq_lowercase(value, b"100-continue") {
                     return Err(RequestError::Expectation);
                 }
                 self.expect_continue = true;

@@ -12,7 +12,7 @@ use super::super::fields::Fields as RequestFields;
 use super::super::h1::response::{ResponseError, ResponseHead};
 use super::super::h1::{RawFields, ResponseFraming};
 use super::conn::BodyOut;
-use crate::model::headers::is_hop_by_hop;
+use crate::model::headers::{eq_lowercase, is_hop_by_hop};
 
 /// A request's fields on their way upstream: the client's, and what this
 /// hop changes in them.
@@ -48,7 +48,7 @@ pub(super) fn request_head<B>(
         if edits.is_some_and(|e| e.drops_raw(name)) {
             return false;
         }
-        length |= name.eq_ignore_ascii_case(b"content-length");
+        length |= eq_lowercase(name, b"content-length");
         true
     };
     match fields.raw() {
@@ -128,7 +128,7 @@ pub(super) fn response_map(
         if !listed.is_empty() && listed.iter().any(|l| l.eq_ignore_ascii_case(name)) {
             continue;
         }
-        if is_hop_by_hop(name) && !(upgrade && name.eq_ignore_ascii_case(b"upgrade")) {
+        if is_hop_by_hop(name) && !(upgrade && eq_lowercase(name, b"upgrade")) {
             continue;
         }
         let name =
@@ -171,12 +171,12 @@ pub(super) fn response_fields(
     };
     in_runs(raw, &mut out.bytes, |name| {
         let hop = (!listed.is_empty() && listed.iter().any(|l| l.eq_ignore_ascii_case(name)))
-            || (is_hop_by_hop(name) && !(upgrade && name.eq_ignore_ascii_case(b"upgrade")));
+            || (is_hop_by_hop(name) && !(upgrade && eq_lowercase(name, b"upgrade")));
         if hop {
             return false;
         }
-        out.length |= name.eq_ignore_ascii_case(b"content-length");
-        out.date |= name.eq_ignore_ascii_case(b"date");
+        out.length |= eq_lowercase(name, b"content-length");
+        out.date |= eq_lowercase(name, b"date");
         true
     });
     if upgrade {
@@ -236,15 +236,15 @@ fn connection_listed<'b>(buf: &'b [u8], head: &ResponseHead) -> Vec<&'b [u8]> {
     }
     let mut listed = Vec::new();
     for f in &head.fields {
-        if !buf[f.name.clone()].eq_ignore_ascii_case(b"connection") {
+        if !eq_lowercase(&buf[f.name.clone()], b"connection") {
             continue;
         }
         for t in buf[f.value.clone()].split(|&b| b == b',') {
             let t = t.trim_ascii();
             if !t.is_empty()
-                && !t.eq_ignore_ascii_case(b"close")
-                && !t.eq_ignore_ascii_case(b"keep-alive")
-                && !t.eq_ignore_ascii_case(b"upgrade")
+                && !eq_lowercase(t, b"close")
+                && !eq_lowercase(t, b"keep-alive")
+                && !eq_lowercase(t, b"upgrade")
             {
                 listed.push(t);
             }
