@@ -40,6 +40,13 @@ fn is(n: &[u8], name: &HeaderName) -> bool {
 }
 
 impl<'a> Fields<'a> {
+    /// An HTTP/1.x request's fields: its head's `bytes` and the ranges of
+    /// its `fields` in them.
+    #[inline]
+    pub fn head(bytes: &'a Bytes, fields: &'a [Field]) -> Fields<'a> {
+        Fields::Head(Head { bytes, fields })
+    }
+
     /// Every field, in order, as `(name, value)` bytes.
     #[inline]
     pub fn iter(self) -> Iter<'a> {
@@ -201,10 +208,7 @@ mod tests {
     #[test]
     fn a_head_reads_as_the_map_of_its_fields() {
         let (head, bytes) = parsed(HEAD);
-        let h = Fields::Head(Head {
-            bytes: &bytes,
-            fields: &head.fields,
-        });
+        let h = Fields::head(&bytes, &head.fields);
         let map = pairs();
         let m = Fields::Map(&map);
         let xff = HeaderName::from_static("x-forwarded-for");
@@ -243,10 +247,7 @@ mod tests {
             "GET / HTTP/1.1\r\nHOST: a\r\nConnection: Upgrade, X-Drop\r\nUPGRADE: websocket\r\n\
              FORWARDED: for=x\r\nTe: trailers\r\nX-Drop: 1\r\n\r\n",
         );
-        let h = Fields::Head(Head {
-            bytes: &bytes,
-            fields: &head.fields,
-        });
+        let h = Fields::head(&bytes, &head.fields);
         let map = h.to_map().unwrap();
         let (a, b) = (Scan::of(h), Scan::of(Fields::Map(&map)));
         assert_eq!(a, b);
@@ -280,7 +281,7 @@ mod tests {
             let bytes = Bytes::from(raw);
             let mut head = RequestHead::default();
             if let Ok(Status::Complete(_)) = head.parse(&bytes, 64 * 1024) {
-                let h = Fields::Head(Head { bytes: &bytes, fields: &head.fields });
+                let h = Fields::head(&bytes, &head.fields);
                 let map = h.to_map();
                 proptest::prop_assert!(map.is_ok(), "{:?}", bytes);
                 proptest::prop_assert_eq!(map.map(|m| m.len()).ok(), Some(head.fields.len()));
@@ -292,10 +293,7 @@ mod tests {
     #[test]
     fn a_kept_value_shares_the_head() {
         let (head, bytes) = parsed(HEAD);
-        let h = Fields::Head(Head {
-            bytes: &bytes,
-            fields: &head.fields,
-        });
+        let h = Fields::head(&bytes, &head.fields);
         let v = h.value(&header::USER_AGENT).unwrap();
         let range = bytes.as_ptr_range();
         assert!(range.contains(&v.as_bytes().as_ptr()));

@@ -223,10 +223,7 @@ pub async fn serve<S: ClientStream + 'static>(
                 // The phases read the fields from the head (no header map
                 // is built), and they go upstream as the client wrote them,
                 // in runs of the head's bytes.
-                let fields = Fields::Head(super::fields::Head {
-                    bytes: &bytes,
-                    fields: &head.fields,
-                });
+                let fields = Fields::head(&bytes, &head.fields);
                 handler::answer(ctx, req, fields).await
             }
             Err(e) => handler::refuse(ctx, e),

@@ -339,10 +339,7 @@ mod tests {
         for trusted in [false, true] {
             let edits = test_edits(req.headers(), trusted);
             let bytes = Bytes::from_static(head);
-            let raw = RequestFields::Head(super::super::super::fields::Head {
-                bytes: &bytes,
-                fields: &parsed.fields,
-            });
+            let raw = RequestFields::head(&bytes, &parsed.fields);
             let (mut from_head, mut from_map) = (Vec::new(), Vec::new());
             let edits = Some(&edits);
             let a = request_head(

@@ -118,10 +118,7 @@ fn the_request_is_built_from_the_head_without_its_fields() {
     assert_eq!(r.version(), Version::HTTP_10);
     // Its fields are read from the head, never put in its map.
     assert!(r.headers().is_empty());
-    let fields = crate::proxy::fields::Fields::Head(crate::proxy::fields::Head {
-        bytes: &raw,
-        fields: &head.fields,
-    });
+    let fields = crate::proxy::fields::Fields::head(&raw, &head.fields);
     assert_eq!(fields.get(&http::header::HOST), Some(&b"s.example"[..]));
     let two = http::HeaderName::from_static("x-two");
     assert_eq!(fields.get_all(&two).count(), 2);
