@@ -47,8 +47,18 @@ impl Folder {
         self.dir.path()
     }
 
+    /// Writes `name` in place (truncated, then written: a reload that
+    /// reads it in between sees part of it).
     pub fn write(&self, name: &str, content: &str) {
         std::fs::write(self.dir.path().join(name), content).unwrap();
+    }
+
+    /// Replaces `name` whole: written beside it, then renamed over it, as
+    /// the docs tell operators to (a reload never sees part of it).
+    pub fn replace(&self, name: &str, content: &str) {
+        let next = self.dir.path().join(format!(".{name}.next"));
+        std::fs::write(&next, content).unwrap();
+        std::fs::rename(&next, self.dir.path().join(name)).unwrap();
     }
 
     /// Dates every file of the folder a minute back, as a folder written
