@@ -416,6 +416,21 @@ async fn h2c_to_the_legacy_balancer_multiplexes() {
     assert_eq!(seen.header("host"), Some("old.example"));
     assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
     assert!(seen.uri.starts_with("/page/"));
+    // An HTTP/1.1 client's own fields reach the balancer over HTTP/2 (its
+    // map built from the head), hop-by-hop ones and spoofs do not.
+    let answer = raw(
+        p.addr,
+        b"GET /fields HTTP/1.1\r\nHost: old.example\r\nX-Client: Kept\r\n\
+          Connection: keep-alive, X-Drop\r\nX-Drop: 1\r\nX-Forwarded-For: 6.6.6.6\r\n\
+          Connection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    let seen = site.last();
+    assert_eq!(seen.uri, "/fields");
+    assert_eq!(seen.header("x-client"), Some("Kept"));
+    assert_eq!(seen.header("x-drop"), None);
+    assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
     let opened = metric(p.server(), "predictor_legacy_connections_opened_total");
     assert!(opened <= 2.0, "one connection per worker, got {opened}");
 }
