@@ -17,13 +17,29 @@
 # 16 connections of 8 concurrent streams, prior knowledge). CG_BROWSER=1
 # adds the fields a browser sends (12 in all, ~700 bytes of head) to the
 # keep-alive and h2c requests, instead of h2load's two.
+#
+# CG_PROXY=nginx or CG_PROXY=haproxy measures that peer instead, in the
+# same place (one worker, a keep-alive pool to the same origin, the Host
+# mapped to it: the configs of benches/peers/peers.sh), with the same load
+# and the same count: instructions do not vary with the machine's noise,
+# so the peers' per-request work compares in one run of each, e.g.
+#   for p in predictor nginx haproxy; do CG_PROXY=$p bash benches/callgrind.sh; done
+# CG_SIM=1 adds callgrind's cache and branch simulation and its count of
+# atomic (bus-locked) instructions, printed per request beside the count.
 set -euo pipefail
-bin=$(realpath "${1:-target/dist/predictor}")
+proxy=${CG_PROXY:-predictor}
+case $proxy in
+  predictor) bin=$(realpath "${1:-target/dist/predictor}") ;;
+  nginx | haproxy) bin=$(command -v "$proxy") ;;
+  *) echo "CG_PROXY: predictor, nginx or haproxy" >&2; exit 2 ;;
+esac
+sim=()
+if [ -n "${CG_SIM:-}" ]; then sim=(--cache-sim=yes --branch-sim=yes --collect-bus=yes); fi
 work=$(mktemp -d)
 # shellcheck source=benches/origin.sh
 source "$(dirname "${BASH_SOURCE[0]}")/origin.sh"
 trap 'stop_origin "$work"; rm -rf "$work"' EXIT
-port=$((20000 + RANDOM % 20000)) origin=$((port + 1))
+port=$((20000 + RANDOM % 20000)) origin=$((port + 1)) h2port=$((port + 2))
 
 mkdir -p "$work/cfg"
 start_origin "$work" "$origin"
@@ -45,6 +61,54 @@ TOML
 if [ -n "${CG_ACCESS_LOG:-}" ]; then
   printf '[access_log]\noutput = "%s"\n' "$work/access.log" >> "$work/cfg/predictor.toml"
 fi
+# The peers: HTTP/1.1 on $port, h2c (prior knowledge) on $h2port, as in
+# benches/peers/peers.sh (nginx's `http2` listener without TLS and
+# HAProxy's `proto h2` bind take only HTTP/2).
+mkdir -p "$work/nginx/tmp"
+cat > "$work/nginx/nginx.conf" <<NGINX
+worker_processes 1; daemon off; master_process off;
+pid $work/nginx/nginx.pid; error_log $work/nginx/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off; server_tokens off;
+  client_body_temp_path $work/nginx/tmp/body; proxy_temp_path $work/nginx/tmp/proxy;
+  fastcgi_temp_path $work/nginx/tmp/fcgi; uwsgi_temp_path $work/nginx/tmp/uwsgi; scgi_temp_path $work/nginx/tmp/scgi;
+  keepalive_requests 100000000; keepalive_timeout 300s;
+  map \$host \$pool { default be_default; bench.example be_web; }
+  upstream be_web { server 127.0.0.1:$origin; keepalive 256; keepalive_requests 100000000; keepalive_timeout 300s; }
+  upstream be_default { server 127.0.0.1:$origin; keepalive 256; }
+  server {
+    listen 127.0.0.1:$port backlog=4096;
+    listen 127.0.0.1:$h2port http2 backlog=4096;
+    location / { proxy_pass http://\$pool; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+NGINX
+printf 'bench.example be_web\n' > "$work/hosts.map"
+cat > "$work/haproxy.cfg" <<HAPROXY
+global
+    nbthread 1
+    maxconn 8000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 60s
+frontend fe
+    bind 127.0.0.1:$port
+    bind 127.0.0.1:$h2port proto h2
+    use_backend %[req.hdr(host),lower,map($work/hosts.map,be_default)]
+backend be_web
+    server s1 127.0.0.1:$origin
+backend be_default
+    server s1 127.0.0.1:$origin
+HAPROXY
+case $proxy in
+  predictor) args=(run --config "$work/cfg") h2target=$port ;;
+  nginx) args=(-p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log") h2target=$h2port ;;
+  haproxy) args=(-db -f "$work/haproxy.cfg") h2target=$h2port ;;
+esac
 
 extra=()
 if [ -n "${CG_BROWSER:-}" ]; then
@@ -65,7 +129,7 @@ fi
 
 run() {
   local n=$1 out="$work/cg.$1"
-  valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" run --config "$work/cfg" \
+  valgrind --tool=callgrind "${sim[@]}" --callgrind-out-file="$out" "$bin" "${args[@]}" \
     >"$work/log.$n" 2>&1 &
   local pid=$!
   for _ in $(seq 1 200); do
@@ -91,7 +155,7 @@ for _ in range(n):
 print(f"requests: {n} total, {ok} succeeded")
 PY
   elif [ -n "${CG_H2:-}" ]; then
-    h2load -n "$n" -c 16 -m 8 -H ':authority: bench.example' "${extra[@]}" "http://127.0.0.1:$port/" \
+    h2load -n "$n" -c 16 -m 8 -H ':authority: bench.example' "${extra[@]}" "http://127.0.0.1:$h2target/" \
       | grep -E '^requests:' >&2
   else
     h2load --h1 -n "$n" -c 64 -H ':authority: bench.example' "${extra[@]}" "http://127.0.0.1:$port/" \
@@ -99,13 +163,27 @@ PY
   fi
   kill -TERM "$pid"
   wait "$pid" || true
-  # Total instructions over all threads (one file per thread or a sum line).
-  callgrind_annotate "$out"* 2>/dev/null | awk '/PROGRAM TOTALS/ && !done { gsub(",", "", $1); print $1; done = 1 }'
+  # Totals over all threads (one file per thread or a sum line): every
+  # event's, instructions first.
+  callgrind_annotate "$out"* 2>/dev/null | awk '/PROGRAM TOTALS/ && !done {
+    for (i = 1; i <= NF; i++) if ($i ~ /^[0-9,]+$/) { gsub(",", "", $i); printf "%s ", $i }
+    print ""; done = 1 }'
+}
+events() {
+  callgrind_annotate "$work/cg.$n1"* 2>/dev/null | awk '/^Events shown/ { $1 = $2 = ""; print; exit }'
 }
 
 if [ -n "${CG_CLOSE:-}" ]; then n1=200 n2=2200; else n1=2000 n2=22000; fi
-small=$(run $n1)
-large=$(run $n2)
+read -ra small <<<"$(run $n1)"
+read -ra large <<<"$(run $n2)"
 # CG_KEEP=DIR keeps the callgrind files (callgrind_annotate DIR/cg.$n2).
 if [ -n "${CG_KEEP:-}" ]; then mkdir -p "$CG_KEEP" && cp "$work"/cg.* "$CG_KEEP"/; fi
-echo "instructions per request: $(( (large - small) / (n2 - n1) )) ($small for $n1, $large for $n2)"
+echo "$proxy: instructions per request: $(( (large[0] - small[0]) / (n2 - n1) )) (${small[0]} for $n1, ${large[0]} for $n2)"
+if [ -n "${CG_SIM:-}" ]; then
+  read -ra names <<<"$(events)"
+  line=""
+  for i in "${!names[@]}"; do
+    line+="${names[$i]} $(( (large[i] - small[i]) / (n2 - n1) ))  "
+  done
+  echo "$proxy: per request: $line"
+fi
