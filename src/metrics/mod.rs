@@ -4,18 +4,22 @@
 //! state at scrape time are the admin listener's (`admin::scrape`), which
 //! declares them with their help text the same way.
 //!
-//! Owns the Prometheus recorder of one running server
-//! and the handles the request path increments. Handles are registered
-//! ahead of use (at start-up, or once per snapshot for the per-tier ones),
-//! so recording is an atomic add, never a registry lookup. Each server has
-//! its own recorder (not the process-global one), so that two servers in
-//! one process (tests, an upgrade) never mix their counts.
+//! Owns the Prometheus recorder of one running server, the handles
+//! registered on it, and the request series ([`routes`]), which every
+//! request adds to and which are therefore kept apart: per worker, each
+//! on its own cache lines, summed by a scrape ([`shards`]). Everything is
+//! registered ahead of use (at start-up, or once per snapshot for the
+//! per-tier series), so recording is an add, never a registry lookup.
+//! Each server has its own recorder and series (not the process-global
+//! recorder), so that two servers in one process (tests, an upgrade)
+//! never mix their counts.
 //!
 //! Invariant: labels take values from small fixed sets (a route, a status
 //! class, a probe result) or from config names (tier, pool, server id);
 //! never a host, tenant or client address.
 
 pub mod routes;
+pub mod shards;
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{
@@ -108,10 +112,19 @@ pub struct Metrics {
     pub access_log: AccessLogMetrics,
     /// Client connections accepted, all listeners.
     pub connections_accepted: Counter,
+    /// The request series, kept per worker ([`shards`]).
+    routes: routes::RouteSeries,
 }
 
 impl Metrics {
+    /// The metrics of a server of one worker (tests, tools).
     pub fn new() -> Metrics {
+        Self::with_workers(1)
+    }
+
+    /// The metrics of a server of `workers` workers, numbered from 0: the
+    /// request series get a shard each ([`shards`]).
+    pub fn with_workers(workers: usize) -> Metrics {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
             .map(PrometheusBuilder::build_recorder)
@@ -127,19 +140,23 @@ impl Metrics {
             tls,
             access_log,
             connections_accepted,
+            routes: routes::RouteSeries::new(workers),
         }
     }
 
     /// The request series of `config`'s routes, tiers and pools
     /// (registered on this server's recorder; kept per snapshot).
     pub fn routes(&self, config: &crate::config::Config) -> routes::RouteTable {
-        routes::RouteTable::new(&Registrar(&self.recorder), config)
+        routes::RouteTable::new(&self.routes, config)
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The Prometheus text exposition of every metric: the recorder's,
+    /// then the request series summed over the workers.
     pub fn render(&self) -> String {
         self.handle.run_upkeep();
-        self.handle.render()
+        let mut text = self.handle.render();
+        self.routes.render(&mut text);
+        text
     }
 
     /// Drains histogram buffers; call every few seconds.
@@ -338,21 +355,21 @@ mod tests {
         let gold = config.tier_by_name("gold").unwrap();
         let local = table.slot(RouteKind::Local, Some(gold));
         assert_eq!((&*local.tier, &*local.pool), ("gold", "fast"));
-        local.answered(http::StatusCode::OK);
-        local.answered(http::StatusCode::OK);
-        local.duration.record(0.0004);
-        local.upstream.as_ref().unwrap().record(0.012);
+        local.answered(0, http::StatusCode::OK);
+        local.answered(0, http::StatusCode::OK);
+        local.took(0, 0.0004);
+        local.waited(0, 0.012);
         table
             .slot(RouteKind::Legacy, Some(gold))
-            .answered(http::StatusCode::BAD_GATEWAY);
+            .answered(0, http::StatusCode::BAD_GATEWAY);
         // No tier where the route has none; a tier out of range is rejected.
         table
             .slot(RouteKind::Unknown, Some(gold))
-            .answered(http::StatusCode::OK);
+            .answered(0, http::StatusCode::OK);
         table
             .slot(RouteKind::Local, Some(9))
-            .answered(http::StatusCode::BAD_REQUEST);
-        assert!(table.slot(RouteKind::Maintenance, None).upstream.is_none());
+            .answered(0, http::StatusCode::BAD_REQUEST);
+        assert!(!table.slot(RouteKind::Maintenance, None).has_upstream());
         let text = m.render();
         for line in [
             "predictor_requests_total{route=\"local\",tier=\"gold\",pool=\"fast\",class=\"2xx\"} 2",
@@ -371,10 +388,48 @@ mod tests {
         let again = m.routes(&config);
         again
             .slot(RouteKind::Local, Some(gold))
-            .answered(http::StatusCode::OK);
+            .answered(0, http::StatusCode::OK);
         assert!(m.render().contains(
             "predictor_requests_total{route=\"local\",tier=\"gold\",pool=\"fast\",class=\"2xx\"} 3"
         ));
+    }
+
+    #[test]
+    fn the_workers_shards_are_summed_by_a_scrape() {
+        use crate::routing::RouteKind;
+        let m = Metrics::with_workers(2);
+        let config = crate::config::tests_support::two_tiers();
+        let table = m.routes(&config);
+        let gold = config.tier_by_name("gold").unwrap();
+        let local = table.slot(RouteKind::Local, Some(gold));
+        local.answered(0, http::StatusCode::OK);
+        local.answered(1, http::StatusCode::OK);
+        local.answered(1, http::StatusCode::OK);
+        local.took(0, 0.002);
+        local.took(1, 0.02);
+        local.waited(1, 0.001);
+        let text = m.render();
+        for line in [
+            "predictor_requests_total{route=\"local\",tier=\"gold\",pool=\"fast\",class=\"2xx\"} 3",
+            "predictor_request_duration_seconds_bucket{route=\"local\",le=\"0.0025\"} 1",
+            "predictor_request_duration_seconds_bucket{route=\"local\",le=\"0.02\"} 2",
+            "predictor_request_duration_seconds_bucket{route=\"local\",le=\"+Inf\"} 2",
+            "predictor_request_duration_seconds_sum{route=\"local\"} 0.022",
+            "predictor_request_duration_seconds_count{route=\"local\"} 2",
+            "predictor_upstream_duration_seconds_count{route=\"local\",pool=\"fast\"} 1",
+            "predictor_upstream_duration_seconds_count{route=\"legacy\",pool=\"none\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+        // One HELP and TYPE per family, before its samples.
+        for family in [
+            "predictor_requests_total counter",
+            "predictor_request_duration_seconds histogram",
+            "predictor_upstream_duration_seconds histogram",
+        ] {
+            let ty = format!("# TYPE {family}");
+            assert_eq!(text.lines().filter(|l| *l == ty).count(), 1, "{ty}");
+        }
     }
 
     #[test]

@@ -18,14 +18,25 @@ use crate::access_log::{Lines, Record, RequestLine};
 use crate::metrics::routes::{RouteSlot, RouteTable};
 use crate::routing::RouteKind;
 
-#[derive(Default)]
 pub struct Account {
     slot: Option<Arc<RouteSlot>>,
     /// Set when the access log is on.
     log: Option<Box<Record>>,
+    /// The worker's number: its shard of the series
+    /// ([`crate::metrics::shards`]).
+    worker: usize,
 }
 
 impl Account {
+    /// The account of a request served by worker `worker`.
+    pub fn new(worker: usize) -> Self {
+        Account {
+            slot: None,
+            log: None,
+            worker,
+        }
+    }
+
     /// Starts the log record from the request's head (the access log is
     /// on); until routed, it counts as rejected.
     pub fn log_from(
@@ -120,8 +131,8 @@ impl Account {
     /// The upstream answered (or failed) after `waited`; `server` is the
     /// one that answered or failed last.
     pub fn sent(&mut self, waited: Duration, server: Option<SocketAddr>) {
-        if let Some(h) = self.slot.as_ref().and_then(|s| s.upstream.as_ref()) {
-            h.record(waited.as_secs_f64());
+        if let Some(slot) = &self.slot {
+            slot.waited(self.worker, waited.as_secs_f64());
         }
         if let Some(log) = &mut self.log {
             log.upstream = Some(waited);
@@ -138,8 +149,8 @@ impl Account {
         worker: &WorkerShared,
     ) -> Option<(Box<Record>, Rc<Lines>)> {
         if let Some(slot) = &self.slot {
-            slot.answered(status);
-            slot.duration.record(started.elapsed().as_secs_f64());
+            slot.answered(self.worker, status);
+            slot.took(self.worker, started.elapsed().as_secs_f64());
         }
         match (self.log, &worker.log) {
             (Some(mut record), Some(lines)) => {

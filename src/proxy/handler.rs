@@ -32,6 +32,9 @@ use crate::snapshot::SharedSnapshot;
 
 /// What the requests of one worker share.
 pub struct WorkerShared {
+    /// The worker's number (from 0): its shard of the request series
+    /// ([`crate::metrics::shards`]), which no other thread writes.
+    pub index: usize,
     pub snapshot: Arc<SharedSnapshot>,
     pub upstreams: Rc<Upstreams>,
     /// The HTTP/2 connection to the legacy balancer (`protocol = "h2c"`).
@@ -139,7 +142,7 @@ pub fn answer<'a>(
         let active = ctx.conn.begin();
         let started = std::time::Instant::now();
         let method = req.method().clone();
-        let mut account = Account::default();
+        let mut account = Account::new(ctx.worker.index);
         let mut response = match forward(ctx, req, fields, &mut account, started).await {
             Ok(r) => r,
             Err(e) => {
@@ -169,7 +172,7 @@ pub fn refuse(ctx: &ConnCtx, e: ProxyError) -> Response<ResponseBody> {
     let slot = snap
         .route_metrics(&ctx.worker.metrics)
         .slot(RouteKind::Rejected, None);
-    slot.answered(response.status());
+    slot.answered(ctx.worker.index, response.status());
     response
 }
 

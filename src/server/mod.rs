@@ -82,7 +82,7 @@ impl Server {
         let admin = config.admin.map(listen::bind).transpose()?;
         let admin_addr = admin.as_ref().map(|a| a.local_addr()).transpose()?;
         let snapshot = Arc::new(SharedSnapshot::new(snapshot));
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::with_workers(workers));
         let tls = match &config.tls {
             Some(t)
                 if config
@@ -118,7 +118,7 @@ impl Server {
             let (shared, rx) = (shared.clone(), rx.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("predictor-w{id}"))
-                .spawn(move || worker::run(shared, sockets, rx))?;
+                .spawn(move || worker::run(id, shared, sockets, rx))?;
             threads.push(thread);
         }
         let (stop_control, control_rx) = watch::channel(false);

@@ -23,6 +23,7 @@ use crate::proxy::upstream::{H2Upstream, Upstreams};
 use crate::tls::hello::Rewind;
 
 pub(super) fn run(
+    index: usize,
     shared: Shared,
     sockets: Vec<(std::net::TcpListener, Protocol)>,
     mut shutdown: watch::Receiver<bool>,
@@ -53,6 +54,7 @@ pub(super) fn run(
             tokio::task::spawn_local(crate::access_log::flush_loop(lines.clone()));
         }
         let worker = Rc::new(WorkerShared {
+            index,
             snapshot: snapshot.clone(),
             upstreams: Upstreams::new(),
             legacy_h2: H2Upstream::default(),
