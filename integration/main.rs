@@ -8,6 +8,7 @@ mod config;
 mod deploy;
 mod differential;
 mod failures;
+mod h2front;
 mod http1;
 mod legacy;
 mod operations;

@@ -380,18 +380,6 @@ async fn readyz_flips_to_503_while_draining_and_healthz_stays_200() {
     assert!(tokio::net::TcpStream::connect(admin).await.is_err());
 }
 
-/// Like [`eventually`], with an async condition.
-async fn eventually_async(what: &str, mut cond: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !cond().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// One access log line, parsed.
 fn log_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)

@@ -365,6 +365,18 @@ pub fn metric(server: &Server, sample: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Like [`eventually`], with an async condition.
+pub async fn eventually_async(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits until `cond` holds, at most [`WAIT`].
 pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;

@@ -17,12 +17,12 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use tokio::net::TcpStream;
 
 use super::client_io::ActiveRequest;
 use super::front::ClientBody;
 use super::h1::chunked::ChunkError;
+use super::h2::H2Body;
 use super::upstream::{BodyError, Fields, Received};
 use crate::access_log::{Lines, Record};
 use crate::health::InFlight;
@@ -40,10 +40,12 @@ pub enum ClientBodyError {
     Chunked(#[from] ChunkError),
     #[error(transparent)]
     H2(#[from] hyper::Error),
+    #[error("reading the request body from its HTTP/2 stream failed: {0}")]
+    Stream(h2::Error),
 }
 
 /// What goes upstream: the client's body, streamed (from predictor's own
-/// HTTP/1.1 connection or hyper's HTTP/2 stream), or nothing (a bodiless
+/// HTTP/1.1 connection or an HTTP/2 stream), or nothing (a bodiless
 /// request sent again after its connection died unanswered); its bytes
 /// counted for the access log when it is on.
 pub struct RequestBody {
@@ -53,7 +55,7 @@ pub struct RequestBody {
 
 enum Source {
     H1(ClientBody),
-    H2(Incoming),
+    H2(H2Body),
     Empty,
 }
 
@@ -73,8 +75,8 @@ impl RequestBody {
         }
     }
 
-    /// The body of a request on one of hyper's HTTP/2 streams.
-    pub fn h2(body: Incoming) -> Self {
+    /// The body of a request on an HTTP/2 stream.
+    pub fn h2(body: H2Body) -> Self {
         RequestBody {
             from: Source::H2(body),
             count: None,
@@ -99,7 +101,7 @@ impl Body for RequestBody {
         let this = self.get_mut();
         let frame = match &mut this.from {
             Source::H1(b) => ready!(b.poll_data(cx)).map(|r| r.map(Frame::data)),
-            Source::H2(b) => ready!(Pin::new(b).poll_frame(cx)).map(|r| r.map_err(Into::into)),
+            Source::H2(b) => ready!(b.poll_frame(cx)),
             Source::Empty => None,
         };
         if let (Some(n), Some(data)) = (

@@ -1,4 +1,5 @@
-//! [`ClientIo`]: an HTTP/2 client connection's socket, as hyper reads it,
+//! [`ClientIo`]: an HTTP/2 client connection's socket, as the `h2` crate
+//! reads it ([`super::h2`]),
 //! with the client-side idle timeout. (HTTP/1 connections are predictor's
 //! own and keep their timeouts in their loop: [`super::front`].)
 //!
@@ -122,8 +123,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<T> {
                 if this.timer.poll_deadline(deadline, cx).is_pending() {
                     return Poll::Pending;
                 }
-                // Idle expiry reads as the client closing: hyper closes
-                // quietly.
+                // Idle expiry reads as the client closing: the
+                // connection closes quietly.
                 Poll::Ready(Ok(()))
             }
             other => other,

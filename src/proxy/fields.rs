@@ -1,7 +1,8 @@
 //! [`Fields`]: a request's header fields as the phases read them, from
 //! wherever the request came in: an HTTP/1.x client's head (ranges into
 //! its bytes: no `HeaderMap` is built for it) or an HTTP/2 client's map
-//! (hyper's). One reading of both, so that the phases have one rule.
+//! (the `h2` crate's). One reading of both, so that the phases have one
+//! rule.
 //!
 //! Names are compared case-insensitively (a head keeps the client's case;
 //! a map's names are lowercase). A request's own `HeaderMap` stays empty

@@ -1,16 +1,14 @@
 //! One request's answer: what a worker's and a connection's requests
 //! share, and the sequence of the request's phases ([`super::phase`]);
 //! every failure becomes its status here, logged by the side it is blamed
-//! on. Called by the HTTP/1 connection driver ([`super::front`]) and, as
-//! hyper's service, for HTTP/2.
+//! on. Called by the HTTP/1 connection driver ([`super::front`]) and by
+//! each HTTP/2 stream ([`super::h2`]).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use http::{HeaderValue, Request, Response};
-use hyper::body::Incoming;
 
 use super::account::Account;
 use super::body::{RequestBody, ResponseBody};
@@ -18,7 +16,7 @@ use super::client_io::ConnShared;
 use super::error::{ProxyError, Side};
 use super::fields::Fields;
 use super::forwarding::Client;
-use super::headers::{self, Scan};
+use super::headers::Scan;
 use super::phase::plan;
 use super::phase::{check, respond, rewrite, send};
 use super::request_id::RequestIds;
@@ -92,39 +90,6 @@ impl ConnCtx {
         self.log_client
             .get_or_init(|| access_log::address_value(self.peer))
             .clone()
-    }
-}
-
-/// hyper's service (HTTP/2): every request gets an answer, never an
-/// error.
-///
-/// hyper spawns a task per HTTP/2 stream holding this future, and tokio
-/// copies a task's future as it spawns it, sets its stage and completes it.
-/// The phases' future (~2.8 KiB) is therefore boxed here: the task holds the
-/// request and a pointer. The box costs an allocation per stream (~150
-/// instructions); the copies it saves were ~2,900 (`CG_H2=1`
-/// `benches/callgrind.sh`). HTTP/1 requests do not come through here
-/// ([`super::front`] awaits [`answer`] in the connection's own task).
-///
-/// Not an `async fn` (nor is [`answer`]): an `async fn` keeps its request
-/// argument in its state beside the copy it moves on (rust-lang/rust#62958).
-#[allow(clippy::manual_async_fn)]
-pub fn handle(
-    ctx: Rc<ConnCtx>,
-    req: Request<Incoming>,
-) -> impl std::future::Future<Output = Result<Response<ResponseBody>, Infallible>> {
-    async move {
-        // The phases read the fields beside the request (its own map stays
-        // empty, as an HTTP/1.x request's does); HTTP/1.1 wants one
-        // `Cookie`. The map is kept in the box, not in the task.
-        let phases = async move {
-            let (mut parts, body) = req.into_parts();
-            let mut map = std::mem::take(&mut parts.headers);
-            headers::merge_cookies(&mut map);
-            let req = Request::from_parts(parts, RequestBody::h2(body));
-            answer(&ctx, req, Fields::Map(&map)).await
-        };
-        Ok(Box::pin(phases).await)
     }
 }
 

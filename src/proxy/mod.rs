@@ -2,8 +2,9 @@
 //!
 //! Owns everything between a client connection and the upstream
 //! connections: the HTTP/1.x client side, predictor's own ([`front`]: one
-//! task per connection reads heads, runs the phases, writes responses;
-//! hyper serves HTTP/2), the phases
+//! task per connection reads heads, runs the phases, writes responses),
+//! the HTTP/2 client side on the `h2` crate ([`h2`]: a connection's
+//! streams driven from its task), the phases
 //! of a request ([`phase`]: check, plan, rewrite, send, respond; run in
 //! sequence by [`handler`]), the header rules ([`headers`],
 //! [`forwarding`]), a request's fields as the phases read them, from an
@@ -32,6 +33,7 @@ pub mod fields;
 pub mod forwarding;
 pub mod front;
 pub mod h1;
+pub mod h2;
 pub mod handler;
 pub mod headers;
 pub mod misdirected;
@@ -45,8 +47,8 @@ pub mod upstream;
 pub use error::{ProxyError, Side};
 pub use headers::is_managed_header;
 
-/// Runs hyper's HTTP/2 tasks (server streams, client connections) on the
-/// worker's own thread.
+/// Runs hyper's HTTP/2 client connections (the legacy balancer over h2c)
+/// on the worker's own thread.
 #[derive(Clone, Copy, Debug)]
 pub struct LocalExec;
 

@@ -5,19 +5,15 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::drain::{Drain, Watcher};
 use super::{Shared, https};
 use crate::config::Protocol;
-use crate::proxy::LocalExec;
 use crate::proxy::client_io::{ClientIo, ConnShared};
 use crate::proxy::front;
-use crate::proxy::handler::{self, ConnCtx, WorkerShared};
+use crate::proxy::handler::{ConnCtx, WorkerShared};
 use crate::proxy::request_id::RequestIds;
 use crate::proxy::upstream::{H2Upstream, Upstreams};
 use crate::tls::hello::Rewind;
@@ -149,22 +145,22 @@ impl StopFlag {
     }
 }
 
-/// hyper's HTTP/2 connection builder (HTTP/1 is predictor's own:
-/// [`front`]), and the TLS acceptor of the `https` listeners.
+/// The HTTP/2 connections' limits ([`crate::proxy::h2`]; HTTP/1 is
+/// predictor's own too: [`front`]), and the TLS acceptor of the `https`
+/// listeners.
 pub(super) struct Builders {
-    pub(super) h2: auto::Builder<LocalExec>,
+    pub(super) h2: crate::proxy::h2::Limits,
     pub(super) tls: Option<(tokio_rustls::TlsAcceptor, Arc<crate::tls::keys::KeyCache>)>,
 }
 
 impl Builders {
     fn new(config: &crate::config::Config, tls: Option<crate::tls::Termination>) -> Self {
-        let mut h2 = auto::Builder::new(LocalExec).http2_only();
-        h2.http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(config.limits.h2_max_concurrent_streams)
-            .max_header_list_size(config.limits.max_request_header_bytes as u32);
         Builders {
-            h2,
+            h2: crate::proxy::h2::Limits {
+                max_concurrent_streams: config.limits.h2_max_concurrent_streams,
+                max_header_list_size: u32::try_from(config.limits.max_request_header_bytes)
+                    .unwrap_or(u32::MAX),
+            },
             tls: tls.map(|t| (tokio_rustls::TlsAcceptor::from(t.config), t.keys)),
         }
     }
@@ -263,9 +259,10 @@ async fn serve(
     }
 }
 
-/// Serves an HTTP/2 connection with hyper (prior knowledge, ALPN `h2`, or
-/// the preface on an `auto` listener), its idle timeout kept by
-/// [`ClientIo`].
+/// Serves an HTTP/2 connection (prior knowledge, ALPN `h2`, or the
+/// preface on an `auto` listener: [`crate::proxy::h2`]), its idle timeout
+/// kept by [`ClientIo`]. The watcher is held until the connection closes
+/// (the drain waits for it).
 pub(super) async fn serve_h2<T>(
     ctx: ConnCtx,
     builders: &Builders,
@@ -275,20 +272,8 @@ pub(super) async fn serve_h2<T>(
 ) where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let shared = ctx.conn.clone();
-    let peer = ctx.peer;
-    let io = TokioIo::new(ClientIo::new(
-        io,
-        shared.clone(),
-        settings.idle,
-        settings.header,
-    ));
-    let ctx = Rc::new(ctx);
-    let service = service_fn(move |req| handler::handle(ctx.clone(), req));
-    let conn = builders.h2.serve_connection_with_upgrades(io, service);
-    if let Err(e) = watcher.watch(Box::pin(conn), &shared).await {
-        tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
-    }
+    let io = ClientIo::new(io, ctx.conn.clone(), settings.idle, settings.header);
+    crate::proxy::h2::serve(Rc::new(ctx), io, builders.h2, watcher.signal()).await;
 }
 
 /// Closes pooled upstream connections that sat idle too long.

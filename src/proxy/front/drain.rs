@@ -38,7 +38,7 @@ impl DrainSignal {
 
     /// Wakes `waker` when the drain begins, until the registration is
     /// dropped.
-    pub(super) fn register(self: &Rc<Self>, waker: &Waker) -> Registered {
+    pub(crate) fn register(self: &Rc<Self>, waker: &Waker) -> Registered {
         let mut wakers = self.wakers.borrow_mut();
         let slot = match self.free.borrow_mut().pop() {
             Some(i) => {
@@ -59,7 +59,7 @@ impl DrainSignal {
 
 /// A connection's registration with the drain.
 #[derive(Debug)]
-pub(super) struct Registered {
+pub(crate) struct Registered {
     signal: Rc<DrainSignal>,
     slot: usize,
 }

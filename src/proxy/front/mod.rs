@@ -15,12 +15,13 @@
 //! progress finishes with `Connection: close`, a connection that has not
 //! sent its first request yet gets [`FIRST_REQUEST_GRACE`]), an upgrade's
 //! splice ([`upgrade`]), and, on `auto` listeners, handing a connection
-//! that opens with the HTTP/2 preface back to hyper.
+//! that opens with the HTTP/2 preface back to be served as HTTP/2
+//! ([`super::h2`]).
 //!
 //! Why not hyper's server here: measured in `docs/performance.md` (its
 //! dispatcher, buffered I/O, response head encoding from a `HeaderMap`
 //! and the channel behind each request body were ~6,000 of a keep-alive
-//! request's instructions). hyper still serves HTTP/2 and the admin
+//! request's instructions). hyper still serves the admin
 //! listener.
 
 mod drain;
@@ -30,6 +31,7 @@ mod upgrade;
 
 pub use drain::DrainSignal;
 pub use inbound::{ClientBody, ClientStream, ReadBuffers};
+pub(crate) use outbound::date_now;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -294,7 +296,7 @@ enum Buffered {
 
 /// Parses what `conn` has buffered into `head`. On an `auto` listener's
 /// `first` request, the HTTP/2 preface (or the start of it: more is read)
-/// goes back to hyper.
+/// goes back to be served as HTTP/2.
 fn buffered<S: ?Sized>(
     conn: &Inbound<S>,
     head: &mut RequestHead,

@@ -132,7 +132,7 @@ fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 
 /// `Date` for a response that came without one (a page predictor answers
 /// itself), formatted once a second per thread.
-fn date_now() -> [u8; 29] {
+pub(crate) fn date_now() -> [u8; 29] {
     thread_local! {
         static CACHED: std::cell::Cell<(u64, [u8; 29])> = const { std::cell::Cell::new((0, [0; 29])) };
     }

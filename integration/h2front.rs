@@ -1,0 +1,184 @@
+//! The HTTP/2 client side (`proxy::h2`): bodies larger than a stream's
+//! window both ways, a stream the client resets, predictor's own answers,
+//! and the drain (`GOAWAY` after the streams in progress).
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+
+use crate::support::*;
+
+async fn one_backend() -> (Backend, Folder) {
+    let web = Backend::start("web").await;
+    let folder = single_site(&web, "");
+    (web, folder)
+}
+
+/// The backend's `/upload` digest of `body`.
+fn digest(body: &[u8]) -> String {
+    let sum = body
+        .iter()
+        .fold(0u64, |s, &b| s.wrapping_mul(31).wrapping_add(u64::from(b)));
+    format!("{} {sum}", body.len())
+}
+
+/// 3 MiB, three times the stream and connection windows predictor grants.
+fn big_body() -> Vec<u8> {
+    (0..3 << 20).map(|i: u32| (i % 251) as u8).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_larger_than_the_window_arrives_whole() {
+    let (web, folder) = one_backend().await;
+    let p = Proxy::start(&folder);
+    let body = big_body();
+    let mut s = h2(p.addr).await;
+    // With a declared length, and without one (sent on chunked upstream).
+    for declared in [true, false] {
+        let mut req = Request::post("http://s.example/upload");
+        if declared {
+            req = req.header("content-length", body.len());
+        }
+        s.ready().await.unwrap();
+        let answer = read(
+            s.send_request(req.body(Full::new(Bytes::from(body.clone()))).unwrap())
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(answer.status.as_u16(), 200, "{}", answer.body);
+        assert_eq!(answer.body, digest(&body), "declared length: {declared}");
+    }
+    assert_eq!(web.seen().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_larger_than_the_window_arrives_whole() {
+    let (_web, folder) = one_backend().await;
+    let p = Proxy::start(&folder);
+    let mut s = h2(p.addr).await;
+    let req = Request::get("http://s.example/download?bytes=3145728")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let answer = read(s.send_request(req).await.unwrap()).await;
+    assert_eq!(answer.status.as_u16(), 200);
+    assert_eq!(answer.body.len(), 3 << 20);
+    assert!(answer.body.bytes().all(|b| b == b'x'));
+    // A webserver's hop-by-hop field does not reach an HTTP/2 client
+    // (the h2 crate would refuse the head).
+    assert!(answer.headers.get("keep-alive").is_none());
+    assert_eq!(answer.headers.get("x-backend").unwrap(), "web");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_reset_by_the_client_leaves_its_connection_serving() {
+    let (web, folder) = one_backend().await;
+    let p = Proxy::start(&folder);
+    let mut s = h2(p.addr).await;
+    // A slow answer the client gives up on: hyper's client resets the
+    // stream when its response future is dropped.
+    let slow = Request::get("http://s.example/sleep?ms=1000")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let sent = std::time::Instant::now();
+    let pending = s.send_request(slow);
+    let gave_up = tokio::time::timeout(std::time::Duration::from_millis(300), pending).await;
+    assert!(gave_up.is_err(), "the slow answer came early");
+    eventually("the slow request upstream", || web.seen().len() == 1).await;
+    // The same connection answers the next stream.
+    s.ready().await.unwrap();
+    let req = Request::get("http://s.example/")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let answer = read(s.send_request(req).await.unwrap()).await;
+    assert_eq!((answer.status.as_u16(), answer.body.as_str()), (200, "web"));
+    // The reset stream's exchange was dropped, not answered later: once
+    // the webserver would have answered it, only the second request is
+    // counted.
+    tokio::time::sleep_until((sent + std::time::Duration::from_millis(1_300)).into()).await;
+    let ok = "predictor_requests_total{route=\"local\",tier=\"web\",pool=\"web\",class=\"2xx\"}";
+    assert_eq!(metric(p.server(), ok), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predictors_own_answers_carry_date_and_length() {
+    let (_web, folder) = one_backend().await;
+    let p = Proxy::start(&folder);
+    let mut s = h2(p.addr).await;
+    // `:authority` and a `Host` that disagree: predictor's own 400.
+    let req = Request::get("http://s.example/")
+        .header("host", "other.example")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let answer = read(s.send_request(req).await.unwrap()).await;
+    assert_eq!(answer.status.as_u16(), 400);
+    let date = answer
+        .headers
+        .get("date")
+        .expect("no date")
+        .to_str()
+        .unwrap();
+    assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
+    let length: usize = answer.headers["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(length, answer.body.len());
+    assert!(length > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drain_finishes_a_stream_in_progress_then_sends_goaway() {
+    let (web, folder) = one_backend().await;
+    // A deadline past the test's wait: the connection must close because
+    // its streams are done, not because the drain gave up on it.
+    folder.edit("predictor.toml", "drain = \"2s\"", "drain = \"20s\"", 1);
+    let p = Proxy::start(&folder);
+    let mut s = h2(p.addr).await;
+    let slow = Request::get("http://s.example/sleep?ms=800")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let in_progress = tokio::spawn(s.send_request(slow));
+    eventually("the slow request upstream", || web.seen().len() == 1).await;
+    let server = std::thread::spawn(move || drop(p));
+    // The stream in progress is answered whole.
+    let answer = read(
+        tokio::time::timeout(WAIT, in_progress)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((answer.status.as_u16(), answer.body.as_str()), (200, "web"));
+    // Then the connection is gone: no new stream is served on it.
+    eventually_async("the connection closed by GOAWAY", async || {
+        let req = Request::get("http://s.example/")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        match s.ready().await {
+            Err(_) => true,
+            Ok(()) => s.send_request(req).await.is_err(),
+        }
+    })
+    .await;
+    server.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_opened_just_before_the_drain_gets_its_first_stream_answered() {
+    let (_web, folder) = one_backend().await;
+    let p = Proxy::start(&folder);
+    // Connected (and the HTTP/2 preface exchanged), no stream yet.
+    let mut s = h2(p.addr).await;
+    s.ready().await.unwrap();
+    let shutdown = std::thread::spawn(move || drop(p));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let req = Request::get("http://s.example/")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let answer = read(s.send_request(req).await.unwrap()).await;
+    assert_eq!((answer.status.as_u16(), answer.body.as_str()), (200, "web"));
+    shutdown.join().unwrap();
+}
