@@ -14,6 +14,11 @@ async fn one_backend() -> (Backend, Folder) {
     (web, folder)
 }
 
+/// A bodiless `GET` of `uri`.
+fn get_req(uri: &str) -> Request<Full<Bytes>> {
+    Request::get(uri).body(Full::new(Bytes::new())).unwrap()
+}
+
 /// The backend's `/upload` digest of `body`.
 fn digest(body: &[u8]) -> String {
     let sum = body
@@ -57,9 +62,7 @@ async fn a_download_larger_than_the_window_arrives_whole() {
     let (_web, folder) = one_backend().await;
     let p = Proxy::start(&folder);
     let mut s = h2(p.addr).await;
-    let req = Request::get("http://s.example/download?bytes=3145728")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
+    let req = get_req("http://s.example/download?bytes=3145728");
     let answer = read(s.send_request(req).await.unwrap()).await;
     assert_eq!(answer.status.as_u16(), 200);
     assert_eq!(answer.body.len(), 3 << 20);
@@ -77,9 +80,7 @@ async fn a_stream_reset_by_the_client_leaves_its_connection_serving() {
     let mut s = h2(p.addr).await;
     // A slow answer the client gives up on: hyper's client resets the
     // stream when its response future is dropped.
-    let slow = Request::get("http://s.example/sleep?ms=1000")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
+    let slow = get_req("http://s.example/sleep?ms=1000");
     let sent = std::time::Instant::now();
     let pending = s.send_request(slow);
     let gave_up = tokio::time::timeout(std::time::Duration::from_millis(300), pending).await;
@@ -87,9 +88,7 @@ async fn a_stream_reset_by_the_client_leaves_its_connection_serving() {
     eventually("the slow request upstream", || web.seen().len() == 1).await;
     // The same connection answers the next stream.
     s.ready().await.unwrap();
-    let req = Request::get("http://s.example/")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
+    let req = get_req("http://s.example/");
     let answer = read(s.send_request(req).await.unwrap()).await;
     assert_eq!((answer.status.as_u16(), answer.body.as_str()), (200, "web"));
     // The reset stream's exchange was dropped, not answered later: once
@@ -136,9 +135,7 @@ async fn the_drain_finishes_a_stream_in_progress_then_sends_goaway() {
     folder.edit("predictor.toml", "drain = \"2s\"", "drain = \"20s\"", 1);
     let p = Proxy::start(&folder);
     let mut s = h2(p.addr).await;
-    let slow = Request::get("http://s.example/sleep?ms=800")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
+    let slow = get_req("http://s.example/sleep?ms=800");
     let in_progress = tokio::spawn(s.send_request(slow));
     eventually("the slow request upstream", || web.seen().len() == 1).await;
     let server = std::thread::spawn(move || drop(p));
@@ -154,9 +151,7 @@ async fn the_drain_finishes_a_stream_in_progress_then_sends_goaway() {
     assert_eq!((answer.status.as_u16(), answer.body.as_str()), (200, "web"));
     // Then the connection is gone: no new stream is served on it.
     eventually_async("the connection closed by GOAWAY", async || {
-        let req = Request::get("http://s.example/")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
+        let req = get_req("http://s.example/");
         match s.ready().await {
             Err(_) => true,
             Ok(()) => s.send_request(req).await.is_err(),
@@ -170,14 +165,17 @@ async fn the_drain_finishes_a_stream_in_progress_then_sends_goaway() {
 async fn a_connection_opened_just_before_the_drain_gets_its_first_stream_answered() {
     let (_web, folder) = one_backend().await;
     let p = Proxy::start(&folder);
-    // Connected (and the HTTP/2 preface exchanged), no stream yet.
+    // Connected and accepted (a connection still in the kernel's backlog
+    // is reset when the drain closes the listeners), no stream yet.
     let mut s = h2(p.addr).await;
     s.ready().await.unwrap();
+    eventually("the connection accepted", || {
+        metric(p.server(), "predictor_connections_accepted_total") >= 1.0
+    })
+    .await;
     let shutdown = std::thread::spawn(move || drop(p));
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let req = Request::get("http://s.example/")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
+    let req = get_req("http://s.example/");
     let answer = read(s.send_request(req).await.unwrap()).await;
     assert_eq!((answer.status.as_u16(), answer.body.as_str()), (200, "web"));
     shutdown.join().unwrap();
