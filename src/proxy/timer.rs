@@ -10,25 +10,15 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
-#[derive(Debug)]
+/// Made when first armed: a connection that never waits (its request
+/// already in the socket when it is read, as under load) allocates none.
+#[derive(Debug, Default)]
 pub struct LazyTimer {
-    sleep: Pin<Box<Sleep>>,
+    sleep: Option<Pin<Box<Sleep>>>,
     armed: Option<Instant>,
-}
-
-impl Default for LazyTimer {
-    fn default() -> Self {
-        LazyTimer {
-            sleep: Box::pin(tokio::time::sleep_until(
-                Instant::now() + Duration::from_secs(86_400),
-            )),
-            armed: None,
-        }
-    }
 }
 
 impl LazyTimer {
@@ -38,26 +28,38 @@ impl LazyTimer {
         if self.armed.is_none_or(|armed| armed > deadline) {
             self.arm(deadline);
         }
-        if self.sleep.as_mut().poll(cx).is_pending() {
+        if self.sleep_mut(deadline).poll(cx).is_pending() {
             return Poll::Pending;
         }
         if Instant::now() < deadline {
             // An earlier deadline's timer: move it to this one.
             self.arm(deadline);
-            return self.sleep.as_mut().poll(cx);
+            return self.sleep_mut(deadline).poll(cx);
         }
         Poll::Ready(())
     }
 
     fn arm(&mut self, deadline: Instant) {
-        self.sleep.as_mut().reset(deadline);
+        match &mut self.sleep {
+            Some(s) => s.as_mut().reset(deadline),
+            None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
         self.armed = Some(deadline);
+    }
+
+    /// The timer (armed at `deadline` if it was not made yet, which
+    /// `poll_deadline` has done).
+    fn sleep_mut(&mut self, deadline: Instant) -> Pin<&mut Sleep> {
+        self.sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)))
+            .as_mut()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[tokio::test(start_paused = true)]
     async fn fires_at_the_deadline_even_when_armed_earlier() {
@@ -89,5 +91,16 @@ mod tests {
         );
         std::future::poll_fn(|cx| t.poll_deadline(start + Duration::from_secs(2), cx)).await;
         assert_eq!(Instant::now() - start, Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timer_is_made_only_when_first_needed() {
+        let mut t = LazyTimer::default();
+        assert!(t.sleep.is_none());
+        // A deadline already passed: ready at once (the timer made for it).
+        let past = Instant::now();
+        tokio::time::advance(Duration::from_millis(1)).await;
+        std::future::poll_fn(|cx| t.poll_deadline(past, cx)).await;
+        assert!(t.sleep.is_some());
     }
 }
