@@ -55,6 +55,7 @@ fn the_shipped_example_is_valid_and_complete() {
     let c = &snap.config;
     assert_eq!(c.listeners.len(), 2);
     assert_eq!(c.listeners[0].protocol, Protocol::Auto);
+    assert!(c.listeners.iter().all(|l| l.defer_accept));
     assert_eq!(c.timeouts.connect, std::time::Duration::from_secs(2));
     assert_eq!(c.timeouts.upstream_idle, std::time::Duration::from_secs(4));
     assert_eq!(c.limits.upstream_attempts, 2);
@@ -526,6 +527,25 @@ fn health_defaults() {
     let shared = example.pools.iter().find(|p| p.name == "shared").unwrap();
     assert_eq!(shared.check.as_ref().unwrap().path, "/healthz");
     assert_eq!(shared.agent.unwrap().port, 9777);
+}
+
+#[test]
+fn listeners_defer_accepts_unless_told_not_to() {
+    let dir = folder(MINIMAL, "", "default = \"migrated\"\n");
+    assert!(Config::load(dir.path()).unwrap().listeners[0].defer_accept);
+    let off = MINIMAL.replace(
+        "address = \"127.0.0.1:0\"\n",
+        "address = \"127.0.0.1:0\"\ndefer_accept = false\n",
+    );
+    let dir = folder(&off, "", "default = \"migrated\"\n");
+    assert!(!Config::load(dir.path()).unwrap().listeners[0].defer_accept);
+    let bad = MINIMAL.replace(
+        "address = \"127.0.0.1:0\"\n",
+        "address = \"127.0.0.1:0\"\ndefer_accept = \"yes\"\n",
+    );
+    let dir = folder(&bad, "", "default = \"migrated\"\n");
+    let err = Config::load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("predictor.toml:6"), "{err}");
 }
 
 #[test]

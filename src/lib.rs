@@ -25,7 +25,7 @@
 //! | [`admin`] | the operators' listener: metrics, health, status, route |
 //! | [`metrics`] | every metric, declared with its help text |
 //! | [`access_log`] | JSON lines per request, written off the request path |
-//! | [`mem`] | memory hints for the big tables (the one module with `unsafe`) |
+//! | [`mem`] | memory hints for the big tables (`unsafe`: a prefetch, `madvise`) |
 //! | [`demo`] | the self-contained demo (`predictor demo`) |
 
 pub mod access_log;

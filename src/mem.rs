@@ -1,6 +1,7 @@
 //! Memory hints for the big immutable tables (the host index, the tenant
-//! records, the homes): the crate's only `unsafe` code, two calls that
-//! change no data.
+//! records, the homes): two `unsafe` calls that change no data (the
+//! crate's only other one sets a listening socket's option:
+//! `server::listen`).
 //!
 //! * [`prefetch`]: builders that insert a batch of keys at random places
 //!   announce the next few while working on the current one, so that their

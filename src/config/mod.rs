@@ -155,6 +155,9 @@ pub enum Misdirected {
 pub struct Listener {
     pub address: SocketAddr,
     pub protocol: Protocol,
+    /// Accept a connection only once the client's first bytes are there
+    /// (`TCP_DEFER_ACCEPT`, set where the server binds its listeners).
+    pub defer_accept: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -59,6 +59,7 @@ pub struct RawProxy {
 pub struct RawListener {
     pub address: Spanned<String>,
     pub protocol: Option<Spanned<String>>,
+    pub defer_accept: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -79,7 +79,10 @@ impl Server {
         let (addrs, mut per_worker) = listen::bind_all(&config.listeners, workers)?;
         // Shared like the listeners, so that a second instance can start
         // beside this one (an upgrade).
-        let admin = config.admin.map(listen::bind).transpose()?;
+        let admin = config
+            .admin
+            .map(|a| listen::bind(a, listen::Options::default()))
+            .transpose()?;
         let admin_addr = admin.as_ref().map(|a| a.local_addr()).transpose()?;
         let snapshot = Arc::new(SharedSnapshot::new(snapshot));
         let metrics = Arc::new(Metrics::with_workers(workers));

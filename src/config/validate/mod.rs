@@ -303,7 +303,11 @@ fn listeners(
             if out.iter().any(|o| o.address == address) {
                 c.at(l.address.span(), format!("{key}.address"), "listed twice");
             }
-            out.push(Listener { address, protocol });
+            out.push(Listener {
+                address,
+                protocol,
+                defer_accept: l.defer_accept.is_none_or(|b| *b.get_ref()),
+            });
         }
     }
     out
