@@ -124,7 +124,12 @@ where
                     shut = true;
                     conn.graceful_shutdown();
                 }
-                streams.push(stream::serve(ctx.clone(), req, respond));
+                // Boxed: `FuturesUnordered` moves a future into its task
+                // (built on the stack, then into an `Arc`), ~3 KiB each
+                // time; boxed, the state is written once and the task
+                // holds a pointer (perf: those copies were ~1.5 % of the
+                // CPU of an h2c load).
+                streams.push(Box::pin(stream::serve(ctx.clone(), req, respond)));
             }
             Event::Drain if accepted == 0 => {
                 // A connection opened just before the drain: its first
