@@ -212,6 +212,9 @@ struct Writer {
 }
 
 const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+/// A response's unwritten bytes up to this size go in one plain write
+/// ([`Writer::coalesce`]).
+const COALESCE_UP_TO: usize = 4096;
 const CHUNK_END_AND_LAST: &[u8] = b"\r\n0\r\n\r\n";
 
 impl Writer {
@@ -259,6 +262,7 @@ impl Writer {
                 continue;
             }
             let n = {
+                self.coalesce(out);
                 let slices = [
                     IoSlice::new(&out[self.at..]),
                     IoSlice::new(&self.size_line[self.size.clone()]),
@@ -266,7 +270,17 @@ impl Writer {
                     IoSlice::new(self.tail),
                 ];
                 let mut c = conn.borrow_mut();
-                match Pin::new(&mut c.io).poll_write_vectored(cx, &slices) {
+                let io = Pin::new(&mut c.io);
+                let written =
+                    if self.size.is_empty() && self.data.is_empty() && self.tail.is_empty() {
+                        // One piece (the head, or a small response gathered
+                        // into it): a plain write, which on a socket is
+                        // `send`, not `writev` (below).
+                        io.poll_write(cx, &out[self.at..])
+                    } else {
+                        io.poll_write_vectored(cx, &slices)
+                    };
+                match written {
                     Poll::Ready(Ok(0)) => {
                         return Poll::Ready(Err(WriteError::Client(
                             io::ErrorKind::WriteZero.into(),
@@ -307,6 +321,30 @@ impl Writer {
         if last {
             self.ended = true;
         }
+    }
+
+    /// Gathers what is left of a small response into `out`, so that it
+    /// goes in one plain write. On a socket a plain write is `send`, a
+    /// vectored one `writev`, which the kernel takes through the file
+    /// layer: 2.9 against 2.4 µs for a 165-byte response in four pieces
+    /// (one loopback socket, a million writes, this VM), more than copying
+    /// a few KiB costs. Larger pieces go as they are.
+    fn coalesce(&mut self, out: &mut Vec<u8>) {
+        let rest = self.size.len() + self.data.len() + self.tail.len();
+        if rest == 0 || out.len() - self.at + rest > COALESCE_UP_TO {
+            return;
+        }
+        if self.at == out.len() {
+            // A streamed body's next piece: the head is long gone.
+            out.clear();
+            self.at = 0;
+        }
+        out.extend_from_slice(&self.size_line[self.size.clone()]);
+        out.extend_from_slice(&self.data);
+        out.extend_from_slice(self.tail);
+        self.size = 0..0;
+        self.data = Bytes::new();
+        self.tail = b"";
     }
 
     fn unwritten(&self, out: &[u8]) -> usize {

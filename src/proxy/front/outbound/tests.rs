@@ -145,9 +145,15 @@ fn dates_are_http_dates() {
 }
 
 /// Writes `pieces` as the upstream body of a chunked response through a
-/// socket that takes `per_write` bytes at a time.
-async fn written(pieces: &[&'static str], framing: BodyOut) -> String {
-    let (client, server) = tokio::io::duplex(7);
+/// socket that takes 7 bytes at a time.
+async fn written(pieces: &[&str], framing: BodyOut) -> String {
+    written_through(pieces, framing, 7).await.0
+}
+
+/// The same through a socket taking `per_write` bytes at a time; also
+/// the head buffer's capacity at the end.
+async fn written_through(pieces: &[&str], framing: BodyOut, per_write: usize) -> (String, usize) {
+    let (client, server) = tokio::io::duplex(per_write);
     let conn = RefCell::new(Inbound::new(server, BytesMut::new()));
     let reader = tokio::spawn(async move {
         let mut client = client;
@@ -160,13 +166,13 @@ async fn written(pieces: &[&'static str], framing: BodyOut) -> String {
     let body = Pieces(
         pieces
             .iter()
-            .map(|p| Bytes::from_static(p.as_bytes()))
+            .map(|p| Bytes::copy_from_slice(p.as_bytes()))
             .collect(),
     );
     let mut out = b"HEAD\r\n".to_vec();
     write(&conn, &mut out, body, framing).await.unwrap();
     drop(conn);
-    reader.await.unwrap()
+    (reader.await.unwrap(), out.capacity())
 }
 
 #[tokio::test]
@@ -180,4 +186,30 @@ async fn chunks_are_framed_through_short_writes() {
     assert_eq!(got, "HEAD\r\nabcdef");
     let got = written(&[], BodyOut::Chunked).await;
     assert_eq!(got, "HEAD\r\n0\r\n\r\n");
+}
+
+#[tokio::test]
+async fn small_pieces_are_gathered_large_ones_written_as_they_are() {
+    let big = "b".repeat(3 * COALESCE_UP_TO);
+    let small = "s".repeat(100);
+    let mut pieces = vec![small.as_str(); 200];
+    pieces.insert(50, big.as_str());
+    for framing in [BodyOut::Chunked, BodyOut::Plain] {
+        let (got, capacity) = written_through(&pieces, framing, 1 << 16).await;
+        let mut want = String::from("HEAD\r\n");
+        for p in &pieces {
+            if framing == BodyOut::Chunked {
+                want.push_str(&format!("{:x}\r\n{p}\r\n", p.len()));
+            } else {
+                want.push_str(p);
+            }
+        }
+        if framing == BodyOut::Chunked {
+            want.push_str("0\r\n\r\n");
+        }
+        assert_eq!(got, want);
+        // The head buffer holds one gathered write at a time, not the
+        // whole streamed body.
+        assert!(capacity <= 2 * COALESCE_UP_TO, "{capacity}");
+    }
 }
