@@ -165,12 +165,17 @@ mod tests {
 
     #[test]
     fn a_deferring_listener_accepts_a_client_once_it_has_spoken() {
+        deferring_on("127.0.0.1:0");
+        // IPv6 too, where the machine has it (the option is TCP's, the
+        // same for both).
+        if std::net::TcpListener::bind("[::1]:0").is_ok() {
+            deferring_on("[::1]:0");
+        }
+    }
+
+    fn deferring_on(address: &str) {
         use std::io::Write;
-        let listener = bind(
-            "127.0.0.1:0".parse().unwrap(),
-            Options { defer_accept: true },
-        )
-        .unwrap();
+        let listener = bind(address.parse().unwrap(), Options { defer_accept: true }).unwrap();
         let addr = listener.local_addr().unwrap();
         let silent = std::net::TcpStream::connect(addr).unwrap();
         let mut speaking = std::net::TcpStream::connect(addr).unwrap();
