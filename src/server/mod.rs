@@ -78,7 +78,9 @@ impl Server {
         };
         let (addrs, mut per_worker) = listen::bind_all(&config.listeners, workers)?;
         // Shared like the listeners, so that a second instance can start
-        // beside this one (an upgrade).
+        // beside this one (an upgrade). Not deferred: it is off the
+        // request path, and a probe that connects without speaking is
+        // accepted (and counted in its log) like any other.
         let admin = config
             .admin
             .map(|a| listen::bind(a, listen::Options::default()))
