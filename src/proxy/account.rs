@@ -150,7 +150,8 @@ impl Account {
     ) -> Option<(Box<Record>, Rc<Lines>)> {
         if let Some(slot) = &self.slot {
             slot.answered(self.worker, status);
-            slot.took(self.worker, started.elapsed().as_secs_f64());
+            let took = crate::proxy::clock::now_std().saturating_duration_since(started);
+            slot.took(self.worker, took.as_secs_f64());
         }
         match (self.log, &worker.log) {
             (Some(mut record), Some(lines)) => {

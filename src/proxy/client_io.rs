@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
+use super::clock;
 use super::timer::LazyTimer;
 
 /// What the handler and the socket wrapper of one connection share.
@@ -87,7 +88,7 @@ impl<T> ClientIo<T> {
             inner,
             shared,
             idle,
-            phase: Phase::Idle(Some(Instant::now() + first)),
+            phase: Phase::Idle(Some(clock::now() + first)),
             seen: (0, 0),
             timer: LazyTimer::default(),
         }
@@ -119,7 +120,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<T> {
                 let Phase::Idle(slot) = &mut this.phase else {
                     return Poll::Pending;
                 };
-                let deadline = *slot.get_or_insert_with(|| Instant::now() + this.idle);
+                let deadline = *slot.get_or_insert_with(|| clock::now() + this.idle);
                 if this.timer.poll_deadline(deadline, cx).is_pending() {
                     return Poll::Pending;
                 }

@@ -105,7 +105,7 @@ pub fn answer<'a>(
 ) -> impl std::future::Future<Output = Response<ResponseBody>> + 'a {
     async move {
         let active = ctx.conn.begin();
-        let started = std::time::Instant::now();
+        let started = crate::proxy::clock::now_std();
         let method = req.method().clone();
         let mut account = Account::new(ctx.worker.index);
         let mut response = match forward(ctx, req, fields, &mut account, started).await {

@@ -10,6 +10,8 @@
 //! [`forwarding`]), a request's fields as the phases read them, from an
 //! HTTP/1.x head or an HTTP/2 map ([`fields`]), and its field edits,
 //! applied as the upstream head is written ([`edits`]), an HTTP/2 connection's idle timeout ([`client_io`]),
+//! the time as the request path reads it, once per poll of a connection's
+//! task ([`clock`]),
 //! the per-worker upstream connection pools and the HTTP/1.1 exchange on
 //! them, driven by the client connection's own task ([`upstream`]), the
 //! streamed response body ([`body`]), what a request's metrics and log
@@ -27,6 +29,7 @@
 pub mod account;
 pub mod body;
 pub mod client_io;
+pub mod clock;
 pub mod edits;
 pub mod error;
 pub mod fields;

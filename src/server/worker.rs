@@ -12,6 +12,7 @@ use super::drain::{Drain, Watcher};
 use super::{Shared, https};
 use crate::config::Protocol;
 use crate::proxy::client_io::{ClientIo, ConnShared};
+use crate::proxy::clock;
 use crate::proxy::front;
 use crate::proxy::handler::{ConnCtx, WorkerShared};
 use crate::proxy::request_id::RequestIds;
@@ -187,8 +188,9 @@ async fn accept_loop(
                 // it and sets its stage (five times per connection), so
                 // the task holds a pointer rather than the connection's
                 // state (~2,000 instructions of `memcpy` per connection,
-                // `CG_CLOSE=1 benches/callgrind.sh`).
-                tokio::task::spawn_local(Box::pin(serve(
+                // `CG_CLOSE=1 benches/callgrind.sh`). Its polls read the
+                // clock once each (`proxy::clock`).
+                tokio::task::spawn_local(clock::Turns::new(Box::pin(serve(
                     worker.clone(),
                     builders.clone(),
                     drain.watcher(),
@@ -196,7 +198,7 @@ async fn accept_loop(
                     peer,
                     protocol,
                     permit,
-                )));
+                ))));
             }
             Err(e) => {
                 // Out of file descriptors or memory: back off a little

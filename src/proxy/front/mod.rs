@@ -43,6 +43,7 @@ use http_body::Body;
 use tokio::time::Instant;
 
 use super::body::RequestBody;
+use super::clock;
 use super::error::ProxyError;
 use super::fields::Fields;
 use super::h1::Status;
@@ -112,7 +113,7 @@ pub async fn serve<S: ClientStream + 'static>(
     let mut registered = None;
     let mut drain_at: Option<Instant> = None;
     let mut served = 0u32;
-    let mut wait = Wait::Idle(Some(Instant::now() + settings.header));
+    let mut wait = Wait::Idle(Some(clock::now() + settings.header));
     loop {
         // A head: from what is buffered (a pipelined request), else read.
         let len = loop {
@@ -139,7 +140,7 @@ pub async fn serve<S: ClientStream + 'static>(
                     registered = Some(drain.register(cx.waker()));
                 }
                 if drain_at.is_none() && drain.is_on() {
-                    drain_at = Some(Instant::now());
+                    drain_at = Some(clock::now());
                 }
                 let idle = matches!(wait, Wait::Idle(_));
                 if drain_at.is_some() && idle && served > 0 {
@@ -171,7 +172,7 @@ pub async fn serve<S: ClientStream + 'static>(
                     Wait::Idle(d) => (d, settings.idle),
                     Wait::Head(d) => (d, settings.header),
                 };
-                let mut deadline = *slot.get_or_insert_with(|| Instant::now() + after);
+                let mut deadline = *slot.get_or_insert_with(|| clock::now() + after);
                 if let (Some(at), true) = (drain_at, idle) {
                     deadline = deadline.min(at + FIRST_REQUEST_GRACE);
                 }

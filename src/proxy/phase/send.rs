@@ -54,7 +54,7 @@ pub fn outcome(
         Ok(ex) => Some(targets[usize::from(ex.attempt).min(n - 1)]),
         Err(e) => e.failed_server(),
     };
-    let at = Instant::now();
+    let at = crate::proxy::clock::now_std();
     account.sent(at.saturating_duration_since(sent), server);
     if let Some(l) = &forward.legacy {
         legacy_outcome(&ctx.worker, l, result);

@@ -12,6 +12,7 @@ use std::io::{self, Write};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
+use super::super::clock;
 use bytes::{Buf, BytesMut};
 use http_body::Body;
 use tokio::io::AsyncWrite;
@@ -51,7 +52,7 @@ impl Conn {
             buf: BytesMut::new(),
             head: ResponseHead::default(),
             timer: LazyTimer::default(),
-            born: Instant::now(),
+            born: clock::now(),
         }
     }
 

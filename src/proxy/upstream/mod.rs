@@ -39,9 +39,9 @@ use std::time::Duration;
 use bytes::Buf;
 use http::{Method, Request, Response};
 use http_body::Body;
-use tokio::time::Instant;
 
 use super::body::RequestBody;
+use super::clock;
 use super::error::ProxyError;
 use super::h1::response::Answering;
 use conn::{Failure, Outgoing};
@@ -137,7 +137,7 @@ impl Upstreams {
             loop {
                 // Boxed: only on a new connection, and it would otherwise
                 // grow every request's future.
-                let now = Instant::now();
+                let now = clock::now();
                 let (mut conn, reused) = if fresh {
                     match Box::pin(self.connection(addr, settings, true)).await {
                         Ok(c) => c,
@@ -162,7 +162,7 @@ impl Upstreams {
                 opened += u32::from(!reused);
                 // A pooled connection went out at once: the clock read
                 // for its checkout still holds.
-                let deadline = if reused { now } else { Instant::now() } + settings.response;
+                let deadline = if reused { now } else { clock::now() } + settings.response;
                 let result = std::future::poll_fn(|cx| {
                     out.poll_exchange(&mut conn, &mut body, to, deadline, cx)
                 })

@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use super::super::clock;
 use super::super::error::ProxyError;
 use super::Settings;
 use super::conn::Conn;
@@ -100,7 +101,11 @@ impl Upstreams {
 
     /// A connection whose response was read to its end, back to the pool.
     pub(super) fn checkin(&self, home: Home, conn: Box<Conn>) {
-        if home.max_idle == 0 || home.max_lifetime.is_some_and(|l| conn.born.elapsed() >= l) {
+        if home.max_idle == 0
+            || home
+                .max_lifetime
+                .is_some_and(|l| clock::now().duration_since(conn.born) >= l)
+        {
             // Old enough: closed, so that connections get spread anew.
             return;
         }
@@ -111,7 +116,7 @@ impl Upstreams {
         }
         list.push(IdleConn {
             conn,
-            since: Instant::now(),
+            since: clock::now(),
         });
     }
 
@@ -165,14 +170,14 @@ impl Upstreams {
         fresh: bool,
     ) -> Result<(Box<Conn>, bool), ProxyError> {
         if !fresh {
-            if let Some(c) = self.checkout(addr, settings, Instant::now()) {
+            if let Some(c) = self.checkout(addr, settings, clock::now()) {
                 return Ok((c, true));
             }
         }
         let slot = self.connect_slot(addr, settings).await?;
         // A connection may have come back while this waited.
         if !fresh && slot.is_some() {
-            if let Some(c) = self.checkout(addr, settings, Instant::now()) {
+            if let Some(c) = self.checkout(addr, settings, clock::now()) {
                 return Ok((c, true));
             }
         }

@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::super::body::RequestBody;
+use super::super::clock;
 use super::super::h1::chunked::{ChunkError, ChunkedDecoder, Limits};
 use super::super::h1::{ResponseFraming, take_length};
 use super::Upstreams;
@@ -239,7 +240,7 @@ impl H1Body {
                 Poll::Pending => {
                     let deadline = *self
                         .stall_deadline
-                        .get_or_insert_with(|| Instant::now() + self.inactivity);
+                        .get_or_insert_with(|| clock::now() + self.inactivity);
                     if conn.poll_expired(deadline, cx) {
                         return self.broken(BodyError::Stalled(self.inactivity));
                     }
