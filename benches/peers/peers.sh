@@ -26,6 +26,7 @@ HOSTS=${HOSTS:-100000}          # N hosts in the routing table for scenario b
 SCENARIOS=${SCENARIOS:-a,b,c,d}
 PROXIES=${PROXIES:-direct,haproxy,nginx,predictor}   # + sozu,pingora on request (5-10 min builds)
 REPEAT=${REPEAT:-1}             # measured runs per (proxy, scenario)
+ORDER=${ORDER:-interleaved}     # interleaved | grouped (see --order)
 H2_CONNS=${H2_CONNS:-16}        # h2load connections for scenario d
 H2_STREAMS=${H2_STREAMS:-8}     # h2load max concurrent streams per connection
 CLIENT_CPU=${CLIENT_CPU:-0}     # wrk/h2load + origin
@@ -64,6 +65,9 @@ usage: $0 [options]
                       (plus any adapter found in adapters/*.sh); default $PROXIES
                       (sozu and pingora are built on first use: 5-10 min each)
   --repeat R          measured runs per proxy and scenario (default $REPEAT)
+  --order O           interleaved (default): round r runs every proxy before
+                      round r+1, so noise hits all alike; grouped: all of a
+                      proxy's runs back to back (the order before 2026-12-03)
   --out FILE          also copy the markdown report to FILE
   --no-install        do not apt-get install missing tools
   --no-build          do not build Rust peers (sozu, pingora-peer); use cached ones
@@ -93,6 +97,7 @@ while [[ $# -gt 0 ]]; do
     --scenarios) SCENARIOS=$2; shift 2 ;;
     --proxies) PROXIES=$2; shift 2 ;;
     --repeat) REPEAT=$2; shift 2 ;;
+    --order) ORDER=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --no-install) INSTALL=0; shift ;;
     --no-build) BUILD=0; shift ;;
@@ -104,6 +109,7 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
+[[ $ORDER == interleaved || $ORDER == grouped ]] || { echo "--order: interleaved or grouped, not '$ORDER'" >&2; exit 2; }
 has_scn() { [[ ",$SCENARIOS," == *",$1,"* ]]; }
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
@@ -607,7 +613,7 @@ run_load() {
 
 # start_proxy NAME MAP POOLS TAG -> sets PROXY_PID, READY_MS, ROUTE_OK
 start_proxy() {
-  local name=$1 map=$2 pools=$3 tag=$4
+  local name=$1 map=$2 pools=$3 tag=$4 round=${5:-1}
   local dir="$WORK/$name-$tag"
   rm -rf "$dir"; mkdir -p "$dir"
   PROXY_PID=""; READY_MS=""; ROUTE_OK=""
@@ -648,7 +654,8 @@ start_proxy() {
   if [[ "$body" == "df" ]]; then ROUTE_OK="$ok/$tot+dflt"; else ROUTE_OK="$ok/$tot,no-dflt"; fi
   local mem; mem=$(mem_stats "$PROXY_PID")
   log "$name ($tag, $(wc -l < "$map") hosts): ready in ${READY_MS} ms, routing $ROUTE_OK, VmHWM/PSS MiB: $mem"
-  echo -e "$name\t$tag\t$n\t$READY_MS\t$mem\t$ROUTE_OK" >> "$WORK/startup.tsv"
+  (( round == 1 )) && echo -e "$name\t$tag\t$n\t$READY_MS\t$mem\t$ROUTE_OK" >> "$WORK/startup.tsv"
+  return 0
 }
 
 # ===================================================================== main ==
@@ -681,10 +688,10 @@ for port in "${P_POOL[@]}" "$P_DEFAULT" "$P_ORIGIN_H2" "$P_ORIGIN_STATUS" "$P_PR
 done
 
 # watchdog for the load phase. Default: 900 s, or more when the plan needs it
-# (each run: warm-up + duration + quiet wait + 10 s; each proxy: 2 starts of 60 s)
+# (each run: warm-up + duration + quiet wait + 10 s; each proxy: 2 starts of 60 s per round)
 if [[ -z "$MAX_SECONDS" ]]; then
   n_p=$(tr ',' '\n' <<<"$PROXIES" | grep -c .); n_s=$(tr ',' '\n' <<<"$SCENARIOS" | grep -c .)
-  MAX_SECONDS=$(( n_p * n_s * REPEAT * (WARMUP + DURATION + QUIET_WAIT + 10) + n_p * 120 + 120 ))
+  MAX_SECONDS=$(( n_p * n_s * REPEAT * (WARMUP + DURATION + QUIET_WAIT + 10) + n_p * REPEAT * 120 + 120 ))
   (( MAX_SECONDS < 900 )) && MAX_SECONDS=900
 fi
 log "watchdog: the load phase stops after $MAX_SECONDS s (MAX_SECONDS)"
@@ -708,23 +715,21 @@ fi
 start_origin || exit 1
 
 declare -a RAN=()
-for proxy in ${PROXIES//,/ }; do
-  if [[ $proxy != direct ]]; then
-    if ! declare -F "exec_$proxy" >/dev/null; then note "$proxy: no adapter (exec_$proxy) - skipped"; continue; fi
-    why=$("avail_$proxy" 2>&1) || { note "$proxy: skipped: $why"; continue; }
-  fi
-  RAN+=("$proxy")
-  log "=== $proxy ($(proxy_version "$proxy"))"
+# One proxy's runs of the given rounds: the small table (a, c, d), then
+# the big one (b). Start-up (ready time, memory) is recorded on round 1.
+bench_proxy() {
+  local proxy=$1; shift
+  local rounds=("$@") pid port h2port run
   # small table: scenarios a, c, d
   if has_scn a || has_scn c || has_scn d; then
     if [[ $proxy == direct ]]; then
       pid=$ORIGIN_PID; port=${P_POOL[0]}; h2port=$P_ORIGIN_H2; READY_MS=""; ROUTE_OK=""
     else
-      start_proxy "$proxy" "$SMALL/hosts.map" "$WORK/pools.txt" small || { note "$proxy: start failed (small table)"; pid=""; }
+      start_proxy "$proxy" "$SMALL/hosts.map" "$WORK/pools.txt" small "${rounds[0]}" || { note "$proxy: start failed (small table)"; pid=""; }
       pid=$PROXY_PID; port=$P_PROXY; h2port=$P_PROXY_H2
     fi
     if [[ -n "$pid" ]]; then
-      for run in $(seq "$REPEAT"); do
+      for run in "${rounds[@]}"; do
         has_scn a && run_load a "$proxy" "$run" "$port" "$h2port" "$pid" "$SMALL/hosts.map"
         has_scn c && run_load c "$proxy" "$run" "$port" "$h2port" "$pid" "$SMALL/hosts.map"
         if has_scn d; then
@@ -742,15 +747,33 @@ for proxy in ${PROXIES//,/ }; do
       pid=$ORIGIN_PID; READY_MS=""; ROUTE_OK=""
       port=${P_POOL[0]}
     else
-      start_proxy "$proxy" "$BIG/hosts.map" "$WORK/pools.txt" "n$HOSTS" || { note "$proxy: start failed ($HOSTS hosts)"; continue; }
+      start_proxy "$proxy" "$BIG/hosts.map" "$WORK/pools.txt" "n$HOSTS" "${rounds[0]}" || { note "$proxy: start failed ($HOSTS hosts)"; return; }
       pid=$PROXY_PID; port=$P_PROXY
     fi
-    for run in $(seq "$REPEAT"); do
+    for run in "${rounds[@]}"; do
       run_load b "$proxy" "$run" "$port" "$P_PROXY_H2" "$pid" "$BIG/hosts.map"
     done
     [[ $proxy != direct ]] && stop_pid "$pid"
   fi
+}
+for proxy in ${PROXIES//,/ }; do
+  if [[ $proxy != direct ]]; then
+    if ! declare -F "exec_$proxy" >/dev/null; then note "$proxy: no adapter (exec_$proxy) - skipped"; continue; fi
+    why=$("avail_$proxy" 2>&1) || { note "$proxy: skipped: $why"; continue; }
+  fi
+  RAN+=("$proxy")
+  log "=== $proxy ($(proxy_version "$proxy"))"
 done
+if [[ $ORDER == grouped ]]; then
+  for proxy in "${RAN[@]}"; do bench_proxy "$proxy" $(seq "$REPEAT"); done
+else
+  # Interleaved: round r runs every proxy once before round r+1, so a
+  # noisy window of this shared VM lands on all proxies alike rather than
+  # on one proxy's consecutive runs (each round restarts the proxy).
+  for run in $(seq "$REPEAT"); do
+    for proxy in "${RAN[@]}"; do log "--- round $run: $proxy"; bench_proxy "$proxy" "$run"; done
+  done
+fi
 
 fi  # REPORT_NOW
 
@@ -761,6 +784,7 @@ render_report() {
   echo
   echo "- machine: $(nproc) CPUs, $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo), kernel $(uname -r), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
   echo "- pinning: proxy on CPU $PROXY_CPU (taskset); wrk/h2load and the nginx origin (1 worker) on CPU $CLIENT_CPU"
+  echo "- order: $ORDER (rounds of every proxy, a fresh start each; see --order)"
   echo "- load: wrk 1 thread, $CONNS connections, ${DURATION}s measured after ${WARMUP}s warm-up; h2load 1 thread, $H2_CONNS conns x $H2_STREAMS streams"
   echo "- origin: nginx 1 worker, \`return 200 \"pN\\n\"\` (3-byte body), one port per pool"
   echo "- scenario b table: $HOSTS hosts (siteNNNNNN.example) over 4 pools + be_default"
