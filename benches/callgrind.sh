@@ -41,74 +41,24 @@ source "$(dirname "${BASH_SOURCE[0]}")/origin.sh"
 trap 'stop_origin "$work"; rm -rf "$work"' EXIT
 port=$((20000 + RANDOM % 20000)) origin=$((port + 1)) h2port=$((port + 2))
 
-mkdir -p "$work/cfg"
 start_origin "$work" "$origin"
 
-printf 'bench.example\tt1\tweb\tf1\n' > "$work/cfg/tenants.tsv"
-echo "default = \"${CG_ROUTE:-migrated}\"" > "$work/cfg/migration.toml"
-cat > "$work/cfg/predictor.toml" <<TOML
-tenants = "tenants.tsv"
-migration = "migration.toml"
-[proxy]
-workers = 1
-[[listen]]
-address = "127.0.0.1:$port"
-[tiers.web]
-pool = "web"
-[pools.web]
-servers = [{ id = "web-1", address = "127.0.0.1:$origin" }]
-TOML
-if [ -n "${CG_ACCESS_LOG:-}" ]; then
-  printf '[access_log]\noutput = "%s"\n' "$work/access.log" >> "$work/cfg/predictor.toml"
-fi
-# The peers: HTTP/1.1 on $port, h2c (prior knowledge) on $h2port, as in
-# benches/peers/peers.sh (nginx's `http2` listener without TLS and
-# HAProxy's `proto h2` bind take only HTTP/2).
-mkdir -p "$work/nginx/tmp"
-cat > "$work/nginx/nginx.conf" <<NGINX
-worker_processes 1; daemon off; master_process off;
-pid $work/nginx/nginx.pid; error_log $work/nginx/error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off; server_tokens off;
-  client_body_temp_path $work/nginx/tmp/body; proxy_temp_path $work/nginx/tmp/proxy;
-  fastcgi_temp_path $work/nginx/tmp/fcgi; uwsgi_temp_path $work/nginx/tmp/uwsgi; scgi_temp_path $work/nginx/tmp/scgi;
-  keepalive_requests 100000000; keepalive_timeout 300s;
-  map \$host \$pool { default be_default; bench.example be_web; }
-  upstream be_web { server 127.0.0.1:$origin; keepalive 256; keepalive_requests 100000000; keepalive_timeout 300s; }
-  upstream be_default { server 127.0.0.1:$origin; keepalive 256; }
-  server {
-    listen 127.0.0.1:$port backlog=4096;
-    listen 127.0.0.1:$h2port http2 backlog=4096;
-    location / { proxy_pass http://\$pool; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-NGINX
-printf 'bench.example be_web\n' > "$work/hosts.map"
-cat > "$work/haproxy.cfg" <<HAPROXY
-global
-    nbthread 1
-    maxconn 8000
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    timeout http-keep-alive 60s
-frontend fe
-    bind 127.0.0.1:$port
-    bind 127.0.0.1:$h2port proto h2
-    use_backend %[req.hdr(host),lower,map($work/hosts.map,be_default)]
-backend be_web
-    server s1 127.0.0.1:$origin
-backend be_default
-    server s1 127.0.0.1:$origin
-HAPROXY
+# shellcheck source=benches/one-worker.sh
+source "$(dirname "${BASH_SOURCE[0]}")/one-worker.sh"
+BIN=$bin
+# The peers: HTTP/1.1 on $port, h2c (prior knowledge) on $h2port; predictor
+# takes both on $port.
 case $proxy in
-  predictor) args=(run --config "$work/cfg") h2target=$port ;;
-  nginx) args=(-p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log") h2target=$h2port ;;
-  haproxy) args=(-db -f "$work/haproxy.cfg") h2target=$h2port ;;
+  predictor)
+    predictor_conf "$work/cfg" "$origin" "$port" "" "${CG_ROUTE:-migrated}"
+    if [ -n "${CG_ACCESS_LOG:-}" ]; then
+      printf '[access_log]\noutput = "%s"\n' "$work/access.log" >> "$work/cfg/predictor.toml"
+    fi
+    h2target=$port ;;
+  nginx) nginx_conf "$work/nginx" "$origin" "$port" "$h2port"; h2target=$h2port ;;
+  haproxy) haproxy_conf "$work/haproxy" "$origin" "$port" "$h2port"; h2target=$h2port ;;
 esac
+args=("${proxy_args[@]:1}")
 
 extra=()
 if [ -n "${CG_BROWSER:-}" ]; then

@@ -27,8 +27,9 @@
 # Output: per scenario and proxy the median CPU and user µs per request;
 # per peer the median (min-max) over the rounds of peer CPU / predictor
 # CPU per request, i.e. predictor's requests per core as a multiple of the
-# peer's. The proxies' configs are those of benches/callgrind.sh (a
-# keep-alive pool to one nginx origin, the Host mapped to it).
+# peer's. The proxies' configs are benches/one-worker.sh's, as in
+# benches/callgrind.sh (a keep-alive pool to one nginx origin, the Host
+# mapped to it).
 set -euo pipefail
 bin=$(realpath "${1:-target/dist/predictor}")
 rounds=${PAIRED_ROUNDS:-10} secs=${PAIRED_SECONDS:-3}
@@ -45,7 +46,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-base=$((20000 + RANDOM % 20000))
+# Below the ephemeral ports (32768-60999), which outgoing connections take.
+base=$((10000 + RANDOM % 20000))
 origin=$base
 # The load and the origin on CPU 0, the proxies on CPU 1 (as peers.sh).
 taskset -cp 0 $$ >/dev/null
@@ -57,79 +59,20 @@ for p in "${names[@]}"; do
   port[$p]=$((base + 10 + 2 * i)) h2port[$p]=$((base + 11 + 2 * i)) i=$((i + 1))
 done
 
+# shellcheck source=benches/one-worker.sh
+source "$(dirname "${BASH_SOURCE[0]}")/one-worker.sh"
 for p in "${names[@]}"; do
   d="$work/$p"
-  mkdir -p "$d"
   case $p in
-    predictor | baseline)
-      exe=$bin
-      if [ "$p" = baseline ]; then
-        exe=$(realpath "${PAIRED_BASELINE:?PAIRED_BASELINE: the baseline predictor binary}")
-      fi
-      printf 'bench.example\tt1\tweb\tf1\n' > "$d/tenants.tsv"
-      echo 'default = "migrated"' > "$d/migration.toml"
-      cat > "$d/predictor.toml" <<TOML
-tenants = "tenants.tsv"
-migration = "migration.toml"
-[proxy]
-workers = 1
-[[listen]]
-address = "127.0.0.1:${port[$p]}"
-[[listen]]
-address = "127.0.0.1:${h2port[$p]}"
-protocol = "h2c"
-[tiers.web]
-pool = "web"
-[pools.web]
-servers = [{ id = "web-1", address = "127.0.0.1:$origin" }]
-TOML
-      args=("$exe" run --config "$d") ;;
-    nginx)
-      mkdir -p "$d/tmp"
-      cat > "$d/nginx.conf" <<NGINX
-worker_processes 1; daemon off; master_process off;
-pid $d/nginx.pid; error_log $d/error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off; server_tokens off;
-  client_body_temp_path $d/tmp/body; proxy_temp_path $d/tmp/proxy;
-  fastcgi_temp_path $d/tmp/fcgi; uwsgi_temp_path $d/tmp/uwsgi; scgi_temp_path $d/tmp/scgi;
-  keepalive_requests 100000000; keepalive_timeout 300s;
-  map \$host \$pool { default be_default; bench.example be_web; }
-  upstream be_web { server 127.0.0.1:$origin; keepalive 256; keepalive_requests 100000000; keepalive_timeout 300s; }
-  upstream be_default { server 127.0.0.1:$origin; keepalive 256; }
-  server {
-    listen 127.0.0.1:${port[$p]} backlog=4096;
-    listen 127.0.0.1:${h2port[$p]} http2 backlog=4096;
-    location / { proxy_pass http://\$pool; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-NGINX
-      args=(nginx -p "$d" -c "$d/nginx.conf" -e "$d/error.log") ;;
-    haproxy)
-      printf 'bench.example be_web\n' > "$d/hosts.map"
-      cat > "$d/haproxy.cfg" <<HAPROXY
-global
-    nbthread 1
-    maxconn 8000
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    timeout http-keep-alive 60s
-frontend fe
-    bind 127.0.0.1:${port[$p]}
-    bind 127.0.0.1:${h2port[$p]} proto h2
-    use_backend %[req.hdr(host),lower,map($d/hosts.map,be_default)]
-backend be_web
-    server s1 127.0.0.1:$origin
-backend be_default
-    server s1 127.0.0.1:$origin
-HAPROXY
-      args=(haproxy -db -f "$d/haproxy.cfg") ;;
+    predictor) BIN=$bin predictor_conf "$d" "$origin" "${port[$p]}" "${h2port[$p]}" ;;
+    baseline)
+      BIN=$(realpath "${PAIRED_BASELINE:?PAIRED_BASELINE: the baseline predictor binary}")
+      predictor_conf "$d" "$origin" "${port[$p]}" "${h2port[$p]}" ;;
+    nginx) nginx_conf "$d" "$origin" "${port[$p]}" "${h2port[$p]}" ;;
+    haproxy) haproxy_conf "$d" "$origin" "${port[$p]}" "${h2port[$p]}" ;;
     *) echo "PAIRED_PROXIES: predictor, haproxy, nginx or baseline, not $p" >&2; exit 2 ;;
   esac
+  args=("${proxy_args[@]}")
   ( taskset -cp 1 $BASHPID >/dev/null; exec "${args[@]}" ) >"$d/log" 2>&1 &
   pid[$p]=$!
   pids+=("${pid[$p]}")

@@ -68,7 +68,8 @@ cleanup() {
   rm -rf "$train"
 }
 trap cleanup EXIT
-base=$((20000 + RANDOM % 20000))
+# Below the ephemeral ports (32768-60999), which outgoing connections take.
+base=$((10000 + RANDOM % 20000))
 origin=$base legacy=$((base + 1)) http=$((base + 2)) https=$((base + 3)) admin=$((base + 4))
 origin2=$((base + 5))
 for p in "$origin" "$origin2" "$legacy"; do
