@@ -31,6 +31,9 @@ impl LazyTimer {
         if self.sleep_mut(deadline).poll(cx).is_pending() {
             return Poll::Pending;
         }
+        // A fresh reading, not `proxy::clock::now`: the poll's cached one
+        // may be from before the timer fired, which would re-arm it for a
+        // deadline already past and cost a loop turn.
         if Instant::now() < deadline {
             // An earlier deadline's timer: move it to this one.
             self.arm(deadline);
