@@ -33,6 +33,7 @@ pub mod admin;
 pub mod config;
 pub mod demo;
 pub mod health;
+pub mod isolation;
 pub mod legacy;
 pub mod lifecycle;
 pub mod load;

@@ -93,6 +93,32 @@ enum Command {
         /// A host as a client would send it (`Host` header value).
         host: String,
     },
+    /// Show the tenants taking the most right now, refreshed like `top`.
+    ///
+    /// Asks the running instance at the [admin] address of the config
+    /// (GET /top): each tenant's requests per second, requests in flight,
+    /// requests refused by its limits (429) and requests that waited in a
+    /// pool's queue, over the window, with its tier and concurrency limit.
+    /// Stop with Ctrl-C. Exit status: 1 when no instance answers.
+    Top {
+        #[command(flatten)]
+        config: ConfigDir,
+        /// Seconds (or 30s, 5m) the rates are averaged over.
+        #[arg(long, default_value = "10")]
+        window: String,
+        /// Order by: requests, in_flight, limited or queued.
+        #[arg(long, default_value = "requests")]
+        by: String,
+        /// Rows shown.
+        #[arg(short, default_value_t = 20)]
+        n: usize,
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 2)]
+        interval: u64,
+        /// Print once and exit (for scripts).
+        #[arg(long)]
+        once: bool,
+    },
     /// Run on a generated demo config with in-process webservers.
     ///
     /// Needs nothing installed: generates a tenant table, starts a few
@@ -115,6 +141,19 @@ fn main() -> ExitCode {
         Command::Run { config } => run(&config.config),
         Command::Check { config } => return check(&config.config),
         Command::Route { config, host } => route(&config.config, &host),
+        Command::Top {
+            config,
+            window,
+            by,
+            n,
+            interval,
+            once,
+        } => top(
+            &config.config,
+            &format!("/top?format=text&window={window}&by={by}&n={n}"),
+            interval,
+            once,
+        ),
         Command::Demo { tenants, listen } => demo(tenants, listen),
     };
     match result {
@@ -220,6 +259,33 @@ fn route(dir: &Path, host: &str) -> anyhow::Result<()> {
     println!("live:      not shown: {live}; from the config folder alone");
     print!("{}", predictor::admin::explain::explain(&snap, host));
     Ok(())
+}
+
+/// Shows `/top` of the running instance of `dir`'s config every
+/// `interval` seconds (once with `once`).
+fn top(dir: &Path, path: &str, interval: u64, once: bool) -> anyhow::Result<()> {
+    let config = predictor::config::Config::load(dir)?;
+    let Some(admin) = config.admin else {
+        anyhow::bail!("no [admin] address in {}: nothing to ask", dir.display());
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    loop {
+        let text = runtime
+            .block_on(predictor::admin::fetch(admin, path))
+            .map_err(|e| anyhow::anyhow!("no running instance answered at {admin}: {e}"))?;
+        if tty && !once {
+            // Clear the screen and go home, like top.
+            print!("\x1b[2J\x1b[H");
+        }
+        print!("{text}");
+        if once {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_secs(interval.max(1)));
+    }
 }
 
 fn run(dir: &Path) -> anyhow::Result<()> {

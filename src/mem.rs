@@ -15,6 +15,10 @@
 //!   the request path's allocations, on ordinary pages.
 //!
 //! Both are hints: without them everything works the same, slower.
+//!
+//! * [`zeroed_atomics`]: per-tenant counters for a million tenants start
+//!   at zero in memory the kernel maps on first write, so the tenants
+//!   that never take a request cost no resident memory.
 
 /// Asks the CPU to bring `slice[i]` into cache ahead of its use. Out of
 /// bounds it does nothing.
@@ -74,6 +78,42 @@ pub fn huge_vec<T: Clone>(n: usize, value: T) -> Vec<T> {
     v
 }
 
+/// The atomic integers [`zeroed_atomics`] makes: all-zero bytes are a
+/// valid value of each (zero).
+pub trait ZeroAtomic: sealed::Sealed {}
+impl ZeroAtomic for std::sync::atomic::AtomicU64 {}
+impl ZeroAtomic for std::sync::atomic::AtomicU32 {}
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for std::sync::atomic::AtomicU64 {}
+    impl Sealed for std::sync::atomic::AtomicU32 {}
+}
+
+/// `n` atomics at zero, in zeroed memory from the allocator (`calloc`:
+/// fresh pages are not written, hence not resident until used).
+#[allow(unsafe_code)]
+pub fn zeroed_atomics<T: ZeroAtomic>(n: usize) -> Box<[T]> {
+    use std::alloc::{Layout, alloc_zeroed, handle_alloc_error};
+    let Ok(layout) = Layout::array::<T>(n) else {
+        panic!("{n} atomics overflow the address space");
+    };
+    if layout.size() == 0 {
+        return Box::default();
+    }
+    // SAFETY: the layout has a non-zero size. The allocation is checked
+    // for null, holds `n` elements of `T`'s size and alignment, and is
+    // zeroed: all-zero bytes are a valid `T` (one of the sealed atomic
+    // integer types). `Box<[T]>` frees it with the same layout (the
+    // global allocator, `Layout::array::<T>(n)`).
+    unsafe {
+        let ptr = alloc_zeroed(layout).cast::<T>();
+        if ptr.is_null() {
+            handle_alloc_error(layout);
+        }
+        Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, n))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +127,17 @@ mod tests {
         prefetch(&v, usize::MAX);
         let small: Vec<u8> = Vec::with_capacity(10);
         huge_pages(&small);
+    }
+
+    #[test]
+    fn zeroed_atomics_are_zero() {
+        use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+        let v: Box<[AtomicU32]> = zeroed_atomics(1 << 20);
+        assert_eq!(v.len(), 1 << 20);
+        assert!(v.iter().all(|x| x.load(Relaxed) == 0));
+        v[7].fetch_add(1, Relaxed);
+        assert_eq!(v[7].load(Relaxed), 1);
+        let none: Box<[AtomicU32]> = zeroed_atomics(0);
+        assert!(none.is_empty());
     }
 }

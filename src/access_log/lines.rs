@@ -114,6 +114,8 @@ mod tests {
             upstream: None,
             bytes_in: None,
             bytes_out: 0,
+            queued: None,
+            bounded: None,
         }
     }
 

@@ -74,6 +74,13 @@ pub struct Record {
     pub bytes_in: Option<Arc<AtomicU64>>,
     /// Response body bytes passed to the client.
     pub bytes_out: u64,
+    /// How long it waited in a pool's queue for a server under its
+    /// ceiling (none: it did not wait).
+    pub queued: Option<Duration>,
+    /// Refused by a tenant's limit or shed by a pool: the reason
+    /// (`rate`, `client_rate`, `concurrency`, `queue_full`,
+    /// `queue_timeout`, `evicted`).
+    pub bounded: Option<&'static str>,
 }
 
 /// A member's key as literals: `,"name":`, `,"name":"` (a string
@@ -360,6 +367,11 @@ impl Record {
         j.uint(member!("bytes_out"), self.bytes_out);
         j.ms(member!("duration_ms"), Some(self.started.elapsed()));
         j.ms(member!("upstream_ms"), self.upstream);
+        j.ms(member!("queue_ms"), self.queued);
+        match self.bounded {
+            Some(reason) => j.raw(member!("bounded"), reason.as_bytes()),
+            None => j.null(member!("bounded")),
+        }
         j.bytes(member!("user_agent"), r.user_agent.as_deref(), false);
         j.key(member!("completed"));
         j.0.extend_from_slice(if completed { b"true}\n" } else { b"false}\n" });

@@ -6,7 +6,9 @@
 use std::fmt;
 use std::net::SocketAddr;
 
+use crate::config::isolation::TierLimits;
 use crate::health;
+use crate::isolation::top::Top;
 use crate::placement::choose::{self, Admission};
 use crate::routing::host::{HostError, normalize};
 use crate::routing::migration::{MigrationState, StateSource};
@@ -32,8 +34,27 @@ pub struct Explanation {
     pub k: Option<(usize, usize, usize)>,
     /// Where a legacy request is forwarded.
     pub legacy: Option<SocketAddr>,
+    /// The tenant's limits and how it stands against them (a request
+    /// forwarded: local or legacy).
+    pub limits: Option<LimitFacts>,
     pub generation: u64,
 }
+
+/// A tenant's limits (its tier's) and its live counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitFacts {
+    pub limits: TierLimits,
+    pub in_flight: u32,
+    /// Its rate bucket is empty now: the next request gets 429.
+    pub rate_limited: bool,
+    /// Requests waiting in its pool's queue now (all tenants).
+    pub pool_queued: Option<usize>,
+    /// Over the last 10 seconds, per second (from the running
+    /// instance's `/top` scans): requests, limited, queued.
+    pub recent: Option<(f64, f64, f64)>,
+}
+
+impl Eq for LimitFacts {}
 
 /// One server of a tenant's preference list, with its live state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +67,8 @@ pub struct ServerFacts {
     /// Why it is down or draining, in words.
     pub why: String,
     pub in_flight: u32,
+    /// Its in-flight ceiling now (0: none).
+    pub ceiling: u32,
     pub latency_us: u32,
     /// Effective weight, percent of the configured one.
     pub weight_percent: u32,
@@ -65,6 +88,12 @@ pub struct TenantFacts {
 
 /// Explains where a request for `input` goes under `snap`.
 pub fn explain(snap: &Snapshot, input: &str) -> Explanation {
+    explain_live(snap, input, None)
+}
+
+/// [`explain`], with the recent activity of the tenant from a running
+/// instance's scans.
+pub fn explain_live(snap: &Snapshot, input: &str, top: Option<&Top>) -> Explanation {
     let mut e = Explanation {
         input: input.to_string(),
         host: Err(HostError::Empty),
@@ -75,6 +104,7 @@ pub fn explain(snap: &Snapshot, input: &str) -> Explanation {
         servers: Vec::new(),
         k: None,
         legacy: None,
+        limits: None,
         generation: snap.generation,
     };
     let host = match normalize(input.as_bytes()) {
@@ -157,6 +187,7 @@ pub fn explain(snap: &Snapshot, input: &str) -> Explanation {
                         admission: h.admission,
                         why: why.join(", "),
                         in_flight: state.in_flight(),
+                        ceiling: state.ceiling(),
                         latency_us: state.latency(now),
                         weight_percent: (state.weight_ratio() * 100.0).round() as u32,
                     }
@@ -186,7 +217,72 @@ pub fn explain(snap: &Snapshot, input: &str) -> Explanation {
         ),
         Action::Reject(status) => format!("answer {status} (unknown host)"),
     };
+    if let (Some(m), Action::Local { .. } | Action::Legacy) = (d.tenant, d.action) {
+        let tier = snap.tenants.record(m.tenant).tier;
+        if let Some(limits) = snap.config.isolation.tiers.get(usize::from(tier)) {
+            let now = snap.tenants_live.now(m.tenant, limits, health::now_ns());
+            let pool_queued = match d.action {
+                Action::Local { pool, .. } => Some(snap.live.pool(pool).queued()),
+                _ => None,
+            };
+            let recent = top.map(|t| t.of(&snap.tenants_live, m.tenant, 10));
+            e.limits = Some(LimitFacts {
+                limits: *limits,
+                in_flight: now.in_flight,
+                rate_limited: now.rate_limited,
+                pool_queued,
+                recent: recent.map(|a| (a.requests, a.limited, a.queued)),
+            });
+        }
+    }
     e
+}
+
+impl fmt::Display for LimitFacts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let l = &self.limits;
+        let off = |n: u32| {
+            if n == 0 {
+                "none".to_string()
+            } else {
+                n.to_string()
+            }
+        };
+        write!(f, "limits:    concurrent {}", off(l.concurrent))?;
+        match l.rate {
+            0 => write!(f, ", rate none")?,
+            r => write!(f, ", rate {r}/s (burst {})", l.burst)?,
+        }
+        match l.client_rate {
+            0 => write!(f, ", per client none")?,
+            r => write!(f, ", per client {r}/s (burst {})", l.client_burst)?,
+        }
+        writeln!(f, "; queue share {}, priority {}", l.share, l.priority)?;
+        let mut now = format!("{} in flight", self.in_flight);
+        if let Some(q) = self.pool_queued {
+            now.push_str(&format!(", {q} waiting in its pool's queue"));
+        }
+        if let Some((r, lim, q)) = self.recent {
+            now.push_str(&format!(
+                "; last 10 s: {r:.1} req/s, {lim:.1} limited/s, {q:.1} queued/s"
+            ));
+        }
+        writeln!(f, "now:       {now}")?;
+        let mut limited = Vec::new();
+        if l.concurrent > 0 && self.in_flight >= l.concurrent {
+            limited.push("at its concurrency limit");
+        }
+        if self.rate_limited {
+            limited.push("over its rate");
+        }
+        if self.recent.is_some_and(|(_, lim, _)| lim > 0.0) {
+            limited.push("limited in the last 10 s");
+        }
+        if !limited.is_empty() {
+            writeln!(f, "limited:   yes ({})", limited.join(", "))?;
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Display for Explanation {
@@ -235,9 +331,13 @@ impl fmt::Display for Explanation {
                     writeln!(f, "  {mark}{:>3}. {} {}", i + 1, s.id, s.address)?;
                     continue;
                 }
+                let ceiling = match s.ceiling {
+                    0 => String::new(),
+                    c => format!(" of {c}"),
+                };
                 write!(
                     f,
-                    "  {mark}{:>3}. {} {}  {state}, {} in flight, latency {:.2} ms, weight {}%",
+                    "  {mark}{:>3}. {} {}  {state}, {}{ceiling} in flight, latency {:.2} ms, weight {}%",
                     i + 1,
                     s.id,
                     s.address,
@@ -252,6 +352,19 @@ impl fmt::Display for Explanation {
             }
         }
 
+        if let Some(l) = &self.limits {
+            if self.generation == 0 {
+                // From a config folder: the limits, no live counts.
+                let mut only = l.clone();
+                only.recent = None;
+                let text = only.to_string();
+                if let Some(first) = text.lines().next() {
+                    writeln!(f, "{first}")?;
+                }
+            } else {
+                write!(f, "{l}")?;
+            }
+        }
         if self.generation > 0 {
             writeln!(f, "snapshot:  generation {}", self.generation)?;
         }

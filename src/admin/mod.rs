@@ -5,7 +5,9 @@
 //! (JSON: generation, last good and failed reload, tenants by state,
 //! servers' health and load, the legacy tunnel), and `GET /route?host=H`
 //! (where a host goes, with the live load and health of its servers: what
-//! `predictor route` shows from a running instance).
+//! `predictor route` shows from a running instance), and `GET /top` (the
+//! tenants taking the most requests, in flight, limited or queued: what
+//! `predictor top` shows).
 //!
 //! It runs on the control thread, never on a worker, and is bound to its
 //! own address (loopback in the example config), so a scrape never takes
@@ -25,6 +27,7 @@ use tokio::net::TcpListener;
 pub mod explain;
 pub mod scrape;
 mod status;
+pub mod top;
 
 use crate::legacy::Tunnel;
 use crate::lifecycle::Lifecycle;
@@ -37,6 +40,8 @@ pub struct Admin {
     pub snapshot: Arc<SharedSnapshot>,
     pub tunnel: Arc<Tunnel>,
     pub lifecycle: Arc<Lifecycle>,
+    /// Who is hot (scanned once a second by the control thread).
+    pub top: Arc<crate::isolation::top::Top>,
 }
 
 /// Serves admin requests on `listener` until the task is dropped.
@@ -91,12 +96,25 @@ fn answer(req: &Request<Incoming>, admin: &Admin) -> Response<Full<Bytes>> {
         "/route" => match req.uri().query().and_then(host_param) {
             Some(host) => text(
                 StatusCode::OK,
-                explain::explain(&snapshot.load(), &host).to_string(),
+                explain::explain_live(&snapshot.load(), &host, Some(&admin.top)).to_string(),
             ),
             None => text(
                 StatusCode::BAD_REQUEST,
                 "expected /route?host=HOST\n".into(),
             ),
+        },
+        "/top" => match top::Query::parse(req.uri().query()) {
+            Ok(q) => {
+                let mut r = text(StatusCode::OK, top::render(&snapshot.load(), &admin.top, q));
+                if !q.text {
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        header::HeaderValue::from_static("application/json"),
+                    );
+                }
+                r
+            }
+            Err(why) => text(StatusCode::BAD_REQUEST, format!("{why}\n")),
         },
         "/healthz" => text(
             StatusCode::OK,
@@ -114,7 +132,8 @@ fn answer(req: &Request<Incoming>, admin: &Admin) -> Response<Full<Bytes>> {
         },
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /metrics, /healthz, /readyz, /status or /route?host=HOST\n".into(),
+            "not found: try /metrics, /healthz, /readyz, /status, /top or /route?host=HOST\n"
+                .into(),
         ),
     }
 }

@@ -85,7 +85,7 @@ fn family(out: &mut String, kind: &str, name: &str, help: &str, samples: &[(Stri
 /// per pool: in flight, servers configured and up.
 fn servers(out: &mut String, snap: &Snapshot) {
     let now = crate::health::now_ms();
-    let families: [(&str, &str); 6] = [
+    let families: [(&str, &str); 7] = [
         (
             "predictor_server_up",
             "1 when the server takes requests (up or draining), 0 when down (checks, agent, passive ejection).",
@@ -110,6 +110,10 @@ fn servers(out: &mut String, snap: &Snapshot) {
             "predictor_server_ejections",
             "Passive ejections in a row (0 once the server has been good for a while).",
         ),
+        (
+            "predictor_server_max_in_flight",
+            "The server's in-flight ceiling now (max_in_flight, lowered by its agent's maxconn; 0: none): beyond it requests wait in the pool's fair queue.",
+        ),
     ];
     let pools = || snap.config.pools.iter().zip(snap.live.pools());
     for (f, (name, help)) in families.iter().enumerate() {
@@ -123,7 +127,8 @@ fn servers(out: &mut String, snap: &Snapshot) {
                     2 => f64::from(s.in_flight()),
                     3 => f64::from(s.latency(now)) / 1e6,
                     4 => s.weight_ratio(),
-                    _ => f64::from(h.ejections),
+                    5 => f64::from(h.ejections),
+                    _ => f64::from(s.ceiling()),
                 };
                 samples.push((
                     format!("{{pool=\"{}\",server=\"{}\"}}", pool.name, conf.id),
@@ -143,6 +148,12 @@ fn servers(out: &mut String, snap: &Snapshot) {
         "predictor_pool_in_flight",
         "Requests in flight to the pool's servers.",
         &per_pool(&|live| f64::from(live.totals().in_flight)),
+    );
+    gauge(
+        out,
+        "predictor_pool_queued",
+        "Requests waiting in the pool's fair queue for a server under its ceiling.",
+        &per_pool(&|live| live.queued() as f64),
     );
     gauge(
         out,

@@ -14,6 +14,7 @@
 //! ([`raw`]: the only serde types).
 
 mod error;
+pub mod isolation;
 pub mod raw;
 pub mod stamp;
 mod validate;
@@ -74,6 +75,8 @@ pub struct Config {
     pub placement: PlacementSettings,
     pub tiers: Vec<Tier>,
     pub pools: Vec<Pool>,
+    /// Server ceilings, fair queues, per-tenant limits (by tier and pool).
+    pub isolation: isolation::Isolation,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

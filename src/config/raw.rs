@@ -179,6 +179,29 @@ pub struct RawTier {
     pub cost: Option<Spanned<i64>>,
     pub k_min: Option<Spanned<i64>>,
     pub k_max: Option<Spanned<i64>>,
+    pub limits: Option<RawTierLimits>,
+}
+
+/// `[tiers.NAME.limits]`: per-tenant limits, fair share, priority.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTierLimits {
+    pub concurrent: Option<Spanned<i64>>,
+    pub rate: Option<Spanned<i64>>,
+    pub burst: Option<Spanned<i64>>,
+    pub client_rate: Option<Spanned<i64>>,
+    pub client_burst: Option<Spanned<i64>>,
+    pub share: Option<Spanned<i64>>,
+    pub priority: Option<Spanned<i64>>,
+}
+
+/// `[pools.NAME.queue]`: where requests wait for a server under its
+/// ceiling.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueue {
+    pub timeout: Option<Spanned<String>>,
+    pub max: Option<Spanned<i64>>,
 }
 
 /// `[placement]`.
@@ -199,6 +222,10 @@ pub struct RawPool {
     pub agent: Option<RawAgent>,
     #[serde(default)]
     pub eject: RawEject,
+    /// The in-flight ceiling of every server of the pool.
+    pub max_in_flight: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub queue: RawQueue,
 }
 
 /// `[pools.NAME.agent]`: the load and state each server reports.
@@ -226,6 +253,8 @@ pub struct RawServer {
     pub id: Spanned<String>,
     pub address: Spanned<String>,
     pub weight: Option<Spanned<i64>>,
+    /// This server's in-flight ceiling (the pool's otherwise).
+    pub max_in_flight: Option<Spanned<i64>>,
 }
 
 /// The migration state file (`migration.toml`).

@@ -10,7 +10,9 @@
 //!   new sites, keeps serving the ones it has; `maint` takes nothing);
 //! * `up`, or `down`, `fail`, `stopped` (optionally `#reason`): the
 //!   operational state;
-//! * `maxconn:N` is accepted and ignored (predictor bounds load by the cap).
+//! * `maxconn:N`: the most requests the server takes at once now; lowers
+//!   (never raises) its configured `max_in_flight` (`maxconn:0` lifts the
+//!   agent's bound: the configured ceiling alone applies).
 //!
 //! What a reply does not name is left as it was. An agent that cannot be
 //! reached changes nothing (reachability is the health checks' business).
@@ -61,6 +63,8 @@ pub struct AgentReply {
     /// `Some(true)`: `down`/`fail`/`stopped`; `Some(false)`: `up`.
     pub down: Option<bool>,
     pub reason: Option<String>,
+    /// `maxconn:N` (0: no bound of the agent's).
+    pub maxconn: Option<u32>,
 }
 
 /// Why a reply was refused.
@@ -113,7 +117,7 @@ impl FromStr for AgentReply {
                     reply.weight = Some(WeightReport::Absolute(number(&w[7..], 256)?))
                 }
                 w if w.starts_with("maxconn:") => {
-                    number(&w[8..], u32::MAX)?;
+                    reply.maxconn = Some(number(&w[8..], u32::MAX)?);
                 }
                 _ => return Err(AgentError::Unknown(word.to_string())),
             }

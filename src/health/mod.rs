@@ -19,6 +19,7 @@ pub mod check;
 mod eject;
 mod registry;
 mod state;
+mod wait;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -27,6 +28,7 @@ use tokio::sync::watch;
 
 pub use registry::{InFlight, LiveSet, PoolLive, Registry};
 pub use state::{Health, PoolState, ServerState, WEIGHT_SCALE};
+pub use wait::{Enter, Ticket, Waited, granted_first};
 
 static EPOCH: OnceLock<Instant> = OnceLock::new();
 
@@ -41,6 +43,20 @@ pub fn now_ms() -> u64 {
 pub fn ms_at(t: Instant) -> u64 {
     t.saturating_duration_since(*EPOCH.get_or_init(Instant::now))
         .as_millis() as u64
+}
+
+/// Nanoseconds since the process's first call (never 0): the clock of
+/// rate limits.
+pub fn now_ns() -> u64 {
+    ns_at(Instant::now())
+}
+
+/// `t` on the rate limits' clock.
+#[inline]
+pub fn ns_at(t: Instant) -> u64 {
+    t.saturating_duration_since(*EPOCH.get_or_init(Instant::now))
+        .as_nanos() as u64
+        + 1
 }
 
 /// How often the control thread looks at what is due.

@@ -6,9 +6,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::{PoolState, ServerState};
 use crate::config::{Config, PoolId, ServerIdx};
+use crate::isolation::queue::Slots;
 use crate::placement::choose::{Admission, Totals};
 
 type Key = (String, String, SocketAddr);
@@ -36,7 +38,9 @@ impl Registry {
         let live = config
             .pools
             .iter()
-            .map(|p| {
+            .enumerate()
+            .map(|(pi, p)| {
+                let iso = config.isolation.pools.get(pi);
                 let state = known
                     .pools
                     .remove(&p.name)
@@ -45,7 +49,8 @@ impl Registry {
                 let list: Box<[Arc<ServerState>]> = p
                     .servers
                     .iter()
-                    .map(|s| {
+                    .enumerate()
+                    .map(|(si, s)| {
                         let key = (p.name.clone(), s.id.clone(), s.address);
                         let state = match known.servers.remove(&key) {
                             Some(st) if st.configured_weight() == s.weight => st,
@@ -53,14 +58,19 @@ impl Registry {
                             // on in the old one until those requests end).
                             _ => Arc::new(ServerState::new(&s.id, s.address, s.weight)),
                         };
+                        let ceiling = iso.and_then(|i| i.max_in_flight.get(si));
+                        state.set_ceiling(ceiling.copied().unwrap_or(0));
                         servers.insert(key, state.clone());
                         state
                     })
                     .collect();
                 let pool = Arc::new(PoolLive {
+                    name: p.name.as_str().into(),
                     state,
                     servers: list,
                     eject: p.eject,
+                    queue_timeout: iso.map_or(Duration::from_secs(5), |i| i.queue_timeout),
+                    queue_max: iso.map_or(0, |i| i.queue_max),
                 });
                 pool.refresh_weight(super::now_ms());
                 pool
@@ -95,10 +105,15 @@ impl LiveSet {
 /// One pool's live state: its totals and its servers in config order.
 #[derive(Debug)]
 pub struct PoolLive {
+    /// The pool's name (for its queue's series).
+    pub name: Box<str>,
     state: Arc<PoolState>,
     servers: Box<[Arc<ServerState>]>,
     /// The pool's passive ejection settings.
     pub eject: crate::config::Eject,
+    /// The longest a request waits in the pool's queue, and how many may.
+    pub queue_timeout: Duration,
+    pub queue_max: usize,
 }
 
 impl PoolLive {
@@ -133,15 +148,57 @@ impl PoolLive {
         self.state.weight.store(w, Relaxed);
     }
 
-    /// Counts a request in flight on server `i` until the guard drops.
+    /// Counts a request in flight on server `i` until the guard drops
+    /// (whatever its ceiling).
     pub fn begin(self: &Arc<Self>, i: ServerIdx) -> InFlight {
         self.server(i).add_in_flight(1);
         self.state.in_flight.fetch_add(1, Relaxed);
+        self.adopt(i)
+    }
+
+    /// Counts a request in flight on server `i` if it is under its
+    /// ceiling.
+    #[inline]
+    pub fn try_begin(self: &Arc<Self>, i: ServerIdx) -> Option<InFlight> {
+        self.take_slot(i).then(|| self.adopt(i))
+    }
+
+    /// The guard of a slot of server `i` already counted.
+    pub(super) fn adopt(self: &Arc<Self>, i: ServerIdx) -> InFlight {
         self.state.retry.deposit();
         InFlight {
             pool: self.clone(),
             server: i,
         }
+    }
+
+    fn take_slot(&self, i: ServerIdx) -> bool {
+        let ok = self.server(i).try_add_in_flight();
+        if ok {
+            self.state.in_flight.fetch_add(1, Relaxed);
+        }
+        ok
+    }
+
+    /// A request on server `i` ended: its slot goes to the next request
+    /// waiting for it, if any.
+    fn release(&self, i: ServerIdx) {
+        self.server(i).add_in_flight(-1);
+        self.state.in_flight.fetch_sub(1, Relaxed);
+        if !self.state.queue.is_empty() {
+            self.state.queue.freed(i, self);
+        }
+    }
+}
+
+impl Slots for PoolLive {
+    fn take(&self, i: ServerIdx) -> bool {
+        self.take_slot(i)
+    }
+
+    fn give_back(&self, i: ServerIdx) {
+        self.server(i).add_in_flight(-1);
+        self.state.in_flight.fetch_sub(1, Relaxed);
     }
 }
 
@@ -166,8 +223,10 @@ impl InFlight {
     /// not be reached).
     pub fn move_to(&mut self, i: ServerIdx) {
         if i != self.server {
-            self.pool.server(self.server).add_in_flight(-1);
+            // (The pool's total stays: one request, on another server.)
             self.pool.server(i).add_in_flight(1);
+            self.pool.state.in_flight.fetch_add(1, Relaxed);
+            self.pool.release(self.server);
             self.server = i;
         }
     }
@@ -175,8 +234,7 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.pool.server(self.server).add_in_flight(-1);
-        self.pool.state.in_flight.fetch_sub(1, Relaxed);
+        self.pool.release(self.server);
     }
 }
 

@@ -36,6 +36,8 @@ pub struct PoolState {
     hot: Box<[AtomicU64]>,
     /// How many requests may go to a second server.
     pub retry: super::budget::RetryBudget,
+    /// Requests waiting for a server under its ceiling.
+    pub queue: crate::isolation::queue::FairQueue,
 }
 
 /// Slots of a pool's hot-tenant table (8 bytes each).
@@ -48,6 +50,7 @@ impl Default for PoolState {
             weight: AtomicU32::new(0),
             hot: (0..HOT_SLOTS).map(|_| AtomicU64::new(0)).collect(),
             retry: Default::default(),
+            queue: Default::default(),
         }
     }
 }
@@ -99,6 +102,10 @@ pub struct ServerState {
     /// Configured weight.
     weight: u32,
     in_flight: AtomicU32,
+    /// The configured in-flight ceiling (0: none) and the agent's
+    /// `maxconn` (0: none); the lower of the two applies.
+    ceiling: AtomicU32,
+    agent_maxconn: AtomicU32,
     /// Peak-EWMA of the time to response headers, µs (0: none yet).
     latency_us: AtomicU32,
     latency_at_ms: AtomicU64,
@@ -136,6 +143,8 @@ impl ServerState {
             address,
             weight,
             in_flight: AtomicU32::new(0),
+            ceiling: AtomicU32::new(0),
+            agent_maxconn: AtomicU32::new(0),
             latency_us: AtomicU32::new(0),
             latency_at_ms: AtomicU64::new(0),
             agent_admin: AtomicU8::new(AdminState::Ready as u8),
@@ -156,6 +165,45 @@ impl ServerState {
 
     pub fn in_flight(&self) -> u32 {
         self.in_flight.load(Relaxed)
+    }
+
+    /// The in-flight ceiling now (0: none): the configured one, lowered
+    /// by the agent's `maxconn`.
+    pub fn ceiling(&self) -> u32 {
+        match (self.ceiling.load(Relaxed), self.agent_maxconn.load(Relaxed)) {
+            (c, 0) => c,
+            (0, a) => a,
+            (c, a) => c.min(a),
+        }
+    }
+
+    /// The configured ceiling (set as a snapshot binds the server).
+    pub(super) fn set_ceiling(&self, c: u32) {
+        self.ceiling.store(c, Relaxed);
+    }
+
+    /// Counts one more request in flight if the server is under its
+    /// ceiling.
+    #[inline]
+    pub(super) fn try_add_in_flight(&self) -> bool {
+        let cap = self.ceiling();
+        if cap == 0 {
+            self.in_flight.fetch_add(1, Relaxed);
+            return true;
+        }
+        let mut n = self.in_flight.load(Relaxed);
+        loop {
+            if n >= cap {
+                return false;
+            }
+            match self
+                .in_flight
+                .compare_exchange_weak(n, n + 1, Relaxed, Relaxed)
+            {
+                Ok(_) => return true,
+                Err(seen) => n = seen,
+            }
+        }
     }
 
     pub(super) fn add_in_flight(&self, delta: i32) {
@@ -294,6 +342,9 @@ impl ServerState {
         }
         if let Some(down) = reply.down {
             self.agent_down.store(down, Relaxed);
+        }
+        if let Some(m) = reply.maxconn {
+            self.agent_maxconn.store(m, Relaxed);
         }
         match reply.weight {
             Some(WeightReport::Percent(p)) => self

@@ -18,6 +18,7 @@
 //! class, a probe result) or from config names (tier, pool, server id);
 //! never a host, tenant or client address.
 
+mod isolation;
 pub mod routes;
 pub mod shards;
 
@@ -132,7 +133,7 @@ impl Metrics {
         let handle = recorder.handle();
         let (legacy, reload, tls, access_log, connections_accepted) =
             register(&Registrar(&recorder));
-        Metrics {
+        let m = Metrics {
             recorder,
             handle,
             legacy,
@@ -141,7 +142,9 @@ impl Metrics {
             access_log,
             connections_accepted,
             routes: routes::RouteSeries::new(workers),
-        }
+        };
+        m.describe_isolation();
+        m
     }
 
     /// The request series of `config`'s routes, tiers and pools

@@ -12,10 +12,12 @@ use http::{HeaderValue, Request, StatusCode, header};
 use http_body::Body as _;
 
 use super::body::RequestBody;
+use super::error::ProxyError;
 use super::fields::Fields;
 use super::handler::WorkerShared;
 use crate::access_log::{Lines, Record, RequestLine};
-use crate::metrics::routes::{RouteSlot, RouteTable};
+use crate::metrics::Metrics;
+use crate::metrics::routes::{NONE, RouteSlot, RouteTable};
 use crate::routing::RouteKind;
 
 pub struct Account {
@@ -68,6 +70,8 @@ impl Account {
             upstream: None,
             bytes_in: None,
             bytes_out: 0,
+            queued: None,
+            bounded: None,
         }));
     }
 
@@ -137,6 +141,33 @@ impl Account {
         if let Some(log) = &mut self.log {
             log.upstream = Some(waited);
             log.server = server;
+        }
+    }
+
+    /// The request waited `d` in a pool's queue before it was sent.
+    pub fn queued(&mut self, d: Duration) {
+        if let Some(log) = &mut self.log {
+            log.queued = Some(d);
+        }
+    }
+
+    /// A tenant's limit or a pool's queue refused the request: counted by
+    /// its tier and the reason, marked in its log line.
+    pub fn bounded(&mut self, e: &ProxyError, metrics: &Metrics) {
+        let tier = self.slot.as_ref().map_or(NONE, |s| &*s.tier);
+        let reason = match e {
+            ProxyError::Limited(l) => {
+                metrics.limited(tier, l.as_str()).increment(1);
+                l.as_str()
+            }
+            ProxyError::Shed { reason, .. } => {
+                metrics.shed(tier, reason.as_str()).increment(1);
+                reason.as_str()
+            }
+            _ => return,
+        };
+        if let Some(log) = &mut self.log {
+            log.bounded = Some(reason);
         }
     }
 

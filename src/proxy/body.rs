@@ -130,11 +130,20 @@ impl Body for RequestBody {
     }
 }
 
+/// What a request holds until its response body ends: its slot on a
+/// server, its count for its tenant.
+#[derive(Debug, Default)]
+pub struct Held {
+    pub server: Option<InFlight>,
+    pub tenant: Option<crate::isolation::TenantHold>,
+}
+
 pub struct ResponseBody {
     kind: Kind,
     _active: Option<ActiveRequest>,
-    /// The request's count on its server, until the body ends.
-    _in_flight: Option<InFlight>,
+    /// The request's counts on its server and its tenant, until the body
+    /// ends.
+    _held: Held,
     /// The access log record, sent when the body is dropped.
     log: Option<(Box<Record>, Rc<Lines>)>,
     /// The last frame has been passed on.
@@ -160,7 +169,7 @@ impl ResponseBody {
         ResponseBody {
             kind: Kind::Local((!bytes.is_empty()).then_some(bytes)),
             _active: None,
-            _in_flight: None,
+            _held: Held::default(),
             log: None,
             ended: false,
             fields: None,
@@ -171,7 +180,7 @@ impl ResponseBody {
         ResponseBody {
             kind: Kind::Local(None),
             _active: None,
-            _in_flight: None,
+            _held: Held::default(),
             log: None,
             ended: false,
             fields: None,
@@ -184,7 +193,7 @@ impl ResponseBody {
         ResponseBody {
             kind: Kind::Upgraded(Some(upstream)),
             _active: None,
-            _in_flight: None,
+            _held: Held::default(),
             log: None,
             ended: false,
             fields: None,
@@ -204,7 +213,7 @@ impl ResponseBody {
         ResponseBody {
             kind: Kind::Upstream(body),
             _active: None,
-            _in_flight: None,
+            _held: Held::default(),
             log: None,
             ended: false,
             fields: None,
@@ -221,10 +230,10 @@ impl ResponseBody {
         self.fields.take()
     }
 
-    /// Keeps the request counted in flight on its server until the body
-    /// ends.
-    pub fn set_in_flight(&mut self, in_flight: Option<InFlight>) {
-        self._in_flight = in_flight;
+    /// Keeps the request counted in flight on its server and for its
+    /// tenant until the body ends.
+    pub fn set_held(&mut self, held: Held) {
+        self._held = held;
     }
 
     /// Ties the request's lifetime to this body, and sends `log` to the

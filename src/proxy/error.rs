@@ -15,6 +15,31 @@ pub enum Side {
     Client,
     /// A webserver or the legacy balancer failed.
     Upstream,
+    /// predictor's own bounds refused it: a tenant's limit, a full or
+    /// slow queue (isolation working as configured, not a failure).
+    Bound,
+}
+
+/// Why a request was shed by a pool at its ceiling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShedReason {
+    /// The queue was full of requests that go first.
+    QueueFull,
+    /// It waited `queue.timeout` without a slot.
+    QueueTimeout,
+    /// Pushed out of the queue by a request of higher priority (or of a
+    /// shorter lane).
+    Evicted,
+}
+
+impl ShedReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShedReason::QueueFull => "queue_full",
+            ShedReason::QueueTimeout => "queue_timeout",
+            ShedReason::Evicted => "evicted",
+        }
+    }
 }
 
 /// A request predictor answers itself, with an error.
@@ -96,6 +121,17 @@ pub enum ProxyError {
     LegacyDown { addr: SocketAddr },
     #[error("request came back with this proxy's own hop marker (a routing loop)")]
     LoopDetected,
+    /// Over one of its tenant's limits (`[tiers.NAME.limits]`).
+    #[error("over the tenant's {} limit", .0.as_str())]
+    Limited(crate::isolation::Limited),
+    /// The pool's servers are at their ceilings and the queue shed it.
+    #[error("shed by pool {pool}: {}", .reason.as_str())]
+    Shed {
+        pool: Box<str>,
+        reason: ShedReason,
+        /// `Retry-After`, seconds.
+        retry_after: u32,
+    },
 }
 
 impl ProxyError {
@@ -111,6 +147,7 @@ impl ProxyError {
             | ProxyError::ClientBody { .. }
             | ProxyError::BadHead(_)
             | ProxyError::Misdirected { .. } => Side::Client,
+            ProxyError::Limited(_) | ProxyError::Shed { .. } => Side::Bound,
             ProxyError::ConnectFailed { .. }
             | ProxyError::ConnectTimeout { .. }
             | ProxyError::ResponseTimeout { .. }
@@ -168,6 +205,17 @@ impl ProxyError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ProxyError::LoopDetected => StatusCode::LOOP_DETECTED,
+            ProxyError::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::Shed { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The `Retry-After` of the answer, in seconds, where one helps.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            ProxyError::Limited(l) => Some(l.retry_after()),
+            ProxyError::Shed { retry_after, .. } => Some(*retry_after),
+            _ => None,
         }
     }
 
@@ -246,6 +294,9 @@ pub fn page(status: StatusCode) -> &'static str {
             "<!DOCTYPE html>\n<html><body><h1>505 HTTP Version Not Supported</h1></body></html>\n"
         }
         408 => "<!DOCTYPE html>\n<html><body><h1>408 Request Timeout</h1></body></html>\n",
+        429 => {
+            "<!DOCTYPE html>\n<html><body><h1>429 Too Many Requests</h1><p>This site is receiving more requests than its plan allows. Please try again shortly.</p></body></html>\n"
+        }
         421 => {
             "<!DOCTYPE html>\n<html><body><h1>421 Misdirected Request</h1><p>No site is served under this name here.</p></body></html>\n"
         }
@@ -329,8 +380,35 @@ mod tests {
     }
 
     #[test]
+    fn bounds_answer_429_and_503_with_retry_after() {
+        use crate::isolation::Limited;
+        let rate = ProxyError::Limited(Limited::Rate(3));
+        assert_eq!(
+            (rate.status(), rate.side(), rate.retry_after()),
+            (StatusCode::TOO_MANY_REQUESTS, Side::Bound, Some(3))
+        );
+        let busy = ProxyError::Limited(Limited::Concurrency);
+        assert_eq!(busy.retry_after(), Some(1));
+        let shed = ProxyError::Shed {
+            pool: "shared".into(),
+            reason: ShedReason::QueueTimeout,
+            retry_after: 5,
+        };
+        assert_eq!(
+            (
+                shed.status(),
+                shed.side(),
+                shed.retry_after(),
+                shed.retry_safe()
+            ),
+            (StatusCode::SERVICE_UNAVAILABLE, Side::Bound, Some(5), false)
+        );
+        assert_eq!(ProxyError::LoopDetected.retry_after(), None);
+    }
+
+    #[test]
     fn every_local_status_has_a_page() {
-        for s in [400u16, 404, 405, 408, 421, 502, 503, 504, 508] {
+        for s in [400u16, 404, 405, 408, 421, 429, 502, 503, 504, 508] {
             assert!(page(StatusCode::from_u16(s).unwrap()).contains(&s.to_string()));
         }
     }

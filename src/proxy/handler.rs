@@ -18,7 +18,7 @@ use super::fields::Fields;
 use super::forwarding::Client;
 use super::headers::Scan;
 use super::phase::plan;
-use super::phase::{check, respond, rewrite, send};
+use super::phase::{admit, check, queue, respond, rewrite, send};
 use super::request_id::RequestIds;
 use super::upstream::{ClientFields, H2Upstream, Upstreams};
 use crate::access_log;
@@ -118,6 +118,10 @@ pub fn answer<'a>(
                     Side::Client => {
                         tracing::debug!(client = %ctx.peer, %method, status = e.status().as_u16(), error = %e, "request refused")
                     }
+                    Side::Bound => {
+                        account.bounded(&e, &ctx.worker.metrics);
+                        tracing::debug!(client = %ctx.peer, %method, status = e.status().as_u16(), error = %e, "request bounded")
+                    }
                 }
                 respond::error_response(&e)
             }
@@ -142,7 +146,7 @@ pub fn refuse(ctx: &ConnCtx, e: ProxyError) -> Response<ResponseBody> {
 }
 
 /// Runs the phases of one request (see [`super::phase`]): check, route,
-/// plan, rewrite, send, respond. `account` gets its route's series and its
+/// admit, plan, rewrite, queue, send, respond. `account` gets its route's series and its
 /// log record.
 ///
 /// Not an `async fn`: that would copy `req` into a local of its own beside
@@ -185,6 +189,7 @@ fn forward<'a>(
             let tier = decision.tenant.map(|m| snap.tenants.record(m.tenant).tier);
             let tenant = || decision.tenant.map(|m| snap.tenants.name(m.tenant));
             account.routed(routes.slot(decision.kind(), tier), tenant);
+            admit::admit(ctx, &snap, &decision, &mut forward, started)?;
             if let Some(answer) = plan::plan(ctx, &snap, &decision, fields, &mut forward, started)?
             {
                 return Ok(answer);
@@ -199,6 +204,9 @@ fn forward<'a>(
             rewrite::request(ctx, &mut req, sent, fixed, &mut forward, account);
             via_back
         };
+        if queue::waits(&mut forward) {
+            Box::pin(queue::wait(&mut forward, account, &ctx.worker.metrics)).await?;
+        }
         let h2c = send::h2c(&forward);
         if h2c {
             // hyper's HTTP/2 client sends a map: the fields with the edits.

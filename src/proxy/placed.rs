@@ -1,23 +1,26 @@
 //! A request placed on a pool's servers: the choice among them by live
 //! load (the pure [`crate::placement::choose`] fed with the servers' live
-//! state), the count of the request in flight, and what its outcome
-//! teaches the pool's health (latency, passive ejection).
+//! state), a slot on one of them under its in-flight ceiling (or a place
+//! in the pool's fair queue when every one is at its ceiling), the count
+//! of the request in flight, and what its outcome teaches the pool's
+//! health (latency, passive ejection).
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::config::{PoolId, ServerIdx, TierId};
-use crate::health::{self, InFlight};
+use crate::health::{self, Enter, InFlight, PoolLive, Ticket, granted_first};
+use crate::isolation::queue::Want;
 use crate::placement::MAX_ATTEMPTS;
 use crate::placement::choose::{self, Live};
 use crate::snapshot::Snapshot;
 
-use super::error::ProxyError;
+use super::error::{ProxyError, ShedReason};
 use super::upstream::Exchange;
 
 /// A request on its way to a pool's servers.
 pub struct Placed {
-    in_flight: InFlight,
+    slot: Slot,
     /// The servers tried, in order, as pool indexes (`targets` holds their
     /// addresses).
     servers: [ServerIdx; MAX_ATTEMPTS],
@@ -25,9 +28,17 @@ pub struct Placed {
     sent_at: Instant,
 }
 
+/// The request's slot on a server, or its place in the queue.
+enum Slot {
+    Held(InFlight),
+    Waiting(Ticket),
+}
+
 /// Chooses the servers a request for `tenant` tries, writes their
 /// addresses to `targets` and returns how many, with the request counted
-/// in flight on the first. Every server down: `NoServer` (a 503).
+/// in flight on the first (the first under its ceiling, moved to the
+/// front), or queued when all are at their ceilings ([`Placed::ticket`]).
+/// Every server down: `NoServer` (a 503); a full queue: `Shed`.
 /// `sent_at` is the request's start: the servers' live signals are read
 /// at it, and its latency counted from it.
 pub fn place(
@@ -77,22 +88,95 @@ pub fn place(
             pool: p.name.clone(),
         });
     }
-    for (t, &s) in targets.iter_mut().zip(&servers[..ordered.n]) {
+    let n = ordered.n;
+    let iso = snap.config.isolation.tiers.get(usize::from(tier));
+    let want = Want {
+        lane: point,
+        share: iso.map_or(1, |l| l.share),
+        priority: iso.map_or(0, |l| l.priority),
+        servers: &servers[..n],
+    };
+    let slot = match slot(live, want) {
+        Enter::Now(f) => {
+            granted_first(&mut servers[..n], f.server());
+            Slot::Held(f)
+        }
+        Enter::Wait(ticket) => {
+            snap.tenants_live.queued(tenant);
+            Slot::Waiting(ticket)
+        }
+        Enter::Full => {
+            return Err(ProxyError::Shed {
+                pool: p.name.as_str().into(),
+                reason: ShedReason::QueueFull,
+                retry_after: retry_after(live),
+            });
+        }
+    };
+    for (t, &s) in targets.iter_mut().zip(&servers[..n]) {
         *t = p.servers[usize::from(s)].address;
     }
     let placed = Placed {
-        in_flight: live.begin(servers[0]),
+        slot,
         servers,
-        n: ordered.n as u8,
+        n: n as u8,
         sent_at,
     };
-    Ok((ordered.n, placed))
+    Ok((n, placed))
+}
+
+/// A slot on the first of `want.servers` under its ceiling, or the queue
+/// (entered at once while others wait: a request arriving does not pass
+/// them).
+#[inline]
+fn slot(live: &std::sync::Arc<PoolLive>, want: Want<'_>) -> Enter {
+    if live.state().queue.is_empty() {
+        for &s in want.servers {
+            if let Some(f) = live.try_begin(s) {
+                return Enter::Now(f);
+            }
+        }
+    }
+    live.enter(want)
+}
+
+/// The `Retry-After` of a request shed by `pool`: its queue's timeout.
+pub fn retry_after(pool: &PoolLive) -> u32 {
+    pool.queue_timeout.as_secs().clamp(1, 60) as u32
 }
 
 impl Placed {
+    /// The pool's live state.
+    pub fn pool(&self) -> &std::sync::Arc<PoolLive> {
+        match &self.slot {
+            Slot::Held(f) => f.pool(),
+            Slot::Waiting(t) => t.pool(),
+        }
+    }
+
     /// The pool's retry budget.
     pub fn retry_budget(&self) -> &crate::health::budget::RetryBudget {
-        &self.in_flight.pool().state().retry
+        &self.pool().state().retry
+    }
+
+    /// The place in the queue of a request whose servers were all at
+    /// their ceilings.
+    pub fn ticket(&mut self) -> Option<&mut Ticket> {
+        match &mut self.slot {
+            Slot::Waiting(t) => Some(t),
+            Slot::Held(_) => None,
+        }
+    }
+
+    /// The queue granted `f`: its server goes first in the servers tried
+    /// and in `targets` (their addresses, in the same order).
+    pub fn granted(&mut self, f: InFlight, targets: &mut [SocketAddr]) {
+        let n = usize::from(self.n);
+        if let Some(i) = self.servers[..n].iter().position(|&s| s == f.server()) {
+            self.servers[..=i].rotate_right(1);
+            targets[..=i].rotate_right(1);
+        }
+        self.slot = Slot::Held(f);
     }
 
     /// Records the outcome: servers that could not be reached count a
@@ -100,17 +184,20 @@ impl Placed {
     /// is a failure; the in-flight count moves to the server that
     /// answered. Returns the count, to be held until the body ends.
     pub fn outcome(
-        mut self,
+        self,
         targets: &[SocketAddr],
         result: &Result<Exchange, ProxyError>,
         at: Instant,
-    ) -> InFlight {
+    ) -> Option<InFlight> {
+        let Slot::Held(mut in_flight) = self.slot else {
+            return None; // never sent
+        };
         let now = health::ms_at(at);
         let tried = &self.servers[..usize::from(self.n)];
         // The server that answered, once the pool's borrow has ended.
         let mut answered = None;
         {
-            let pool = self.in_flight.pool();
+            let pool = in_flight.pool();
             let eject = &pool.eject;
             match result {
                 Ok(ex) => {
@@ -140,8 +227,8 @@ impl Placed {
             }
         }
         if let Some(s) = answered {
-            self.in_flight.move_to(s);
+            in_flight.move_to(s);
         }
-        self.in_flight
+        Some(in_flight)
     }
 }

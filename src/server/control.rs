@@ -1,6 +1,7 @@
 //! The control thread: work that is not a client's request. It runs the
 //! legacy balancer's probe, the webservers' health checks and agents
-//! ([`crate::health::run`]), the admin listener and metrics upkeep on its
+//! ([`crate::health::run`]), the scan of tenants' counters for `/top`, the
+//! admin listener and metrics upkeep on its
 //! own small runtime, so none of it competes with client traffic for a
 //! worker or for the connection limit. It stops after the workers have
 //! drained, so `/readyz` says "draining" and the checks go on meanwhile.
@@ -46,6 +47,7 @@ impl Control {
             };
             let health = tokio::spawn(crate::health::run(current, shutdown.clone()));
             let metrics = admin.metrics.clone();
+            let (top, shared) = (admin.top.clone(), admin.snapshot.clone());
             let serving = match self.listener.map(tokio::net::TcpListener::from_std) {
                 Some(Ok(listener)) => Some(tokio::spawn(crate::admin::serve(listener, admin))),
                 Some(Err(e)) => {
@@ -55,9 +57,13 @@ impl Control {
                 None => None,
             };
             let mut upkeep = tokio::time::interval(Duration::from_secs(5));
+            let mut scan = tokio::time::interval(Duration::from_secs(1));
+            scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = upkeep.tick() => metrics.upkeep(),
+                    // Who is hot: every tenant's counters, once a second.
+                    _ = scan.tick() => top.tick(&shared.load().tenants_live),
                     _ = shutdown.wait_for(|stop| *stop) => break,
                 }
             }

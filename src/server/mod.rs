@@ -133,6 +133,7 @@ impl Server {
                 metrics: shared.metrics.clone(),
                 tunnel: shared.tunnel.clone(),
                 lifecycle: lifecycle.clone(),
+                top: Default::default(),
             },
             listener: admin,
         };

@@ -20,6 +20,7 @@ use http::HeaderValue;
 use crate::config::stamp::FileStamp;
 use crate::config::{self, Config, ConfigError, Problem, Problems, ServerIdx};
 use crate::health::{LiveSet, Registry};
+use crate::isolation::{TenantRegistry, TenantsLive};
 use crate::model::headers::ViaValues;
 use crate::placement::Placement;
 use crate::routing::host::Host;
@@ -48,6 +49,9 @@ pub struct Snapshot {
     /// Live state of every pool's servers, carried across snapshots by
     /// the [`SharedSnapshot`]'s registry.
     pub live: LiveSet,
+    /// Every tenant's live counters and rate buckets (isolation), carried
+    /// across snapshots by the [`SharedSnapshot`]'s tenant registry.
+    pub tenants_live: Arc<TenantsLive>,
     pub maintenance_page: Bytes,
     /// `Retry-After` of maintenance answers, in whole seconds.
     pub retry_after: HeaderValue,
@@ -277,6 +281,7 @@ impl Snapshot {
             certs,
             placement,
             live: LiveSet::fresh(&config),
+            tenants_live: Arc::new(TenantsLive::new(tenants.tenant_count())),
             config: Arc::new(config),
             tenants,
             tenants_file: file,
@@ -386,6 +391,8 @@ pub struct SharedSnapshot {
     generation: AtomicU64,
     /// Servers' live state by identity, bound into every snapshot stored.
     registry: Registry,
+    /// Tenants' live counters, bound into every snapshot stored.
+    tenant_registry: TenantRegistry,
     /// The last good and last failed reload (written by reloads only).
     reloads: std::sync::Mutex<ReloadStatus>,
 }
@@ -395,10 +402,14 @@ impl SharedSnapshot {
         first.generation = 1;
         let registry = Registry::default();
         first.live = registry.bind(&first.config);
+        let tenant_registry = TenantRegistry::default();
+        first.tenants_live =
+            tenant_registry.bind(&first.tenants, &first.config, crate::health::now_ns());
         SharedSnapshot {
             current: ArcSwap::from_pointee(first),
             generation: AtomicU64::new(1),
             registry,
+            tenant_registry,
             reloads: std::sync::Mutex::new(ReloadStatus {
                 last_good: Some((std::time::SystemTime::now(), 1)),
                 last_failed: None,
@@ -451,6 +462,9 @@ impl SharedSnapshot {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         next.generation = generation;
         next.live = self.registry.bind(&next.config);
+        next.tenants_live =
+            self.tenant_registry
+                .bind(&next.tenants, &next.config, crate::health::now_ns());
         self.current.store(Arc::new(next));
         generation
     }

@@ -27,6 +27,8 @@ fn a_line_is_one_json_object_with_every_field() {
         upstream: Some(Duration::from_micros(1_234)),
         bytes_in: Some(Arc::new(AtomicU64::new(5))),
         bytes_out: 7,
+        queued: None,
+        bounded: None,
     };
     let line = record.line(true);
     assert!(!line.contains(&b'\n'));

@@ -11,6 +11,7 @@ use super::{
     Protocol, ProxySettings, RawDocument, Timeouts, UnknownHosts,
 };
 
+mod isolation;
 mod legacy;
 mod pools;
 mod tls;
@@ -189,8 +190,8 @@ pub(super) fn config(doc: RawDocument) -> Result<Config, ConfigError> {
         page: maintenance.page.map(|p| dir.join(p.get_ref())),
     };
 
-    let pools = pools_of(&mut c, pools);
-    let tiers = tiers_of(&mut c, tiers, &pools);
+    let (pools, pool_isolation) = pools_of(&mut c, pools);
+    let (tiers, tier_limits) = tiers_of(&mut c, tiers, &pools);
 
     c.problems.into_result()?;
     Ok(Config {
@@ -212,6 +213,10 @@ pub(super) fn config(doc: RawDocument) -> Result<Config, ConfigError> {
         placement,
         tiers,
         pools,
+        isolation: crate::config::isolation::Isolation {
+            tiers: tier_limits,
+            pools: pool_isolation,
+        },
     })
 }
 

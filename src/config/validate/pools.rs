@@ -4,8 +4,10 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use super::super::isolation::{PoolIsolation, TierLimits};
 use super::super::raw::{RawAgent, RawEject, RawServer, Spanned};
 use super::super::{Agent, Collector, Eject, EjectOn, Pool, PoolId, Server, Tier, is_valid_name};
+use super::isolation::{pool_isolation, server_ceiling, tier_limits};
 use super::legacy::probe;
 use super::values::{duration, int, interval_and_timeout, keyword, socket_addr};
 
@@ -16,18 +18,21 @@ const MAX_WEIGHT: i64 = 256;
 /// Most servers a site may use (the request path tries at most this many).
 const MAX_K: i64 = crate::model::MAX_ATTEMPTS as i64;
 
+/// The pools, and beside each its ceilings and queue.
 pub(super) fn pools_of(
     c: &mut Collector<'_>,
     pools: std::collections::BTreeMap<Spanned<String>, super::super::raw::RawPool>,
-) -> Vec<Pool> {
+) -> (Vec<Pool>, Vec<PoolIsolation>) {
     if pools.len() > MAX_POOLS {
         c.file_level("pools", format!("at most {MAX_POOLS} pools"));
     }
     // Each id with where it was first seen (line, key path).
     let mut ids: HashMap<String, (usize, String)> = HashMap::new();
     let mut out = Vec::with_capacity(pools.len());
+    let mut isolation = Vec::with_capacity(pools.len());
     for (name, pool) in pools {
         let key = format!("pools.{}", name.get_ref());
+        let (mut iso, ceiling) = pool_isolation(c, &key, pool.max_in_flight, pool.queue);
         if !is_valid_name(name.get_ref().as_bytes()) {
             c.at(
                 name.span(),
@@ -52,9 +57,11 @@ pub(super) fn pools_of(
         let mut servers: Vec<Server> = Vec::with_capacity(pool.servers.len());
         let mut addrs: HashMap<SocketAddr, String> = HashMap::new();
         for (i, s) in pool.servers.into_iter().enumerate() {
-            if let Some(server) =
-                server(c, &format!("{key}.servers[{i}]"), s.into_inner(), &mut ids)
-            {
+            let mut s = s.into_inner();
+            let skey = format!("{key}.servers[{i}]");
+            let own = server_ceiling(c, &skey, s.max_in_flight.take(), ceiling);
+            if let Some(server) = server(c, &skey, s, &mut ids) {
+                iso.max_in_flight.push(own);
                 if let Some(other) = addrs.insert(server.address, server.id.clone()) {
                     c.file_level(
                         format!("{key}.servers[{i}].address"),
@@ -79,8 +86,9 @@ pub(super) fn pools_of(
             agent,
             eject,
         });
+        isolation.push(iso);
     }
-    out
+    (out, isolation)
 }
 
 /// `[pools.NAME.agent]`.
@@ -167,11 +175,12 @@ fn server(
     }
 }
 
+/// The tiers, and beside each its per-tenant limits.
 pub(super) fn tiers_of(
     c: &mut Collector<'_>,
     tiers: std::collections::BTreeMap<Spanned<String>, super::super::raw::RawTier>,
     pools: &[Pool],
-) -> Vec<Tier> {
+) -> (Vec<Tier>, Vec<TierLimits>) {
     if tiers.is_empty() {
         c.file_level(
             "tiers",
@@ -182,6 +191,7 @@ pub(super) fn tiers_of(
         c.file_level("tiers", format!("at most {MAX_TIERS} tiers"));
     }
     let mut out = Vec::with_capacity(tiers.len());
+    let mut limits = Vec::with_capacity(tiers.len());
     for (name, tier) in tiers {
         let key = format!("tiers.{}", name.get_ref());
         if !is_valid_name(name.get_ref().as_bytes()) {
@@ -214,6 +224,7 @@ pub(super) fn tiers_of(
                         );
                     }
                 }
+                limits.push(tier_limits(c, &key, tier.limits.unwrap_or_default(), cost));
                 out.push(Tier {
                     name: name.into_inner(),
                     pool: i as PoolId,
@@ -232,5 +243,5 @@ pub(super) fn tiers_of(
             ),
         }
     }
-    out
+    (out, limits)
 }

@@ -5,15 +5,20 @@
 //!    the routing authority and its normalised host;
 //! 2. route: the snapshot's pure decision (`Snapshot::route`), counted on
 //!    its route's series;
-//! 3. [`plan`]: the decision made concrete: an answer given here
+//! 3. [`admit`]: the tenant's limits (rate, client rate, concurrency):
+//!    `429`, or the request counted for its tenant;
+//! 4. [`plan`]: the decision made concrete: an answer given here
 //!    (reject, maintenance, legacy balancer down, a routing loop), or a
 //!    forward (the legacy balancer, or a pool's servers placed by live
-//!    load) with its targets, settings and per-route headers;
-//! 4. [`rewrite`]: the request as the upstream gets it (hop-by-hop
+//!    load under their in-flight ceilings) with its targets, settings and
+//!    per-route headers;
+//! 5. [`rewrite`]: the request as the upstream gets it (hop-by-hop
 //!    headers off, forwarding headers, `Host`, request id, origin-form);
-//! 5. [`send`]: out on a pooled connection, retries as the plan allows,
+//! 6. [`queue`]: when every server it may use was at its ceiling, the
+//!    wait in the pool's fair queue (or a `503`);
+//! 7. [`send`]: out on a pooled connection, retries as the plan allows,
 //!    and what the outcome teaches (passive health, tunnel state, timing);
-//! 6. [`respond`]: the answer back (an upgrade spliced, the response's
+//! 8. [`respond`]: the answer back (an upgrade spliced, the response's
 //!    hop-by-hop headers off, `Via`), or a local page.
 //!
 //! Each phase is one file with one job; a new per-request policy is a
@@ -24,8 +29,10 @@
 //! through return values. The snapshot is read by check, route and plan,
 //! and let go before the first `.await`.
 
+pub mod admit;
 pub mod check;
 pub mod plan;
+pub mod queue;
 pub mod respond;
 pub mod rewrite;
 pub mod send;

@@ -18,6 +18,7 @@ use super::super::upstream::{Retry, Settings};
 use super::respond::local;
 use crate::config::UpstreamProtocol;
 use crate::health::InFlight;
+use crate::isolation::TenantHold;
 use crate::legacy::Admit;
 use crate::model::MAX_ATTEMPTS;
 use crate::routing::{Action, Decision};
@@ -53,6 +54,9 @@ pub struct Forward {
     /// The request's count in flight on the server that answered, held
     /// until the response body ends (set by the send).
     pub in_flight: Option<InFlight>,
+    /// The request's count for its tenant (set by the admission), held
+    /// until the response body ends.
+    pub tenant: Option<TenantHold>,
 }
 
 impl Default for Forward {
@@ -77,6 +81,7 @@ impl Default for Forward {
             client_h2: false,
             server: None,
             in_flight: None,
+            tenant: None,
         }
     }
 }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
-use super::super::body::ResponseBody;
+use super::super::body::{Held, ResponseBody};
 use super::super::error::{ProxyError, page};
 use super::super::fields::Fields;
 use super::super::headers::{self, Scan};
@@ -22,7 +22,10 @@ pub fn respond(
     forward: &mut Forward,
     via_back: HeaderValue,
 ) -> Result<Response<ResponseBody>, ProxyError> {
-    let in_flight = forward.in_flight.take();
+    let held = Held {
+        server: forward.in_flight.take(),
+        tenant: forward.tenant.take(),
+    };
     let (mut parts, body) = exchange.response.into_parts();
     if parts.status == StatusCode::SWITCHING_PROTOCOLS {
         let addr = forward.server.unwrap_or(forward.targets[0]);
@@ -38,7 +41,7 @@ pub fn respond(
         let mut fields = exchange.fields.unwrap_or_default();
         fields.push(&header::VIA, &via_back);
         let mut body = ResponseBody::upgraded(upstream);
-        body.set_in_flight(in_flight);
+        body.set_held(held);
         body.set_fields(fields);
         return Ok(Response::from_parts(parts, body));
     }
@@ -51,7 +54,7 @@ pub fn respond(
     // state: `upstream::send` does not reuse it.)
     let mut response = Response::from_parts(parts, ResponseBody::upstream(body));
     let body = response.body_mut();
-    body.set_in_flight(in_flight);
+    body.set_held(held);
     match exchange.fields {
         // From HTTP/1.1: the fields as the client gets them, `Via` last.
         Some(mut fields) => {
@@ -86,6 +89,10 @@ pub fn error_response(e: &ProxyError) -> Response<ResponseBody> {
     if e.closes_connection() {
         r.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if let Some(secs) = e.retry_after() {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     r
 }

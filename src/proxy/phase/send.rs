@@ -62,7 +62,7 @@ pub fn outcome(
     forward.in_flight = forward
         .placement
         .take()
-        .map(|p| p.outcome(&targets[..n], result, at));
+        .and_then(|p| p.outcome(&targets[..n], result, at));
     forward.server = server;
 }
 
