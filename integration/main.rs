@@ -10,6 +10,7 @@ mod differential;
 mod failures;
 mod h2front;
 mod http1;
+mod isolation;
 mod legacy;
 mod operations;
 mod placement;

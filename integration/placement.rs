@@ -277,7 +277,7 @@ async fn route_shows_live_health_from_the_running_instance() {
         "{text}"
     );
     assert!(
-        line("b").contains("up, 0 in flight") && line("b").contains('*'),
+        line("b").contains("up, 0 of 128 in flight") && line("b").contains('*'),
         "{text}"
     );
 

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod backend;
+pub mod capacity;
 pub mod haproxy;
 pub mod process;
 pub mod prom;

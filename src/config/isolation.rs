@@ -73,8 +73,10 @@ pub struct Isolation {
 pub mod defaults {
     /// Requests one server takes at once.
     pub const MAX_IN_FLIGHT: i64 = 128;
-    /// Requests one tenant has in flight at once.
-    pub const CONCURRENT: i64 = 64;
+    /// Requests one tenant has in flight at once: two servers' default
+    /// ceilings (a runaway site fills at most two servers' slots, and
+    /// waits fairly for the rest).
+    pub const CONCURRENT: i64 = 256;
     pub const QUEUE_TIMEOUT_SECS: u64 = 5;
     pub const QUEUE_MAX: i64 = 4096;
 }

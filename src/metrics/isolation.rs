@@ -34,6 +34,24 @@ impl Metrics {
         );
     }
 
+    /// Registers every series of `config`'s tiers and pools at 0, so
+    /// that they are exported (and rates and alerts work) before the
+    /// first count.
+    pub(super) fn register_isolation(&self, config: &crate::config::Config) {
+        for t in &config.tiers {
+            for reason in ["rate", "client_rate", "concurrency"] {
+                let _ = self.limited(&t.name, reason);
+            }
+            for reason in ["queue_full", "queue_timeout", "evicted"] {
+                let _ = self.shed(&t.name, reason);
+            }
+        }
+        for p in &config.pools {
+            let _ = self.queued(&p.name);
+            let _ = self.queue_wait(&p.name);
+        }
+    }
+
     /// Requests of tier `tier` refused by a limit.
     pub fn limited(&self, tier: &str, reason: &'static str) -> Counter {
         self.counter(LIMITED, &[("tier", tier), ("reason", reason)])

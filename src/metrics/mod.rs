@@ -150,6 +150,7 @@ impl Metrics {
     /// The request series of `config`'s routes, tiers and pools
     /// (registered on this server's recorder; kept per snapshot).
     pub fn routes(&self, config: &crate::config::Config) -> routes::RouteTable {
+        self.register_isolation(config);
         routes::RouteTable::new(&self.routes, config)
     }
 
