@@ -18,6 +18,14 @@
 # adds the fields a browser sends (12 in all, ~700 bytes of head) to the
 # keep-alive and h2c requests, instead of h2load's two.
 #
+# CG_ISOLATION=off removes the server ceiling and the tenant's concurrency
+# limit (on: the defaults, nothing queues under this load); rate adds a
+# rate and a per-client rate that are never reached.
+#
+# The count moves by up to ~150 per request between runs of the same
+# binary: the metrics exporter calibrates its clock (quanta) at start-up
+# in a loop of varying length, which the two runs do not cancel. Compare
+# builds by the median of a few runs.
 # CG_PROXY=nginx or CG_PROXY=haproxy measures that peer instead, in the
 # same place (one worker, a keep-alive pool to the same origin, the Host
 # mapped to it: the configs of benches/peers/peers.sh), with the same load
@@ -51,6 +59,16 @@ BIN=$bin
 case $proxy in
   predictor)
     predictor_conf "$work/cfg" "$origin" "$port" "" "${CG_ROUTE:-migrated}"
+    case ${CG_ISOLATION:-on} in
+      on) ;;
+      # No server ceiling, no tenant limit: the admission's bare counting.
+      off)
+        sed -i 's/^\[pools.web\]$/[pools.web]\nmax_in_flight = 0/' "$work/cfg/predictor.toml"
+        printf '[tiers.web.limits]\nconcurrent = 0\n' >> "$work/cfg/predictor.toml" ;;
+      # A rate limit never reached: its bucket taken per request.
+      rate) printf '[tiers.web.limits]\nrate = 10000000\nclient_rate = 10000000\n' >> "$work/cfg/predictor.toml" ;;
+      *) echo "CG_ISOLATION: on, off or rate" >&2; exit 2 ;;
+    esac
     if [ -n "${CG_ACCESS_LOG:-}" ]; then
       printf '[access_log]\noutput = "%s"\n' "$work/access.log" >> "$work/cfg/predictor.toml"
     fi

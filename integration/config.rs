@@ -701,3 +701,94 @@ fn access_log_and_request_id_keys_are_checked_with_their_lines() {
     );
     assert_eq!(load("").unwrap().access_log, None);
 }
+
+#[test]
+fn isolation_keys_are_checked_with_their_lines() {
+    let text = r#"tenants = "tenants.tsv"
+migration = "migration.toml"
+[[listen]]
+address = "127.0.0.1:0"
+[tiers.basic]
+pool = "p"
+[tiers.basic.limits]
+concurrent = -1
+burst = 10
+client_rate = 5
+share = 0
+priority = 300
+surge = 1
+[pools.p]
+max_in_flight = -5
+servers = [{ id = "a", address = "127.0.0.1:9", max_in_flight = "many" }]
+[pools.p.queue]
+timeout = "soon"
+max = 0
+"#;
+    let dir = folder(text, "", "default = \"migrated\"\n");
+    let p = problems(Config::load(dir.path()).unwrap_err());
+    // An unknown key stops the parse at its line (serde), as anywhere.
+    assert_found(&p, &[(Some(13), "surge")]);
+    let text = text
+        .replace("surge = 1\n", "")
+        .replace("\"many\"", "7000000");
+    let dir = folder(&text, "", "default = \"migrated\"\n");
+    let p = problems(Config::load(dir.path()).unwrap_err());
+    assert_found(
+        &p,
+        &[
+            (Some(8), "tiers.basic.limits.concurrent"),
+            (Some(9), "tiers.basic.limits.burst"),
+            (Some(11), "tiers.basic.limits.share"),
+            (Some(12), "tiers.basic.limits.priority"),
+            (Some(14), "pools.p.max_in_flight"),
+            (Some(15), "pools.p.servers[0].max_in_flight"),
+            (Some(17), "pools.p.queue.timeout"),
+            (Some(18), "pools.p.queue.max"),
+        ],
+    );
+    assert_eq!(p.len(), 8, "{p:?}");
+}
+
+#[test]
+fn isolation_defaults_protect_and_the_example_sets_each_key() {
+    let dir = folder(MINIMAL, "", "default = \"migrated\"\n");
+    let c = Config::load(dir.path()).unwrap();
+    let t = c.isolation.tiers[0];
+    assert_eq!(
+        (t.concurrent, t.rate, t.client_rate, t.share, t.priority),
+        (256, 0, 0, 1, 0)
+    );
+    let p = &c.isolation.pools[0];
+    assert_eq!(p.max_in_flight, vec![128]);
+    assert_eq!(
+        (p.queue_timeout, p.queue_max),
+        (std::time::Duration::from_secs(5), 4096)
+    );
+    let example = Config::load(&example_dir()).unwrap();
+    let premium = example
+        .tiers
+        .iter()
+        .position(|t| t.name == "premium")
+        .unwrap();
+    let l = example.isolation.tiers[premium];
+    assert_eq!(
+        (
+            l.concurrent,
+            l.rate,
+            l.burst,
+            l.client_rate,
+            l.share,
+            l.priority
+        ),
+        (512, 2000, 4000, 200, 4, 10)
+    );
+    let shared = example
+        .pools
+        .iter()
+        .position(|p| p.name == "shared")
+        .unwrap();
+    assert_eq!(
+        example.isolation.pools[shared].max_in_flight,
+        vec![128, 128, 256]
+    );
+}

@@ -50,14 +50,15 @@ fn neighbour_under_flood(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooded_site_does_not_take_its_neighbour_down() {
-    // The webserver serves 16 at a time, 10 ms each.
+    // The webserver serves 16 at a time, SERVICE each.
     let web = Capacity::start(16, SERVICE);
     // The ceiling set to the webserver's capacity, everything else at its
     // defaults.
+    let port = crate::support::haproxy::free_port();
     let on = folder(
         web.addr,
         "max_in_flight = 16\n",
-        "[admin]\naddress = \"127.0.0.1:0\"\n",
+        &format!("[admin]\naddress = \"127.0.0.1:{port}\"\n"),
     );
     let p = Proxy::start(&on);
     let alone = tokio::task::spawn_blocking({
@@ -111,6 +112,33 @@ async fn a_flooded_site_does_not_take_its_neighbour_down() {
         "{}",
         text.body
     );
+    // The same from the command line; `route` on the site says it waited.
+    let dir = on.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_predictor"))
+            .args([
+                "top", "--once", "--by", "queued", "--window", "30s", "--config",
+            ])
+            .arg(&dir)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let cli = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{cli}");
+    assert!(cli.starts_with("predictor top: last"), "{cli}");
+    assert!(
+        cli.lines().nth(2).is_some_and(|l| l.starts_with("flood ")),
+        "{cli}"
+    );
+    let route = get(admin, "admin", "/route?host=flood.example").await.body;
+    assert!(
+        route.contains("limits:    concurrent 256, rate none"),
+        "{route}"
+    );
+    assert!(route.contains("queued/s"), "{route}");
+    assert!(route.contains("of 16 in flight"), "{route}");
     drop(p);
 
     // The same load with isolation off: the neighbour waits behind the
