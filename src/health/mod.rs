@@ -32,6 +32,12 @@ pub use wait::{Enter, Ticket, Waited, granted_first};
 
 static EPOCH: OnceLock<Instant> = OnceLock::new();
 
+/// `t` since the process's first reading of this clock.
+#[inline]
+fn since_epoch(t: Instant) -> Duration {
+    t.saturating_duration_since(*EPOCH.get_or_init(Instant::now))
+}
+
 /// Milliseconds since the process's first call: the clock every health
 /// time is on.
 pub fn now_ms() -> u64 {
@@ -41,8 +47,7 @@ pub fn now_ms() -> u64 {
 /// `t` on the health clock (for a caller that has read the time already).
 #[inline]
 pub fn ms_at(t: Instant) -> u64 {
-    t.saturating_duration_since(*EPOCH.get_or_init(Instant::now))
-        .as_millis() as u64
+    since_epoch(t).as_millis() as u64
 }
 
 /// Nanoseconds since the process's first call (never 0): the clock of
@@ -54,9 +59,7 @@ pub fn now_ns() -> u64 {
 /// `t` on the rate limits' clock.
 #[inline]
 pub fn ns_at(t: Instant) -> u64 {
-    t.saturating_duration_since(*EPOCH.get_or_init(Instant::now))
-        .as_nanos() as u64
-        + 1
+    since_epoch(t).as_nanos() as u64 + 1
 }
 
 /// How often the control thread looks at what is due.

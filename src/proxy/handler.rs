@@ -204,8 +204,11 @@ fn forward<'a>(
             rewrite::request(ctx, &mut req, sent, fixed, &mut forward, account);
             via_back
         };
+        // Sent from here: after a wait in the queue, its end (the
+        // upstream's timing and the server's latency leave the wait out).
+        let mut sent = started;
         if queue::waits(&mut forward) {
-            Box::pin(queue::wait(&mut forward, account, &ctx.worker.metrics)).await?;
+            sent = Box::pin(queue::wait(&mut forward, account, &ctx.worker.metrics)).await?;
         }
         let h2c = send::h2c(&forward);
         if h2c {
@@ -249,7 +252,7 @@ fn forward<'a>(
         };
         // Timed from the request's start (one clock read less; routing
         // takes a few microseconds).
-        send::outcome(ctx, &mut forward, &result, started, account);
+        send::outcome(ctx, &mut forward, &result, sent, account);
         respond::respond(result?, &mut forward, via_back)
     }
 }

@@ -168,9 +168,12 @@ impl Placed {
         }
     }
 
-    /// The queue granted `f`: its server goes first in the servers tried
-    /// and in `targets` (their addresses, in the same order).
-    pub fn granted(&mut self, f: InFlight, targets: &mut [SocketAddr]) {
+    /// The queue granted `f` at `at`: its server goes first in the
+    /// servers tried and in `targets` (their addresses, in the same
+    /// order), and its latency is counted from `at` (the wait is not the
+    /// server's).
+    pub fn granted(&mut self, f: InFlight, targets: &mut [SocketAddr], at: Instant) {
+        self.sent_at = at;
         let n = usize::from(self.n);
         if let Some(i) = self.servers[..n].iter().position(|&s| s == f.server()) {
             self.servers[..=i].rotate_right(1);

@@ -5,6 +5,8 @@
 //! shed (`503` with `Retry-After`). Most requests never wait: this phase
 //! is then one check.
 
+use std::time::Instant;
+
 use super::super::account::Account;
 use super::super::error::{ProxyError, ShedReason};
 use super::super::placed::retry_after;
@@ -22,29 +24,31 @@ pub fn waits(forward: &mut Forward) -> bool {
 }
 
 /// Waits for the slot of a request that [`waits`] (boxed by the caller:
-/// rare, and its timer would grow every request's future).
+/// rare, and its timer would grow every request's future); returns when
+/// the wait ended (the request is sent from then).
 pub async fn wait(
     forward: &mut Forward,
     account: &mut Account,
     metrics: &Metrics,
-) -> Result<(), ProxyError> {
+) -> Result<Instant, ProxyError> {
+    let since = crate::proxy::clock::now_std();
     let Some(placed) = forward.placement.as_mut() else {
-        return Ok(());
+        return Ok(since);
     };
     let Some(ticket) = placed.ticket() else {
-        return Ok(());
+        return Ok(since);
     };
     let pool = ticket.pool().clone();
     metrics.queued(&pool.name).increment(1);
-    let since = crate::proxy::clock::now_std();
     let waited = tokio::time::timeout(pool.queue_timeout, ticket.wait()).await;
-    let took = crate::proxy::clock::now_std().saturating_duration_since(since);
+    let now = crate::proxy::clock::now_std();
+    let took = now.saturating_duration_since(since);
     metrics.queue_wait(&pool.name).record(took.as_secs_f64());
     account.queued(took);
     let reason = match waited {
         Ok(Waited::Granted(f)) => {
-            placed.granted(f, &mut forward.targets);
-            return Ok(());
+            placed.granted(f, &mut forward.targets, now);
+            return Ok(now);
         }
         Ok(Waited::Shed) => ShedReason::Evicted,
         Err(_) => ShedReason::QueueTimeout,
