@@ -7,7 +7,7 @@ fn a_line_is_one_json_object_with_every_field() {
     let config = crate::config::tests_support::two_tiers();
     let table = metrics.routes(&config);
     let slot = table.slot(RouteKind::Local, Some(0)).clone();
-    let record = Record {
+    let mut record = Record {
         request: RequestLine {
             time: SystemTime::UNIX_EPOCH + Duration::from_millis(1_500),
             client: address_value("192.0.2.7:4711".parse().unwrap()),
@@ -27,7 +27,7 @@ fn a_line_is_one_json_object_with_every_field() {
         upstream: Some(Duration::from_micros(1_234)),
         bytes_in: Some(Arc::new(AtomicU64::new(5))),
         bytes_out: 7,
-        queued: None,
+        queued: Some(Duration::from_micros(2_500)),
         bounded: None,
     };
     let line = record.line(true);
@@ -48,10 +48,17 @@ fn a_line_is_one_json_object_with_every_field() {
     assert_eq!(v["bytes_in"], 5);
     assert_eq!(v["bytes_out"], 7);
     assert_eq!(v["upstream_ms"], 1.234);
+    assert_eq!(v["queue_ms"], 2.5);
+    assert_eq!(v["bounded"], serde_json::Value::Null);
     assert!(v["duration_ms"].as_f64().unwrap() >= 0.0);
     assert_eq!(v["request_id"], "abc");
     assert_eq!(v["user_agent"], "curl/8 \"x\" \u{fffd}");
     assert_eq!(v["completed"], true);
+    // A request refused by its site's limits, not queued.
+    (record.queued, record.bounded) = (None, Some("rate"));
+    let v: serde_json::Value = serde_json::from_slice(&record.line(true)).unwrap();
+    assert_eq!(v["queue_ms"], serde_json::Value::Null);
+    assert_eq!(v["bounded"], "rate");
     // The second is cached; the milliseconds are not.
     let mut later = Record {
         request_id: Some(HeaderValue::from_static("00ff")),
