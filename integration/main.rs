@@ -12,6 +12,7 @@ mod h2front;
 mod http1;
 mod isolation;
 mod legacy;
+mod migration_safety;
 mod operations;
 mod placement;
 mod reload;

@@ -93,6 +93,22 @@ enum Command {
         /// A host as a client would send it (`Host` header value).
         host: String,
     },
+    /// Show the reload held for confirmation, or confirm it.
+    ///
+    /// A valid change of the folder that would change the route of more
+    /// tenants, or leave out more host names, than [reload] allows is not
+    /// installed: the running config keeps serving and the change waits.
+    /// This asks the running instance at the [admin] address of the config
+    /// what is held (what it would change) and, with --confirm, installs
+    /// it. Exit status: 0; 1 when no instance answers, or --confirm finds
+    /// nothing held.
+    Reload {
+        #[command(flatten)]
+        config: ConfigDir,
+        /// Install the held change.
+        #[arg(long)]
+        confirm: bool,
+    },
     /// Show the tenants taking the most right now, refreshed like `top`.
     ///
     /// Asks the running instance at the [admin] address of the config
@@ -141,6 +157,7 @@ fn main() -> ExitCode {
         Command::Run { config } => run(&config.config),
         Command::Check { config } => return check(&config.config),
         Command::Route { config, host } => route(&config.config, &host),
+        Command::Reload { config, confirm } => reload(&config.config, confirm),
         Command::Top {
             config,
             window,
@@ -258,6 +275,46 @@ fn route(dir: &Path, host: &str) -> anyhow::Result<()> {
     };
     println!("live:      not shown: {live}; from the config folder alone");
     print!("{}", predictor::admin::explain::explain(&snap, host));
+    Ok(())
+}
+
+/// Shows the reload the running instance of `dir`'s config holds, and
+/// confirms it with `confirm`.
+fn reload(dir: &Path, confirm: bool) -> anyhow::Result<()> {
+    let config = predictor::config::Config::load(dir)?;
+    let Some(admin) = config.admin else {
+        anyhow::bail!("no [admin] address in {}: nothing to ask", dir.display());
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let ask = |method, path: String| {
+        runtime
+            .block_on(predictor::admin::request(admin, method, &path))
+            .map_err(|e| anyhow::anyhow!("the instance at {admin}: {e}"))
+    };
+    let status: serde_json::Value =
+        serde_json::from_str(&ask(http::Method::GET, "/status".into())?)?;
+    let held = &status["reload"]["held"];
+    let Some(token) = held["token"].as_str() else {
+        if confirm {
+            anyhow::bail!("no reload is held at {admin}");
+        }
+        println!("no reload is held at {admin}");
+        return Ok(());
+    };
+    println!("held:      {}", held["change"].as_str().unwrap_or_default());
+    if !confirm {
+        println!(
+            "confirm:   predictor reload --confirm --config {}",
+            dir.display()
+        );
+        return Ok(());
+    }
+    print!(
+        "{}",
+        ask(http::Method::POST, format!("/reload/confirm?token={token}"))?
+    );
     Ok(())
 }
 
@@ -425,6 +482,11 @@ fn control_loop(signals: Signals, server: Arc<Server>, dir: Option<PathBuf>) -> 
                     if let Some(r) = reloader.clone() {
                         // Parsing a big table is blocking work.
                         let _ = tokio::task::spawn_blocking(move || r.reload(true)).await;
+                    }
+                }
+                _ = server.snapshot().guard.confirmation() => {
+                    if let Some(r) = reloader.clone() {
+                        let _ = tokio::task::spawn_blocking(move || r.confirm()).await;
                     }
                 }
                 _ = usr1.recv() => {

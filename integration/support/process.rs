@@ -49,10 +49,13 @@ impl Running {
 
     /// The next log line containing `needle` (lines before it are passed).
     pub async fn wait_for(&mut self, needle: &str) -> String {
+        let mut passed = Vec::new();
         loop {
             let line = tokio::time::timeout(WAIT, self.lines.recv())
                 .await
-                .unwrap_or_else(|_| panic!("no log line with {needle:?} in time"))
+                .unwrap_or_else(|_| {
+                    panic!("no log line with {needle:?} in time; passed: {passed:#?}")
+                })
                 .unwrap_or_else(|| panic!("the log ended before {needle:?}"));
             assert!(
                 !line.contains('\x1b'),
@@ -61,6 +64,7 @@ impl Running {
             if line.contains(needle) {
                 return line;
             }
+            passed.push(line);
         }
     }
 

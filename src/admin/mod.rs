@@ -72,8 +72,14 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
 }
 
 fn answer(req: &Request<Incoming>, admin: &Admin) -> Response<Full<Bytes>> {
+    if req.method() == Method::POST && req.uri().path() == "/reload/confirm" {
+        return confirm(req.uri().query(), admin);
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET (and POST /reload/confirm)\n".into(),
+        );
     }
     let snapshot = &admin.snapshot;
     match req.uri().path() {
@@ -147,6 +153,7 @@ fn metrics(admin: &Admin) -> String {
         .map_or(0, |d| d.as_secs() as i64);
     let l = &admin.lifecycle;
     let process = scrape::Process {
+        reload_held: admin.snapshot.guard.held().is_some(),
         connections_open: l.connections_open(),
         connections_max: l.max_connections(),
         draining: l.is_draining(),
@@ -159,6 +166,30 @@ fn metrics(admin: &Admin) -> String {
         process,
     );
     body
+}
+
+/// `POST /reload/confirm?token=T`: installs the held reload whose token
+/// is `T` (the reload itself runs on the process's reload task).
+fn confirm(query: Option<&str>, admin: &Admin) -> Response<Full<Bytes>> {
+    let token = query
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("token="));
+    let guard = &admin.snapshot.guard;
+    match (token, guard.held()) {
+        (_, None) => text(StatusCode::CONFLICT, "no reload is held\n".into()),
+        (Some(t), Some(h)) if guard.confirm(t) => text(
+            StatusCode::ACCEPTED,
+            format!("confirmed; installing: {}\n", h.summary),
+        ),
+        (_, Some(h)) => text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "expected token={} (the held reload's: {})\n",
+                h.token, h.summary
+            ),
+        ),
+    }
 }
 
 /// The `host` parameter of a query, percent-decoded.
@@ -192,6 +223,16 @@ pub fn encode_host(host: &str) -> String {
 /// GETs `path` from a running instance's admin listener: the body of a
 /// 200 answer, or why there was none.
 pub async fn fetch(addr: std::net::SocketAddr, path: &str) -> Result<String, String> {
+    request(addr, Method::GET, path).await
+}
+
+/// `method path` on the admin listener at `addr`: the body of a 2xx
+/// answer, else what went wrong.
+pub async fn request(
+    addr: std::net::SocketAddr,
+    method: Method,
+    path: &str,
+) -> Result<String, String> {
     use http_body_util::BodyExt;
     let exchange = async {
         let stream = tokio::net::TcpStream::connect(addr)
@@ -201,7 +242,9 @@ pub async fn fetch(addr: std::net::SocketAddr, path: &str) -> Result<String, Str
             .await
             .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
-        let req = Request::get(path)
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
             .header(header::HOST, "admin")
             .body(http_body_util::Empty::<Bytes>::new())
             .map_err(|e| e.to_string())?;
@@ -214,7 +257,7 @@ pub async fn fetch(addr: std::net::SocketAddr, path: &str) -> Result<String, Str
             .map_err(|e| e.to_string())?
             .to_bytes();
         let body = String::from_utf8_lossy(&body).into_owned();
-        if status == StatusCode::OK {
+        if status.is_success() {
             Ok(body)
         } else {
             Err(format!("{status}: {}", body.trim_end()))

@@ -21,6 +21,8 @@ pub const EXPIRING_DAYS: i64 = 30;
 /// What the process knows besides the snapshot.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Process {
+    /// A reload is held for confirmation.
+    pub reload_held: bool,
     pub connections_open: usize,
     pub connections_max: usize,
     pub draining: bool,
@@ -46,6 +48,12 @@ pub fn render(out: &mut String, snap: &Snapshot, reloads: &Status, process: Proc
     servers(out, snap);
     migration(out, snap);
     reload(out, snap.generation, reloads);
+    gauge(
+        out,
+        "predictor_config_reload_held",
+        "1 while a valid change of the config folder is held for confirmation because it moves more tenants or host names than [reload] allows (the previous config serves).",
+        &[(String::new(), f64::from(u8::from(process.reload_held)))],
+    );
     certificates(out, snap, process.now_unix);
     let one = |v: usize| [(String::new(), v as f64)];
     gauge(

@@ -39,6 +39,20 @@ struct Certificates {
 struct Reload {
     last_good: Option<Good>,
     last_failed: Option<Failed>,
+    /// A valid change held for confirmation (it moves too much).
+    held: Option<Held>,
+}
+
+#[derive(Serialize)]
+struct Held {
+    at: f64,
+    /// What it would change.
+    change: String,
+    changed_share: f64,
+    dropped_hosts_share: f64,
+    /// `POST /reload/confirm?token=TOKEN` installs it.
+    token: String,
+    confirm: String,
 }
 
 #[derive(Serialize)]
@@ -163,6 +177,17 @@ pub fn render(admin: &super::Admin) -> String {
             last_failed: reloads.last_failed.map(|(at, problems)| Failed {
                 at: unix(at),
                 problems: problems.lines().map(str::to_string).collect(),
+            }),
+            held: admin.snapshot.guard.held().map(|h| Held {
+                at: unix(h.at),
+                confirm: format!(
+                    "predictor reload --confirm --config DIR, or POST /reload/confirm?token={}",
+                    h.token
+                ),
+                change: h.summary,
+                changed_share: h.changed_share,
+                dropped_hosts_share: h.dropped_hosts_share,
+                token: h.token,
             }),
         },
         tenants: by_state(summary.tenants, &|s| summary.tenants_in(s)),

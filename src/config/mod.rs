@@ -77,6 +77,30 @@ pub struct Config {
     pub pools: Vec<Pool>,
     /// Server ceilings, fair queues, per-tenant limits (by tier and pool).
     pub isolation: isolation::Isolation,
+    /// When a reload is held for confirmation.
+    pub reload: ReloadGuard,
+}
+
+/// `[reload]`: a reload that would change the route of more than
+/// `changed` of the tenants, or leave out more than `dropped_hosts` of the
+/// host names (shares, 0 to 1; 1 never holds), and at least `min` of
+/// either, is held until confirmed. The serving config's guard judges a
+/// change (a change cannot lift its own guard).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReloadGuard {
+    pub changed: f64,
+    pub dropped_hosts: f64,
+    pub min: usize,
+}
+
+impl Default for ReloadGuard {
+    fn default() -> Self {
+        ReloadGuard {
+            changed: 0.05,
+            dropped_hosts: 0.05,
+            min: 50,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -42,6 +42,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub placement: RawPlacement,
     #[serde(default)]
+    pub reload: RawReload,
+    #[serde(default)]
     pub tiers: BTreeMap<Spanned<String>, RawTier>,
     #[serde(default)]
     pub pools: BTreeMap<Spanned<String>, RawPool>,
@@ -202,6 +204,15 @@ pub struct RawTierLimits {
 pub struct RawQueue {
     pub timeout: Option<Spanned<String>>,
     pub max: Option<Spanned<i64>>,
+}
+
+/// `[reload]`: the guard against a disastrous reload.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReload {
+    pub hold_changed: Option<Spanned<String>>,
+    pub hold_dropped_hosts: Option<Spanned<String>>,
+    pub hold_min: Option<Spanned<i64>>,
 }
 
 /// `[placement]`.

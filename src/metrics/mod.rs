@@ -58,6 +58,8 @@ pub struct LegacyMetrics {
 pub struct ReloadMetrics {
     pub ok: Counter,
     pub error: Counter,
+    /// Valid, but held for confirmation (it moves too much).
+    pub held: Counter,
     /// Watch events after which the files were as last loaded.
     pub unchanged: Counter,
     /// Watch events after which a file was missing (mid-replacement).
@@ -220,12 +222,13 @@ fn register(
     };
     let reload_result = r.family(
         "predictor_reloads_total",
-        "Config reloads, by result (ok, error: refused and the old config kept, unchanged: files as last loaded, waiting: a file missing mid-replacement, reverted: the folder written back to the version serving after a refused change, which clears the failure).",
+        "Config reloads, by result (ok, error: refused and the old config kept, unchanged: files as last loaded, waiting: a file missing mid-replacement, reverted: the folder written back to the version serving after a refused change, which clears the failure; held: valid but moving more tenants or hosts than [reload] allows, waiting for confirmation).",
         "result",
     );
     let reload = ReloadMetrics {
         ok: reload_result("ok"),
         error: reload_result("error"),
+        held: reload_result("held"),
         unchanged: reload_result("unchanged"),
         waiting: reload_result("waiting"),
         reverted: reload_result("reverted"),

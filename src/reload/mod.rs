@@ -34,7 +34,8 @@ pub use fingerprint::Fingerprint;
 
 use crate::config::ConfigError;
 use crate::metrics::Metrics;
-use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::snapshot::impact::Impact;
+use crate::snapshot::{SharedSnapshot, Snapshot, held};
 use crate::tls::store::{self, CertChanges};
 
 /// Quiet time after the last event of a burst before reloading.
@@ -57,6 +58,9 @@ pub enum Outcome {
     Reverted,
     /// Refused; the previous snapshot keeps serving.
     Refused,
+    /// Valid, but it would move more than the serving config's `[reload]`
+    /// guard allows: held for confirmation, the previous snapshot serving.
+    Held,
     /// A file is missing (mid-replacement): not tried yet.
     Incomplete,
 }
@@ -67,6 +71,8 @@ pub use crate::snapshot::ReloadStatus as Status;
 struct Seen {
     serving: Option<Fingerprint>,
     refused: Option<Fingerprint>,
+    /// The files of the reload held for confirmation.
+    held: Option<Fingerprint>,
     /// Certificate files reported changed and not yet in a snapshot that
     /// serves (kept across a refused reload).
     certs: CertChanges,
@@ -143,13 +149,38 @@ impl Reloader {
         self.run(false, certs)
     }
 
+    /// Installs the held reload an operator confirmed
+    /// ([`crate::snapshot::held::Guard::confirm`]), if its files are still
+    /// those held; files changed since are judged afresh.
+    pub fn confirm(&self) -> Outcome {
+        let token = self.shared.guard.held().map(|h| h.token);
+        let confirmed = token.is_some_and(|t| self.shared.guard.take_confirmed(&t));
+        if !confirmed {
+            return Outcome::Unchanged;
+        }
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.shared.load_full();
+        let now = Fingerprint::of(&self.dir, &current.config);
+        let still = last.held.as_ref() == Some(&now);
+        drop(last);
+        if !still {
+            tracing::warn!("the held reload's files changed since; judging them afresh");
+            return self.run(true, CertChanges::None);
+        }
+        tracing::warn!("held reload confirmed by an operator; installing it");
+        last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        self.install(&mut last, now, std::time::Instant::now(), true)
+    }
+
     fn run(&self, force: bool, certs: CertChanges) -> Outcome {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         last.certs.merge(certs);
         let current = self.shared.load_full();
         let now = Fingerprint::of(&self.dir, &current.config);
         let seen = Some(&now);
-        let config_same = last.serving.as_ref() == seen || last.refused.as_ref() == seen;
+        let config_same = last.serving.as_ref() == seen
+            || last.refused.as_ref() == seen
+            || last.held.as_ref() == seen;
         let certs_same = match &last.certs {
             CertChanges::None => true,
             CertChanges::Files(files) => current.certs.holds(files),
@@ -158,6 +189,12 @@ impl Reloader {
         if !force && config_same && certs_same {
             // Certificate files touched but as serving: nothing to look at.
             last.certs = CertChanges::None;
+            if last.serving.as_ref() == seen && last.held.take().is_some() {
+                self.shared.guard.clear();
+                tracing::info!(
+                    "config folder back to the version serving; the held change is dropped"
+                );
+            }
             if last.serving.as_ref() == seen && last.refused.take().is_some() {
                 // A refused change written back to the version serving:
                 // disk and memory agree again, so the failure is over.
@@ -180,8 +217,26 @@ impl Reloader {
             return Outcome::Incomplete;
         }
         let started = std::time::Instant::now();
-        match apply(&self.shared, &self.dir, &last.certs) {
-            Ok(generation) => {
+        self.install(&mut last, now, started, false)
+    }
+
+    /// Loads the folder (files `now`) and installs it, or holds it when
+    /// it moves too much and is not `confirmed`.
+    fn install(
+        &self,
+        last: &mut Seen,
+        now: Fingerprint,
+        started: std::time::Instant,
+        confirmed: bool,
+    ) -> Outcome {
+        match apply(&self.shared, &self.dir, &last.certs, confirmed) {
+            Ok(Applied::Held) => {
+                last.held = Some(now);
+                last.refused = None;
+                self.metrics.reload.held.increment(1);
+                Outcome::Held
+            }
+            Ok(Applied::Installed(generation)) => {
                 // The files as they were before loading: a write landing
                 // during the load differs from them, and reloads again (a
                 // fingerprint taken after the swap could already include
@@ -190,6 +245,7 @@ impl Reloader {
                 // one too few.
                 last.serving = Some(now);
                 last.refused = None;
+                last.held = None;
                 last.certs = CertChanges::None;
                 self.metrics.reload.ok.increment(1);
                 self.metrics
@@ -209,29 +265,64 @@ impl Reloader {
     }
 }
 
+/// What [`apply`] did with a valid folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Installed as this generation.
+    Installed(u64),
+    /// Held for confirmation (`confirmed` was false and the change moves
+    /// more than the serving config's `[reload]` guard allows).
+    Held,
+}
+
 /// Builds a snapshot from `dir` and swaps it in; the old one keeps serving
-/// when anything is wrong. The tenant table is parsed again only when its
-/// file changed ([`Snapshot::load_after`]), a certificate file only when
-/// named by `certs`.
-pub fn apply(shared: &SharedSnapshot, dir: &Path, certs: &CertChanges) -> Result<u64, ConfigError> {
+/// when anything is wrong, or when the change would move more than the
+/// serving config's `[reload]` guard allows and is not `confirmed` (held:
+/// [`crate::snapshot::held`]). The tenant table is parsed again only when
+/// its file changed ([`Snapshot::load_after`]), a certificate file only
+/// when named by `certs`.
+pub fn apply(
+    shared: &SharedSnapshot,
+    dir: &Path,
+    certs: &CertChanges,
+    confirmed: bool,
+) -> Result<Applied, ConfigError> {
     let started = std::time::Instant::now();
     let current = shared.load_full();
     let next = Snapshot::load_after(dir, &current, certs);
+    let held = match &next {
+        Ok(next) if !confirmed => {
+            let impact = Impact::of(&current, next);
+            held::holds(&current.config.reload, &impact).then(|| shared.guard.hold(&impact))
+        }
+        _ => None,
+    };
     // The previous snapshot is freed as soon as no request holds it.
     drop(current);
+    if let Some(h) = held {
+        tracing::warn!(
+            change = %h.summary,
+            token = %h.token,
+            "reload held: it moves more than [reload] allows; the previous config keeps serving. \
+             Confirm with `predictor reload --confirm --config DIR` (or POST /reload/confirm?token=TOKEN \
+             on the admin listener), or write the files back"
+        );
+        return Ok(Applied::Held);
+    }
     match next {
         Ok(next) => {
             for w in &next.warnings {
                 tracing::warn!("{w}");
             }
             let generation = shared.store(next);
+            shared.guard.clear();
             shared.record_reload(Ok(generation));
             tracing::info!(
                 generation,
                 took_ms = started.elapsed().as_millis() as u64,
                 "config reloaded"
             );
-            Ok(generation)
+            Ok(Applied::Installed(generation))
         }
         Err(e) => {
             tracing::error!(

@@ -12,7 +12,7 @@ use std::fmt;
 use super::tenants::{FilerIdx, TenantIdx};
 
 /// Where a site is served during the migration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum MigrationState {
     /// Not moved yet: forward to the legacy balancer.
     Legacy,

@@ -6,6 +6,8 @@
 //! worker reads: one `ArcSwap`, loaded once per request. A request routes on
 //! the snapshot it loaded, never on a mix of two.
 
+pub mod held;
+pub mod impact;
 mod summary;
 
 use std::path::Path;
@@ -395,6 +397,8 @@ pub struct SharedSnapshot {
     tenant_registry: TenantRegistry,
     /// The last good and last failed reload (written by reloads only).
     reloads: std::sync::Mutex<ReloadStatus>,
+    /// The reload held for confirmation, if any.
+    pub guard: held::Guard,
 }
 
 impl SharedSnapshot {
@@ -414,6 +418,7 @@ impl SharedSnapshot {
                 last_good: Some((std::time::SystemTime::now(), 1)),
                 last_failed: None,
             }),
+            guard: held::Guard::default(),
         }
     }
 

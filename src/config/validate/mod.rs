@@ -42,6 +42,7 @@ pub(super) fn config(doc: RawDocument) -> Result<Config, ConfigError> {
         access_log,
         tls,
         placement,
+        reload,
         tiers,
         pools,
     } = config;
@@ -190,6 +191,7 @@ pub(super) fn config(doc: RawDocument) -> Result<Config, ConfigError> {
         page: maintenance.page.map(|p| dir.join(p.get_ref())),
     };
 
+    let reload = values::reload_guard(&mut c, reload);
     let (pools, pool_isolation) = pools_of(&mut c, pools);
     let (tiers, tier_limits) = tiers_of(&mut c, tiers, &pools);
 
@@ -217,6 +219,7 @@ pub(super) fn config(doc: RawDocument) -> Result<Config, ConfigError> {
             tiers: tier_limits,
             pools: pool_isolation,
         },
+        reload,
     })
 }
 

@@ -135,3 +135,49 @@ pub(crate) fn interval_and_timeout(
     }
     (interval.max(Duration::from_millis(10)), timeout)
 }
+
+/// A share written as a percentage (`"5%"`, `"0.5%"`, `"100%"`), as a
+/// fraction; `default` when absent or wrong (refused at its line).
+fn percent(c: &mut Collector<'_>, key: &str, v: Option<Spanned<String>>, default: f64) -> f64 {
+    let Some(v) = v else {
+        return default;
+    };
+    let parsed = v
+        .get_ref()
+        .trim()
+        .strip_suffix('%')
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .filter(|n| (0.0..=100.0).contains(n));
+    match parsed {
+        Some(n) => n / 100.0,
+        None => {
+            c.at(
+                v.span(),
+                key,
+                format!(
+                    "expected a percentage from \"0%\" to \"100%\" like \"5%\", found {:?}",
+                    v.get_ref()
+                ),
+            );
+            default
+        }
+    }
+}
+
+/// `[reload]`: the guard against a disastrous reload.
+pub(crate) fn reload_guard(
+    c: &mut Collector<'_>,
+    r: super::super::raw::RawReload,
+) -> crate::config::ReloadGuard {
+    let d = crate::config::ReloadGuard::default();
+    crate::config::ReloadGuard {
+        changed: percent(c, "reload.hold_changed", r.hold_changed, d.changed),
+        dropped_hosts: percent(
+            c,
+            "reload.hold_dropped_hosts",
+            r.hold_dropped_hosts,
+            d.dropped_hosts,
+        ),
+        min: int(c, "reload.hold_min", r.hold_min, d.min as i64, 0, 1 << 30) as usize,
+    }
+}

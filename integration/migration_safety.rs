@@ -1,0 +1,158 @@
+//! Migration safety, end to end with the binary as operators run it: the
+//! disastrous reload is held (a state file flipping half the filers, a
+//! tenant table cut short but valid), the old routing keeps serving, and
+//! the change is installed once confirmed; a normal night passes.
+
+use std::process::Command;
+
+use crate::support::{Backend, Folder, WAIT, config_toml, get, process};
+
+/// 100 filers `fNN` of two tenants each, `sNN-a.example` and
+/// `sNN-b.example`.
+fn table(filers: usize) -> String {
+    (0..filers)
+        .flat_map(|f| {
+            ["a", "b"].map(|t| format!("s{f:02}-{t}.example\tt{f:02}{t}\tweb\tf{f:02}\n"))
+        })
+        .collect()
+}
+
+fn states(migrated: &[usize]) -> String {
+    let mut s = String::from("default = \"legacy\"\n[filers]\n");
+    for f in migrated {
+        s.push_str(&format!("f{f:02} = \"migrated\"\n"));
+    }
+    s
+}
+
+fn predictor(args: &[&str], dir: &std::path::Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_predictor"))
+        .args(args)
+        .arg("--config")
+        .arg(dir)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+async fn post(admin: std::net::SocketAddr, path: &str) -> String {
+    let req = format!("POST {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\n\r\n");
+    crate::support::raw(admin, req.as_bytes()).await
+}
+
+async fn status(admin: std::net::SocketAddr) -> serde_json::Value {
+    serde_json::from_str(&get(admin, "admin", "/status").await.body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disastrous_reload_is_held_until_confirmed() {
+    let web = Backend::start("web").await;
+    let legacy = Backend::start("legacy").await;
+    let port = crate::support::haproxy::free_port();
+    let f = Folder::new(
+        &config_toml(
+            &[("web", vec![("w", web.addr)])],
+            Some(legacy.addr),
+            &format!("[admin]\naddress = \"127.0.0.1:{port}\"\n"),
+        ),
+        &table(100),
+        &states(&[]),
+    );
+    f.age();
+    let mut run = process::Running::start(f.path());
+    let addr = run.address("listening").await;
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert_eq!(get(addr, "s00-a.example", "/").await.body, "legacy");
+
+    // A normal night: one filer of a hundred.
+    f.replace("migration.toml", &states(&[0]));
+    run.wait_for("config reloaded").await;
+    assert_eq!(get(addr, "s00-a.example", "/").await.body, "web");
+
+    // A tenant table cut short (valid, a quarter of its lines): held.
+    let whole = table(100);
+    let cut: String = whole.lines().take(50).map(|l| format!("{l}\n")).collect();
+    f.replace("tenants.tsv", &cut);
+    let held = run.wait_for("reload held").await;
+    assert!(held.contains("hosts 200 -> 50 (75.0 % fewer)"), "{held}");
+    assert_eq!(status(admin).await["tenants"]["total"], 200);
+    // Written back: the held change is dropped, nothing to confirm.
+    f.replace("tenants.tsv", &whole);
+    run.wait_for("the held change is dropped").await;
+    assert!(status(admin).await["reload"]["held"].is_null());
+    let dir = f.path().to_path_buf();
+    let (ok, nothing) = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || predictor(&["reload", "--confirm"], &dir)
+    })
+    .await
+    .unwrap();
+    assert!(!ok && nothing.contains("no reload is held"), "{nothing}");
+    // Cut again, and confirmed on the admin listener: installed.
+    f.replace("tenants.tsv", &cut);
+    run.wait_for("reload held").await;
+    let token = status(admin).await["reload"]["held"]["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ok = post(admin, &format!("/reload/confirm?token={token}")).await;
+    assert!(ok.starts_with("HTTP/1.1 202"), "{ok}");
+    run.wait_for("config reloaded").await;
+    assert_eq!(status(admin).await["tenants"]["total"], 50);
+
+    // The whole table back: 150 new tenants move nothing, installed.
+    f.replace("tenants.tsv", &whole);
+    run.wait_for("config reloaded").await;
+    assert_eq!(status(admin).await["tenants"]["total"], 200);
+
+    // Fifty filers at once: held, the old routing serving.
+    let fifty: Vec<usize> = (0..=50).collect();
+    f.replace("migration.toml", &states(&fifty));
+    let held = run.wait_for("reload held").await;
+    assert!(
+        held.contains("100 of 200 tenants change route (50.0 %"),
+        "{held}"
+    );
+    assert_eq!(get(addr, "s01-a.example", "/").await.body, "legacy");
+    let s = status(admin).await;
+    assert_eq!(s["reload"]["held"]["changed_share"], 0.5, "{s}");
+    // (The two holds of the cut table, and this one.)
+    let m = crate::support::prom::Exposition::parse(&get(admin, "admin", "/metrics").await.body);
+    assert_eq!(m.value("predictor_config_reload_held", &[]), 1.0);
+    assert_eq!(
+        m.value("predictor_reloads_total", &[("result", "held")]),
+        3.0
+    );
+    // A wrong token changes nothing.
+    let wrong = post(admin, "/reload/confirm?token=nope").await;
+    assert!(wrong.starts_with("HTTP/1.1 400"), "{wrong}");
+    // The operator looks, then confirms.
+    let (ok, shown) = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || predictor(&["reload"], &dir)
+    })
+    .await
+    .unwrap();
+    assert!(
+        ok && shown.contains("held:      100 of 200 tenants"),
+        "{shown}"
+    );
+    let (ok, confirmed) = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || predictor(&["reload", "--confirm"], &dir)
+    })
+    .await
+    .unwrap();
+    assert!(
+        ok && confirmed.contains("confirmed; installing"),
+        "{confirmed}"
+    );
+    run.wait_for("config reloaded").await;
+    assert_eq!(get(addr, "s01-a.example", "/").await.body, "web");
+    assert!(status(admin).await["reload"]["held"].is_null());
+
+    run.signal("-TERM");
+    assert!(run.exit(WAIT).await.success());
+}
