@@ -156,3 +156,103 @@ async fn a_disastrous_reload_is_held_until_confirmed() {
     run.signal("-TERM");
     assert!(run.exit(WAIT).await.success());
 }
+
+#[test]
+fn diff_counts_what_a_change_moves() {
+    let toml = config_toml(
+        &[("web", vec![("w1", crate::support::dead_addr())])],
+        Some(crate::support::dead_addr()),
+        "",
+    )
+    .replace(
+        "servers = [\n",
+        "servers = [\n  { id = \"w2\", address = \"127.0.0.2:9\" },\n",
+    );
+    let f = Folder::new(&toml, &table(100), &states(&[0]));
+    // Ten more filers migrated, the first put in maintenance.
+    let next = f.path().join("next.toml");
+    let mut s = states(&(1..=10).collect::<Vec<_>>());
+    s.push_str("f00 = \"maintenance\"\n");
+    std::fs::write(&next, s).unwrap();
+    let log = f.path().join("access.log");
+    let line = |t: &str| format!("{{\"time\":\"x\",\"tenant\":\"{t}\",\"route\":\"legacy\"}}\n");
+    let text = line("t01a").repeat(10) + &line("t50a").repeat(30) + "{\"tenant\":null}\n";
+    std::fs::write(&log, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_predictor"))
+        .args(["diff", "--json", "--config"])
+        .arg(f.path())
+        .arg("--state")
+        .arg(&next)
+        .arg("--access-log")
+        .arg(&log)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(d["tenants"]["before"], 200);
+    assert_eq!(d["tenants"]["moved"], 22);
+    assert_eq!(d["held"], false, "22 tenants: under hold_min");
+    let moves = d["moves"].as_array().unwrap();
+    let count = |from: &str, to: &str| {
+        moves
+            .iter()
+            .find(|m| m["from"] == from && m["to"] == to)
+            .map_or(0, |m| m["tenants"].as_u64().unwrap())
+    };
+    assert_eq!(count("legacy", "migrated (web)"), 20);
+    assert_eq!(count("migrated (web)", "maintenance"), 2);
+    assert_eq!(d["by_filer"]["f00"][0]["tenants"], 2);
+    assert_eq!(d["by_filer"].as_object().unwrap().len(), 11);
+    // Units served: 2 before (f00), 20 after (f01-f10).
+    let servers = d["servers"].as_array().unwrap();
+    let units = |k: &str| servers.iter().map(|s| s[k].as_u64().unwrap()).sum::<u64>();
+    // (Servers whose units do not change are not listed.)
+    assert_eq!(
+        units("units_after") - units("units_before"),
+        20 - 2,
+        "{servers:?}"
+    );
+    assert!(
+        servers.iter().all(|s| s["cap"].as_u64().unwrap() >= 100),
+        "{servers:?}"
+    );
+    assert_eq!(d["requests"]["moving"], 10);
+    assert_eq!(d["requests"]["total"], 40);
+
+    // A changed copy of the folder, its table cut short: held.
+    let copy = tempfile::tempdir().unwrap();
+    for name in ["predictor.toml", "migration.toml"] {
+        std::fs::copy(f.path().join(name), copy.path().join(name)).unwrap();
+    }
+    let cut: String = table(100)
+        .lines()
+        .take(100)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(copy.path().join("tenants.tsv"), cut).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_predictor"))
+        .args(["diff", "--config"])
+        .arg(f.path())
+        .arg(copy.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(
+            "tenants:   200 -> 100; 100 change route (50.00 %: 0 moved, 100 gone), 0 new"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("hosts:     200 -> 100 (50.00 % fewer)"),
+        "{text}"
+    );
+    assert!(text.contains("would be HELD"), "{text}");
+    assert!(text.contains("legacy -> (gone)"), "{text}");
+}

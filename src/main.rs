@@ -93,6 +93,31 @@ enum Command {
         /// A host as a client would send it (`Host` header value).
         host: String,
     },
+    /// Show what a change of the folder would move, before applying it.
+    ///
+    /// Compares the folder of --config (as it is now) with NEWDIR (the
+    /// changed copy), or with the same folder read with another state
+    /// file (--state FILE): tenants and hosts that change route by state,
+    /// pool and filer; each webserver's capacity units served before and
+    /// after, against its bound; whether the [reload] guard would hold the
+    /// change; with --access-log, the share of its requests whose site
+    /// moves. Text, or JSON with --json. Exit status: 0; 1 when a folder
+    /// cannot be loaded.
+    Diff {
+        #[command(flatten)]
+        config: ConfigDir,
+        /// The changed folder.
+        #[arg(required_unless_present = "state")]
+        new: Option<PathBuf>,
+        /// A changed state file, read with the folder's other files.
+        #[arg(long, conflicts_with = "new")]
+        state: Option<PathBuf>,
+        /// An access log (JSON lines) whose requests are weighed.
+        #[arg(long)]
+        access_log: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the reload held for confirmation, or confirm it.
     ///
     /// A valid change of the folder that would change the route of more
@@ -158,6 +183,19 @@ fn main() -> ExitCode {
         Command::Check { config } => return check(&config.config),
         Command::Route { config, host } => route(&config.config, &host),
         Command::Reload { config, confirm } => reload(&config.config, confirm),
+        Command::Diff {
+            config,
+            new,
+            state,
+            access_log,
+            json,
+        } => diff(
+            &config.config,
+            new.as_deref(),
+            state.as_deref(),
+            access_log.as_deref(),
+            json,
+        ),
         Command::Top {
             config,
             window,
@@ -275,6 +313,42 @@ fn route(dir: &Path, host: &str) -> anyhow::Result<()> {
     };
     println!("live:      not shown: {live}; from the config folder alone");
     print!("{}", predictor::admin::explain::explain(&snap, host));
+    Ok(())
+}
+
+/// Prints what replacing the folder `dir` by `new` (or its state file by
+/// `state`) would move.
+fn diff(
+    dir: &Path,
+    new: Option<&Path>,
+    state: Option<&Path>,
+    log: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let before = load(dir)?;
+    let after = match (new, state) {
+        (Some(new), _) => load(new)?,
+        (None, Some(state)) => {
+            let mut config = predictor::config::Config::load(dir)?;
+            config.migration_file = state.to_path_buf();
+            Snapshot::from_config(config).map_err(|e| match e {
+                ConfigError::Invalid(p) => {
+                    anyhow::anyhow!("{} problem(s) with {}:\n{p}", p.total(), state.display())
+                }
+                other => anyhow::Error::new(other),
+            })?
+        }
+        (None, None) => anyhow::bail!("give the changed folder, or --state FILE"),
+    };
+    let log = log.map(std::fs::read_to_string).transpose()?;
+    let d = predictor::admin::diff::Diff::of(&before, &after, log.as_deref());
+    if json {
+        println!("{}", serde_json::to_string_pretty(&d.json())?);
+    } else {
+        print!("{}", d.text());
+        println!("(compared in {} ms)", started.elapsed().as_millis());
+    }
     Ok(())
 }
 

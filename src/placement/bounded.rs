@@ -35,6 +35,32 @@ fn mix(mut x: u32) -> u32 {
     x
 }
 
+/// The cap of every server (capacity units, per pool): its weight's
+/// share of its pool's sites' units, times the balance factor.
+pub fn caps<S: Copy>(config: &Config, sites: &[S]) -> Vec<Vec<u64>>
+where
+    Site: From<S>,
+{
+    let c = config.placement.balance_factor;
+    let mut units = vec![0u64; config.pools.len()];
+    for &s in sites {
+        let tier = config.tier(Site::from(s).tier);
+        units[usize::from(tier.pool)] += u64::from(tier.cost);
+    }
+    config
+        .pools
+        .iter()
+        .zip(&units)
+        .map(|(pool, &u)| {
+            let total: u64 = pool.servers.iter().map(|s| u64::from(s.weight)).sum();
+            pool.servers
+                .iter()
+                .map(|s| (c * u as f64 * f64::from(s.weight) / total.max(1) as f64).ceil() as u64)
+                .collect()
+        })
+        .collect()
+}
+
 /// The home server of every site (indexed like `sites`), with the load
 /// each server ends up holding (capacity units, per pool).
 ///
@@ -57,26 +83,7 @@ pub fn assign<S: Copy>(
 where
     Site: From<S>,
 {
-    let c = config.placement.balance_factor;
-    // Capacity units per pool, then per server.
-    let mut units = vec![0u64; config.pools.len()];
-    for &s in sites {
-        let s = Site::from(s);
-        let tier = config.tier(s.tier);
-        units[usize::from(tier.pool)] += u64::from(tier.cost);
-    }
-    let caps: Vec<Vec<u64>> = config
-        .pools
-        .iter()
-        .zip(&units)
-        .map(|(pool, &u)| {
-            let total: u64 = pool.servers.iter().map(|s| u64::from(s.weight)).sum();
-            pool.servers
-                .iter()
-                .map(|s| (c * u as f64 * f64::from(s.weight) / total.max(1) as f64).ceil() as u64)
-                .collect()
-        })
-        .collect();
+    let caps = caps(config, sites);
     let mut loads: Vec<Vec<u64>> = config
         .pools
         .iter()

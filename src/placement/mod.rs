@@ -98,6 +98,11 @@ impl Placement {
         n
     }
 
+    /// The home of `tenant` in its tier's pool.
+    pub fn home(&self, tenant: TenantIdx) -> Option<ServerIdx> {
+        self.homes.get(tenant as usize).copied()
+    }
+
     /// The whole preference list of `tenant` (home first), for operators.
     pub fn preference(&self, tenant: TenantIdx, pool: PoolId, point: u32) -> Vec<ServerIdx> {
         let mut all = self.ring(pool).preference(point);
