@@ -794,3 +794,50 @@ fn isolation_defaults_protect_and_the_example_sets_each_key() {
         vec![128, 128, 256]
     );
 }
+
+#[test]
+fn preview_and_reload_keys_are_checked_with_their_lines() {
+    let text = r#"tenants = "tenants.tsv"
+migration = "migration.toml"
+[[listen]]
+address = "127.0.0.1:0"
+[tiers.basic]
+pool = "p"
+[pools.p]
+servers = [{ id = "a", address = "127.0.0.1:9" }]
+[reload]
+hold_changed = "5"
+hold_dropped_hosts = "150%"
+hold_min = -1
+[preview]
+header = "bad header"
+cookie = "a;b"
+token = "short"
+networks = ["10.0.0.0/33"]
+"#;
+    let dir = folder(text, "", "default = \"migrated\"\n");
+    let p = problems(Config::load(dir.path()).unwrap_err());
+    assert_found(
+        &p,
+        &[
+            (Some(10), "reload.hold_changed"),
+            (Some(11), "reload.hold_dropped_hosts"),
+            (Some(12), "reload.hold_min"),
+            (Some(14), "preview.header"),
+            (Some(15), "preview.cookie"),
+            (Some(16), "preview.token"),
+            (Some(17), "preview.networks[0]"),
+        ],
+    );
+    // A header without a token.
+    let text = MINIMAL.to_string() + "[preview]\nheader = \"X-Preview\"\n";
+    let dir = folder(&text, "", "default = \"migrated\"\n");
+    let p = problems(Config::load(dir.path()).unwrap_err());
+    assert_found(&p, &[(Some(10), "preview")]);
+    let ok = MINIMAL.to_string()
+        + "[reload]\nhold_changed = \"0.5%\"\n[preview]\nnetworks = [\"192.0.2.7\"]\n";
+    let dir = folder(&ok, "", "default = \"migrated\"\n");
+    let c = Config::load(dir.path()).unwrap();
+    assert_eq!(c.reload.changed, 0.005);
+    assert_eq!(c.preview.unwrap().networks[0].to_string(), "192.0.2.7/32");
+}

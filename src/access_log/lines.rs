@@ -116,6 +116,7 @@ mod tests {
             bytes_out: 0,
             queued: None,
             bounded: None,
+            preview: false,
         }
     }
 

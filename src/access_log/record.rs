@@ -81,6 +81,8 @@ pub struct Record {
     /// (`rate`, `client_rate`, `concurrency`, `queue_full`,
     /// `queue_timeout`, `evicted`).
     pub bounded: Option<&'static str>,
+    /// A preview of a site in maintenance (`[preview]`).
+    pub preview: bool,
 }
 
 /// A member's key as literals: `,"name":`, `,"name":"` (a string
@@ -371,6 +373,11 @@ impl Record {
         match self.bounded {
             Some(reason) => j.raw(member!("bounded"), reason.as_bytes()),
             None => j.null(member!("bounded")),
+        }
+        if self.preview {
+            // Only on previews: most lines never carry it.
+            j.key(member!("preview"));
+            j.0.extend_from_slice(b"true");
         }
         j.bytes(member!("user_agent"), r.user_agent.as_deref(), false);
         j.key(member!("completed"));

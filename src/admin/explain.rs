@@ -212,8 +212,13 @@ pub fn explain_live(snap: &Snapshot, input: &str, top: Option<&Top>) -> Explanat
             }
         }
         Action::Maintenance => format!(
-            "answer 503 Service Unavailable with the maintenance page, Retry-After: {}",
-            snap.retry_after.to_str().unwrap_or_default()
+            "answer 503 Service Unavailable with the maintenance page, Retry-After: {}{}",
+            snap.retry_after.to_str().unwrap_or_default(),
+            if snap.config.preview.is_some() {
+                " (a request with the preview credential goes to the site's new pool)"
+            } else {
+                ""
+            }
         ),
         Action::Reject(status) => format!("answer {status} (unknown host)"),
     };

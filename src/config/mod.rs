@@ -79,6 +79,20 @@ pub struct Config {
     pub isolation: isolation::Isolation,
     /// When a reload is held for confirmation.
     pub reload: ReloadGuard,
+    /// Who reaches a site's new pool while it is in maintenance.
+    pub preview: Option<Preview>,
+}
+
+/// `[preview]`: a request to a site in maintenance that carries the
+/// preview token (in `header`, or in the cookie `cookie`), or comes from
+/// one of `networks`, is served by the site's pool in this datacenter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preview {
+    pub header: Option<HeaderName>,
+    pub cookie: Option<String>,
+    /// The value the header or cookie must carry (at least 16 bytes).
+    pub token: Option<String>,
+    pub networks: Vec<ipnet::IpNet>,
 }
 
 /// `[reload]`: a reload that would change the route of more than

@@ -43,6 +43,7 @@ pub struct RawConfig {
     pub placement: RawPlacement,
     #[serde(default)]
     pub reload: RawReload,
+    pub preview: Option<Spanned<RawPreview>>,
     #[serde(default)]
     pub tiers: BTreeMap<Spanned<String>, RawTier>,
     #[serde(default)]
@@ -204,6 +205,16 @@ pub struct RawTierLimits {
 pub struct RawQueue {
     pub timeout: Option<Spanned<String>>,
     pub max: Option<Spanned<i64>>,
+}
+
+/// `[preview]`: who sees a site's new copy before its visitors do.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPreview {
+    pub header: Option<Spanned<String>>,
+    pub cookie: Option<Spanned<String>>,
+    pub token: Option<Spanned<String>>,
+    pub networks: Option<Vec<Spanned<String>>>,
 }
 
 /// `[reload]`: the guard against a disastrous reload.

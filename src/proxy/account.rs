@@ -72,6 +72,7 @@ impl Account {
             bytes_out: 0,
             queued: None,
             bounded: None,
+            preview: false,
         }));
     }
 
@@ -141,6 +142,13 @@ impl Account {
         if let Some(log) = &mut self.log {
             log.upstream = Some(waited);
             log.server = server;
+        }
+    }
+
+    /// The request previews a site in maintenance (`[preview]`).
+    pub fn preview(&mut self) {
+        if let Some(log) = &mut self.log {
+            log.preview = true;
         }
     }
 

@@ -18,7 +18,7 @@ use super::fields::Fields;
 use super::forwarding::Client;
 use super::headers::Scan;
 use super::phase::plan;
-use super::phase::{admit, check, queue, respond, rewrite, send};
+use super::phase::{admit, check, preview, queue, respond, rewrite, send};
 use super::request_id::RequestIds;
 use super::upstream::{ClientFields, H2Upstream, Upstreams};
 use crate::access_log;
@@ -182,10 +182,13 @@ fn forward<'a>(
                 }
             };
             account.checked(&req, fields, checked.authority.as_ref());
-            let decision = match &checked.host {
+            let mut decision = match &checked.host {
                 Some(h) => snap.route(h),
                 None => routing::route_unknown(&snap.config),
             };
+            if preview::preview(ctx, &snap, &mut decision, fields) {
+                account.preview();
+            }
             let tier = decision.tenant.map(|m| snap.tenants.record(m.tenant).tier);
             let tenant = || decision.tenant.map(|m| snap.tenants.name(m.tenant));
             account.routed(routes.slot(decision.kind(), tier), tenant);

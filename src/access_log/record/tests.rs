@@ -29,6 +29,7 @@ fn a_line_is_one_json_object_with_every_field() {
         bytes_out: 7,
         queued: Some(Duration::from_micros(2_500)),
         bounded: None,
+        preview: false,
     };
     let line = record.line(true);
     assert!(!line.contains(&b'\n'));

@@ -5,35 +5,12 @@ use std::path::Path;
 
 use http::HeaderName;
 
-use super::super::raw::{RawForward, RawLegacy, RawProbe, Spanned};
-use super::super::{Collector, Forward, Legacy, Probe, UpstreamProtocol};
-use super::values::{duration, int, interval_and_timeout, keyword, socket_addr};
+use super::super::raw::{RawForward, RawLegacy, RawPreview, RawProbe, Spanned};
+use super::super::{Collector, Forward, Legacy, Preview, Probe, UpstreamProtocol};
+use super::values::{duration, int, interval_and_timeout, keyword, networks, socket_addr};
 
 pub(super) fn forward(c: &mut Collector<'_>, f: RawForward) -> Forward {
-    let mut trusted_proxies = Vec::new();
-    for (i, v) in f
-        .trusted_proxies
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-    {
-        let text = v.get_ref().trim();
-        // A bare address is a /32 or /128.
-        let net = text
-            .parse::<ipnet::IpNet>()
-            .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
-        match net {
-            Ok(n) => trusted_proxies.push(n.trunc()),
-            Err(_) => c.at(
-                v.span(),
-                format!("forward.trusted_proxies[{i}]"),
-                format!(
-                    "expected an address or network like \"10.0.0.0/8\" or \"2001:db8::/32\", found {:?}",
-                    v.get_ref()
-                ),
-            ),
-        }
-    }
+    let trusted_proxies = networks(c, "forward.trusted_proxies", f.trusted_proxies);
     Forward {
         tenant_header: f
             .tenant_header
@@ -159,4 +136,62 @@ pub(super) fn header_name(
             None
         }
     }
+}
+
+/// Shortest preview token: a guessable one would open every site in
+/// maintenance to anyone.
+const MIN_TOKEN: usize = 16;
+
+/// `[preview]`: a header or a cookie with a token, or networks (or both).
+pub(super) fn preview(c: &mut Collector<'_>, p: Spanned<RawPreview>) -> Option<Preview> {
+    let span = p.span();
+    let p = p.into_inner();
+    let header = p.header.and_then(|h| header_name(c, "preview.header", &h));
+    let cookie = p.cookie.and_then(|k| {
+        let ok = !k.get_ref().is_empty()
+            && k.get_ref()
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+        if !ok {
+            c.at(
+                k.span(),
+                "preview.cookie",
+                format!("expected a cookie name (a token), found {:?}", k.get_ref()),
+            );
+        }
+        ok.then(|| k.into_inner())
+    });
+    let token = p.token.and_then(|t| {
+        let ok =
+            t.get_ref().len() >= MIN_TOKEN && t.get_ref().bytes().all(|b| b.is_ascii_graphic());
+        if !ok {
+            c.at(
+                t.span(),
+                "preview.token",
+                format!("expected at least {MIN_TOKEN} printable characters without spaces"),
+            );
+        }
+        ok.then(|| t.into_inner())
+    });
+    let networks = networks(c, "preview.networks", p.networks);
+    if (header.is_some() || cookie.is_some()) != token.is_some() {
+        c.at(
+            span.clone(),
+            "preview",
+            "a header or a cookie and a token go together",
+        );
+    }
+    if header.is_none() && cookie.is_none() && networks.is_empty() {
+        c.at(
+            span,
+            "preview",
+            "expected a header or a cookie with a token, or networks",
+        );
+    }
+    Some(Preview {
+        header,
+        cookie,
+        token,
+        networks,
+    })
 }

@@ -43,6 +43,7 @@ pub(super) fn config(doc: RawDocument) -> Result<Config, ConfigError> {
         tls,
         placement,
         reload,
+        preview,
         tiers,
         pools,
     } = config;
@@ -192,6 +193,7 @@ pub(super) fn config(doc: RawDocument) -> Result<Config, ConfigError> {
     };
 
     let reload = values::reload_guard(&mut c, reload);
+    let preview = preview.and_then(|p| legacy::preview(&mut c, p));
     let (pools, pool_isolation) = pools_of(&mut c, pools);
     let (tiers, tier_limits) = tiers_of(&mut c, tiers, &pools);
 
@@ -220,6 +222,7 @@ pub(super) fn config(doc: RawDocument) -> Result<Config, ConfigError> {
             pools: pool_isolation,
         },
         reload,
+        preview,
     })
 }
 

@@ -181,3 +181,31 @@ pub(crate) fn reload_guard(
         min: int(c, "reload.hold_min", r.hold_min, d.min as i64, 0, 1 << 30) as usize,
     }
 }
+
+/// A list of addresses or networks (`"10.0.0.0/8"`, `"192.0.2.7"`: a
+/// bare address is a /32 or /128), each refused at its line when wrong.
+pub(crate) fn networks(
+    c: &mut Collector<'_>,
+    key: &str,
+    list: Option<Vec<Spanned<String>>>,
+) -> Vec<ipnet::IpNet> {
+    let mut out = Vec::new();
+    for (i, v) in list.unwrap_or_default().into_iter().enumerate() {
+        let text = v.get_ref().trim();
+        let net = text
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match net {
+            Ok(n) => out.push(n.trunc()),
+            Err(_) => c.at(
+                v.span(),
+                format!("{key}[{i}]"),
+                format!(
+                    "expected an address or network like \"10.0.0.0/8\" or \"2001:db8::/32\", found {:?}",
+                    v.get_ref()
+                ),
+            ),
+        }
+    }
+    out
+}

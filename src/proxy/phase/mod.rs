@@ -5,6 +5,8 @@
 //!    the routing authority and its normalised host;
 //! 2. route: the snapshot's pure decision (`Snapshot::route`), counted on
 //!    its route's series;
+//!    A site in maintenance is previewed ([`preview`]) by a request
+//!    carrying the preview credential: routed to its new pool instead;
 //! 3. [`admit`]: the tenant's limits (rate, client rate, concurrency):
 //!    `429`, or the request counted for its tenant;
 //! 4. [`plan`]: the decision made concrete: an answer given here
@@ -32,6 +34,7 @@
 pub mod admit;
 pub mod check;
 pub mod plan;
+pub mod preview;
 pub mod queue;
 pub mod respond;
 pub mod rewrite;
