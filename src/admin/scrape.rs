@@ -204,11 +204,7 @@ fn servers(out: &mut String, snap: &Snapshot) {
 /// Tenants and hosts by migration state: the migration's progress.
 fn migration(out: &mut String, snap: &Snapshot) {
     let summary = snap.summary();
-    let states = [
-        MigrationState::Legacy,
-        MigrationState::Maintenance,
-        MigrationState::Migrated,
-    ];
+    let states = MigrationState::ALL;
     let by_state = |count: &dyn Fn(MigrationState) -> usize| -> Vec<(String, f64)> {
         states
             .iter()

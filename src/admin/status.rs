@@ -78,6 +78,7 @@ struct ByState {
     #[serde(skip_serializing_if = "Option::is_none")]
     wildcards: Option<usize>,
     legacy: usize,
+    shadow: usize,
     maintenance: usize,
     migrated: usize,
 }
@@ -126,6 +127,7 @@ pub fn render(admin: &super::Admin) -> String {
         total,
         wildcards: None,
         legacy: of(MigrationState::Legacy),
+        shadow: of(MigrationState::Shadow),
         maintenance: of(MigrationState::Maintenance),
         migrated: of(MigrationState::Migrated),
     };

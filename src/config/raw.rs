@@ -300,6 +300,7 @@ pub struct RawMigration {
 #[serde(rename_all = "lowercase")]
 pub enum RawState {
     Legacy,
+    Shadow,
     Maintenance,
     Migrated,
 }

@@ -119,7 +119,7 @@ pub fn write_folder(
         }
         let slot = match filer_state(filer) {
             MigrationState::Migrated => 0,
-            MigrationState::Legacy => 1,
+            MigrationState::Legacy | MigrationState::Shadow => 1,
             MigrationState::Maintenance => 2,
         };
         samples[slot].get_or_insert_with(|| format!("site{i}.demo.test"));

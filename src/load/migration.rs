@@ -110,6 +110,7 @@ pub fn parse(path: &Path, text: &str) -> Result<MigrationFile, ConfigError> {
 fn state_of(s: RawState) -> MigrationState {
     match s {
         RawState::Legacy => MigrationState::Legacy,
+        RawState::Shadow => MigrationState::Shadow,
         RawState::Maintenance => MigrationState::Maintenance,
         RawState::Migrated => MigrationState::Migrated,
     }
@@ -182,14 +183,16 @@ impl MigrationFile {
     }
 }
 
-/// A `legacy` state at `line` (`None`: the default) without a `[legacy]`
-/// section in `predictor.toml`.
-pub fn needs_legacy(file: &Path, line: Option<usize>) -> Problem {
+/// A `legacy` (or `shadow`) state at `line` (`None`: the default)
+/// without a `[legacy]` section in `predictor.toml`.
+pub fn needs_legacy(file: &Path, line: Option<usize>, state: MigrationState) -> Problem {
     Problem {
         file: file.to_path_buf(),
         line,
         key: None,
-        message: "state \"legacy\" needs a [legacy] section with the legacy balancer's address in predictor.toml".into(),
+        message: format!(
+            "state \"{state}\" needs a [legacy] section with the legacy balancer's address in predictor.toml"
+        ),
     }
 }
 

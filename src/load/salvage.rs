@@ -107,8 +107,8 @@ pub fn check_rest(dir: &Path, mut problems: Problems) -> Problems {
     if let Some(m) = &states {
         if s.legacy == Some(false) {
             for (state, line) in m.states_used() {
-                if state == MigrationState::Legacy {
-                    problems.push(migration::needs_legacy(&s.migration.0, line));
+                if matches!(state, MigrationState::Legacy | MigrationState::Shadow) {
+                    problems.push(migration::needs_legacy(&s.migration.0, line, state));
                 }
             }
         }

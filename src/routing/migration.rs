@@ -16,6 +16,10 @@ use super::tenants::{FilerIdx, TenantIdx};
 pub enum MigrationState {
     /// Not moved yet: forward to the legacy balancer.
     Legacy,
+    /// Served by the legacy balancer, with a sample of safe requests also
+    /// sent to the new pool and the answers compared (verification before
+    /// the flip).
+    Shadow,
     /// Being moved now: answer 503 locally, touch no backend.
     Maintenance,
     /// Moved: serve from the local webserver pools.
@@ -23,8 +27,9 @@ pub enum MigrationState {
 }
 
 impl MigrationState {
-    pub const ALL: [MigrationState; 3] = [
+    pub const ALL: [MigrationState; 4] = [
         MigrationState::Legacy,
+        MigrationState::Shadow,
         MigrationState::Maintenance,
         MigrationState::Migrated,
     ];
@@ -32,6 +37,7 @@ impl MigrationState {
     pub fn as_str(self) -> &'static str {
         match self {
             MigrationState::Legacy => "legacy",
+            MigrationState::Shadow => "shadow",
             MigrationState::Maintenance => "maintenance",
             MigrationState::Migrated => "migrated",
         }

@@ -107,10 +107,14 @@ pub fn route(
             pool: config.tier(record.tier).pool,
             point: record.ring_point,
         },
-        MigrationState::Legacy if config.legacy.is_some() => Action::Legacy,
+        MigrationState::Legacy | MigrationState::Shadow if config.legacy.is_some() => {
+            Action::Legacy
+        }
         // Validation refuses a legacy state without a legacy balancer; an
         // unreachable one is a gateway error, decided here for completeness.
-        MigrationState::Legacy => Action::Reject(StatusCode::BAD_GATEWAY),
+        MigrationState::Legacy | MigrationState::Shadow => {
+            Action::Reject(StatusCode::BAD_GATEWAY)
+        }
         MigrationState::Maintenance => Action::Maintenance,
     };
     Decision {

@@ -202,10 +202,11 @@ impl Snapshot {
         if let Some(m) = &migration {
             if config.legacy.is_none() {
                 for (state, line) in m.states_used() {
-                    if state == MigrationState::Legacy {
+                    if matches!(state, MigrationState::Legacy | MigrationState::Shadow) {
                         problems.push(crate::load::migration::needs_legacy(
                             &config.migration_file,
                             line,
+                            state,
                         ));
                     }
                 }

@@ -23,16 +23,17 @@ pub struct Summary {
     pub servers: usize,
     pub filers: usize,
     /// Tenants in each state, in [`MigrationState::ALL`] order.
-    pub tenants_by_state: [usize; 3],
+    pub tenants_by_state: [usize; 4],
     /// Hosts (exact and wildcard) in each state.
-    pub hosts_by_state: [usize; 3],
+    pub hosts_by_state: [usize; 4],
 }
 
 fn slot(s: MigrationState) -> usize {
     match s {
         MigrationState::Legacy => 0,
-        MigrationState::Maintenance => 1,
-        MigrationState::Migrated => 2,
+        MigrationState::Shadow => 1,
+        MigrationState::Maintenance => 2,
+        MigrationState::Migrated => 3,
     }
 }
 
@@ -86,9 +87,15 @@ impl fmt::Display for Summary {
             self.servers,
             self.filers
         )?;
-        for (i, state) in MigrationState::ALL.iter().enumerate() {
-            let sep = if i == 0 { ":" } else { "," };
-            write!(f, "{sep} {} {state}", self.tenants_by_state[slot(*state)])?;
+        let mut sep = ":";
+        for state in MigrationState::ALL {
+            let n = self.tenants_by_state[slot(state)];
+            // Shadow only while some are: a summary without it reads as
+            // before shadow existed.
+            if state != MigrationState::Shadow || n > 0 {
+                write!(f, "{sep} {n} {state}")?;
+                sep = ",";
+            }
         }
         Ok(())
     }
