@@ -389,3 +389,192 @@ async fn a_filer_rolls_back_under_load_without_a_failed_request() {
         assert_eq!(seen, ["web", "legacy", "web"], "{seen:?}");
     }
 }
+
+/// A filer in `shadow` behind a real HAProxy as the legacy balancer: the
+/// visitors get legacy's answers, a copy of each safe request goes to the
+/// new pool, and `/verify` names exactly the tenants whose new copy fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_verifies_a_filer_before_the_flip() {
+    use crate::support::haproxy::{self, Haproxy};
+    use crate::support::{Proxy, eventually_async, h1, read};
+    if !haproxy::available("shadow_verifies_a_filer_before_the_flip") {
+        return;
+    }
+    // The same name length on both sides: the bodies compare equal.
+    let site = Backend::start("same").await;
+    let good = Backend::start("same").await;
+    let broken = Backend::start("same").await;
+    broken.fail_with(500);
+    let port = haproxy::free_port();
+    let legacy = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let _h = Haproxy::start_on(
+        port,
+        &format!(
+            "frontend fe\n  bind 127.0.0.1:{{port}}\n  default_backend sites\nbackend sites\n  server s1 {}\n",
+            site.addr
+        ),
+    );
+    let toml = config_toml(
+        &[
+            ("good", vec![("g", good.addr)]),
+            ("broken", vec![("b", broken.addr)]),
+        ],
+        Some(legacy),
+        &format!(
+            "[shadow]\nshare = \"100%\"\nmin_samples = 20\nmax_mismatch = \"1%\"\n\
+             [preview]\nheader = \"X-Preview\"\ntoken = \"{TOKEN}\"\n"
+        ),
+    );
+    let tenants: String = (1..=4)
+        .map(|i| format!("g{i}.example\tgood{i}\tgood\tf1\n"))
+        .chain((1..=2).map(|i| format!("b{i}.example\tbad{i}\tbroken\tf1\n")))
+        .chain(std::iter::once(
+            "other.example\tother\tgood\tf2\n".to_string(),
+        ))
+        .collect();
+    let f = Folder::new(
+        &toml,
+        &tenants,
+        "default = \"legacy\"\n[filers]\nf1 = \"shadow\"\n",
+    );
+    let p = Proxy::start(&f);
+    let verify = |q: &'static str| {
+        let snap = p.server().snapshot().clone();
+        move || {
+            let s = snap.load();
+            snap.verify.json(&s.config.shadow, Some(q))
+        }
+    };
+    // Visitors always get legacy's answers.
+    let mut s = h1(p.addr).await;
+    for round in 0..6 {
+        for host in ["g1", "g2", "g3", "g4", "b1", "b2"] {
+            s.ready().await.unwrap();
+            let a =
+                crate::support::get_on(&mut s, &format!("{host}.example"), &format!("/?r={round}"))
+                    .await;
+            assert_eq!(
+                (a.status.as_u16(), a.body.as_str()),
+                (200, "same"),
+                "{host}"
+            );
+        }
+    }
+    // Never a POST, never a site of another state.
+    let req = http::Request::post("/")
+        .header("host", "g1.example")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"x")))
+        .unwrap();
+    s.ready().await.unwrap();
+    assert_eq!(read(s.send_request(req).await.unwrap()).await.status, 200);
+    assert_eq!(get(p.addr, "other.example", "/").await.status, 200);
+    let f1 = verify("f1");
+    eventually_async("36 samples", async || {
+        f1()["filers"][0]["counts"]["sampled"] == 36
+    })
+    .await;
+    let v = f1();
+    assert_eq!(v["filers"][0]["ready"], false, "{v}");
+    assert_eq!(v["filers"][0]["counts"]["mismatched"]["new_5xx"], 12, "{v}");
+    let worst: Vec<&str> = v["worst_tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tenant"].as_str().unwrap())
+        .collect();
+    assert_eq!(worst, ["bad1", "bad2"], "{v}");
+    assert_eq!(v["worst_tenants"][0]["examples"][0]["legacy"], 200);
+    assert_eq!(v["worst_tenants"][0]["examples"][0]["new"], 500);
+    assert!(
+        good.seen()
+            .iter()
+            .all(|r| r.method == http::Method::GET && r.header("x-predictor-shadow") == Some("1"))
+    );
+    assert_eq!(good.seen().len(), 24);
+    // Fixed: the samples start again, and the filer becomes ready.
+    broken.fail_with(0);
+    p.server().snapshot().verify.reset(Some("f1"));
+    for round in 0..4 {
+        for host in ["g1", "g2", "b1", "b2", "g3"] {
+            s.ready().await.unwrap();
+            crate::support::get_on(
+                &mut s,
+                &format!("{host}.example"),
+                &format!("/?again={round}"),
+            )
+            .await;
+        }
+    }
+    eventually_async("20 new samples", async || {
+        f1()["filers"][0]["counts"]["sampled"] == 20
+    })
+    .await;
+    assert_eq!(f1()["filers"][0]["ready"], true, "{}", f1());
+    // A preview reaches the new pool; a visitor does not.
+    let before = good.seen().len();
+    let req = http::Request::get("/")
+        .header("host", "g1.example")
+        .header("x-preview", TOKEN)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    s.ready().await.unwrap();
+    assert_eq!(read(s.send_request(req).await.unwrap()).await.status, 200);
+    let last = good.last();
+    assert_eq!(
+        last.header("x-predictor-shadow"),
+        None,
+        "the preview itself, not a copy"
+    );
+    assert_eq!(good.seen().len(), before + 1);
+    assert_eq!(
+        crate::support::metric(
+            p.server(),
+            "predictor_shadow_requests_total{result=\"mismatched\"}"
+        ),
+        12.0
+    );
+}
+
+/// Shadow copies beyond `max_in_flight` are dropped; live requests are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_overload_drops_copies_not_requests() {
+    use crate::support::Proxy;
+    let site = Backend::start("same").await;
+    let web = Backend::start("same").await;
+    let f = Folder::new(
+        &config_toml(
+            &[("web", vec![("w", web.addr)])],
+            Some(site.addr),
+            "[proxy]\nworkers = 1\n[shadow]\nshare = \"100%\"\nmax_in_flight = 1\n",
+        )
+        .replacen("[proxy]\nworkers = 2\n", "", 1),
+        "s.example\tt\tweb\tf1\n",
+        "default = \"shadow\"\n",
+    );
+    let p = Proxy::start(&f);
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let addr = p.addr;
+            tokio::spawn(async move {
+                get(addr, "s.example", "/sleep?ms=200")
+                    .await
+                    .status
+                    .as_u16()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let server = p.server();
+    crate::support::eventually("copies dropped and sent", || {
+        let m = |r: &str| {
+            crate::support::metric(
+                server,
+                &format!("predictor_shadow_requests_total{{result=\"{r}\"}}"),
+            )
+        };
+        m("dropped") >= 1.0 && m("dropped") + m("matched") + m("mismatched") + m("failed") == 10.0
+    })
+    .await;
+}

@@ -47,6 +47,7 @@ pub mod routing;
 pub mod server;
 pub mod snapshot;
 pub mod tls;
+pub mod verify;
 
 /// The global allocator the binary is built with: `jemalloc` with the
 /// feature of that name (production: `cargo dist`), else `system`.

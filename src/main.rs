@@ -118,6 +118,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show whether the new copy of each filer in shadow is ready.
+    ///
+    /// Asks the running instance at the [admin] address of the config
+    /// (GET /verify): per filer, the requests sampled and how many the new
+    /// pool answered differently from the legacy balancer, and READY or
+    /// NOT READY (why) by [shadow] min_samples and max_mismatch; the worst
+    /// tenants with examples. Exit status: 0 when every filer shown is
+    /// ready, 1 otherwise (or when no instance answers).
+    Verify {
+        #[command(flatten)]
+        config: ConfigDir,
+        /// Only this filer.
+        filer: Option<String>,
+    },
     /// Show the reload held for confirmation, or confirm it.
     ///
     /// A valid change of the folder that would change the route of more
@@ -183,6 +197,7 @@ fn main() -> ExitCode {
         Command::Check { config } => return check(&config.config),
         Command::Route { config, host } => route(&config.config, &host),
         Command::Reload { config, confirm } => reload(&config.config, confirm),
+        Command::Verify { config, filer } => return verify(&config.config, filer.as_deref()),
         Command::Diff {
             config,
             new,
@@ -350,6 +365,37 @@ fn diff(
         println!("(compared in {} ms)", started.elapsed().as_millis());
     }
     Ok(())
+}
+
+/// Prints the shadow verdicts of the running instance of `dir`'s config.
+fn verify(dir: &Path, filer: Option<&str>) -> ExitCode {
+    let run = || -> anyhow::Result<bool> {
+        let config = predictor::config::Config::load(dir)?;
+        let Some(admin) = config.admin else {
+            anyhow::bail!("no [admin] address in {}: nothing to ask", dir.display());
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let q = filer.map(|f| format!("&filer={f}")).unwrap_or_default();
+        let ask = |path: String| {
+            runtime
+                .block_on(predictor::admin::fetch(admin, &path))
+                .map_err(|e| anyhow::anyhow!("no running instance answered at {admin}: {e}"))
+        };
+        print!("{}", ask(format!("/verify?format=text{q}"))?);
+        let j: serde_json::Value = serde_json::from_str(&ask(format!("/verify?{q}"))?)?;
+        let filers = j["filers"].as_array().cloned().unwrap_or_default();
+        Ok(!filers.is_empty() && filers.iter().all(|f| f["ready"] == true))
+    };
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("predictor: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Shows the reload the running instance of `dir`'s config holds, and

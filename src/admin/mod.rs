@@ -76,10 +76,19 @@ fn answer(req: &Request<Incoming>, admin: &Admin) -> Response<Full<Bytes>> {
     if req.method() == Method::POST && req.uri().path() == "/reload/confirm" {
         return confirm(req.uri().query(), admin);
     }
+    if req.method() == Method::POST && req.uri().path() == "/verify/reset" {
+        let q = req.uri().query().unwrap_or_default();
+        let filer = q.split('&').find_map(|kv| kv.strip_prefix("filer="));
+        admin.snapshot.verify.reset(filer);
+        return text(
+            StatusCode::OK,
+            format!("reset {}\n", filer.unwrap_or("every filer")),
+        );
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,
-            "only GET (and POST /reload/confirm)\n".into(),
+            "only GET (and POST /reload/confirm, /verify/reset)\n".into(),
         );
     }
     let snapshot = &admin.snapshot;
@@ -123,6 +132,24 @@ fn answer(req: &Request<Incoming>, admin: &Admin) -> Response<Full<Bytes>> {
             }
             Err(why) => text(StatusCode::BAD_REQUEST, format!("{why}\n")),
         },
+        "/verify" => {
+            let q = req.uri().query().unwrap_or_default();
+            let filer = q.split('&').find_map(|kv| kv.strip_prefix("filer="));
+            let snap = snapshot.load();
+            let policy = &snap.config.shadow;
+            if q.split('&').any(|kv| kv == "format=text") {
+                text(StatusCode::OK, snapshot.verify.text(policy, filer))
+            } else {
+                let body = serde_json::to_string_pretty(&snapshot.verify.json(policy, filer))
+                    .unwrap_or_default();
+                let mut r = text(StatusCode::OK, body + "\n");
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("application/json"),
+                );
+                r
+            }
+        }
         "/healthz" => text(
             StatusCode::OK,
             format!("ok generation={}\n", snapshot.load().generation),
@@ -139,7 +166,7 @@ fn answer(req: &Request<Incoming>, admin: &Admin) -> Response<Full<Bytes>> {
         },
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /metrics, /healthz, /readyz, /status, /top or /route?host=HOST\n"
+            "not found: try /metrics, /healthz, /readyz, /status, /top, /verify or /route?host=HOST\n"
                 .into(),
         ),
     }

@@ -81,6 +81,34 @@ pub struct Config {
     pub reload: ReloadGuard,
     /// Who reaches a site's new pool while it is in maintenance.
     pub preview: Option<Preview>,
+    /// How sites in the `shadow` state are verified.
+    pub shadow: Shadow,
+}
+
+/// `[shadow]`: a sample of the safe requests of a site in `shadow` (GET
+/// and HEAD without a body, without credentials unless allowed) is also
+/// sent to its pool here, marked with `header`, and the answers compared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shadow {
+    /// Share of the eligible requests copied (0 to 1).
+    pub share: f64,
+    /// Copies in flight at once per worker; more are dropped (counted).
+    pub max_in_flight: usize,
+    pub header: HeaderName,
+    pub timeout: Duration,
+    /// Bytes of a copy's answer read (then it is dropped).
+    pub max_body: u64,
+    /// Copy requests with `Authorization` or a credential cookie too.
+    pub mirror_credentials: bool,
+    /// Cookie names (a trailing `*`: a prefix) that make a request carry
+    /// credentials.
+    pub credential_cookies: Vec<String>,
+    /// A filer is ready with at least this many samples...
+    pub min_samples: u64,
+    /// ...and at most this share of them mismatched.
+    pub max_mismatch: f64,
+    /// Body lengths within this share of each other match.
+    pub length_tolerance: f64,
 }
 
 /// `[preview]`: a request to a site in maintenance that carries the

@@ -45,6 +45,8 @@ pub struct RawConfig {
     pub reload: RawReload,
     pub preview: Option<Spanned<RawPreview>>,
     #[serde(default)]
+    pub shadow: RawShadow,
+    #[serde(default)]
     pub tiers: BTreeMap<Spanned<String>, RawTier>,
     #[serde(default)]
     pub pools: BTreeMap<Spanned<String>, RawPool>,
@@ -215,6 +217,22 @@ pub struct RawPreview {
     pub cookie: Option<Spanned<String>>,
     pub token: Option<Spanned<String>>,
     pub networks: Option<Vec<Spanned<String>>>,
+}
+
+/// `[shadow]`: how sites in the `shadow` state are verified.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShadow {
+    pub share: Option<Spanned<String>>,
+    pub max_in_flight: Option<Spanned<i64>>,
+    pub header: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub max_body: Option<Spanned<i64>>,
+    pub mirror_credentials: Option<bool>,
+    pub credential_cookies: Option<Vec<Spanned<String>>>,
+    pub min_samples: Option<Spanned<i64>>,
+    pub max_mismatch: Option<Spanned<String>>,
+    pub length_tolerance: Option<Spanned<String>>,
 }
 
 /// `[reload]`: the guard against a disastrous reload.

@@ -54,6 +54,17 @@ pub struct LegacyMetrics {
     pub retries: Counter,
 }
 
+/// Shadow copies (the `shadow` state), by result.
+pub struct ShadowMetrics {
+    pub matched: Counter,
+    pub mismatched: Counter,
+    /// The copy got no answer (connect error, timeout).
+    pub failed: Counter,
+    /// Not sent: the worker's copies in flight at `shadow.max_in_flight`,
+    /// or every server of the pool at its ceiling.
+    pub dropped: Counter,
+}
+
 /// The metrics of config reloads.
 pub struct ReloadMetrics {
     pub ok: Counter,
@@ -113,6 +124,7 @@ pub struct Metrics {
     pub reload: ReloadMetrics,
     pub tls: TlsMetrics,
     pub access_log: AccessLogMetrics,
+    pub shadow: ShadowMetrics,
     /// Client connections accepted, all listeners.
     pub connections_accepted: Counter,
     /// The request series, kept per worker ([`shards`]).
@@ -135,6 +147,20 @@ impl Metrics {
         let handle = recorder.handle();
         let (legacy, reload, tls, access_log, connections_accepted) =
             register(&Registrar(&recorder));
+        let shadow = {
+            let r = Registrar(&recorder);
+            let result = r.family(
+                "predictor_shadow_requests_total",
+                "Shadow copies of requests to sites in the shadow state, by result (matched, mismatched: the new copy answered differently, failed: no answer, dropped: not sent, over shadow.max_in_flight or the servers at their ceilings).",
+                "result",
+            );
+            ShadowMetrics {
+                matched: result("matched"),
+                mismatched: result("mismatched"),
+                failed: result("failed"),
+                dropped: result("dropped"),
+            }
+        };
         let m = Metrics {
             recorder,
             handle,
@@ -142,6 +168,7 @@ impl Metrics {
             reload,
             tls,
             access_log,
+            shadow,
             connections_accepted,
             routes: routes::RouteSeries::new(workers),
         };

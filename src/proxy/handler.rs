@@ -25,6 +25,7 @@ use crate::access_log;
 use crate::legacy::Tunnel;
 use crate::metrics::Metrics;
 use crate::model::host;
+use crate::routing::migration::MigrationState;
 use crate::routing::{self, RouteKind};
 use crate::snapshot::SharedSnapshot;
 
@@ -47,6 +48,9 @@ pub struct WorkerShared {
     /// Upgraded streams (WebSocket) hold a receiver each: a drain waits
     /// until none is left or its deadline.
     pub upgraded: tokio::sync::watch::Sender<()>,
+    /// Shadow copies: in flight now, and the eligible requests seen (for
+    /// the sample).
+    pub shadow: super::shadow::Counters,
 }
 
 /// What the requests of one client connection share.
@@ -197,6 +201,12 @@ fn forward<'a>(
             {
                 return Ok(answer);
             }
+            if decision
+                .state
+                .is_some_and(|(s, _)| s == MigrationState::Shadow)
+            {
+                forward.shadow = super::shadow::prepare(ctx, &snap, &decision, &req, fields);
+            }
             let (fixed, via_back) = rewrite::Fixed::of(&snap, ctx.peer.ip(), req.version());
             drop(snap);
             let sent = rewrite::AsSent {
@@ -256,6 +266,9 @@ fn forward<'a>(
         // Timed from the request's start (one clock read less; routing
         // takes a few microseconds).
         send::outcome(ctx, &mut forward, &result, sent, account);
+        if let (Some(copy), Ok(ex)) = (forward.shadow.take(), &result) {
+            super::shadow::launch(ctx, copy, super::shadow::answer_of(ex));
+        }
         respond::respond(result?, &mut forward, via_back)
     }
 }

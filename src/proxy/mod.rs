@@ -43,6 +43,7 @@ pub mod misdirected;
 pub mod phase;
 pub mod placed;
 pub mod request_id;
+pub mod shadow;
 pub mod target;
 pub mod timer;
 pub mod upstream;

@@ -112,9 +112,7 @@ pub fn route(
         }
         // Validation refuses a legacy state without a legacy balancer; an
         // unreachable one is a gateway error, decided here for completeness.
-        MigrationState::Legacy | MigrationState::Shadow => {
-            Action::Reject(StatusCode::BAD_GATEWAY)
-        }
+        MigrationState::Legacy | MigrationState::Shadow => Action::Reject(StatusCode::BAD_GATEWAY),
         MigrationState::Maintenance => Action::Maintenance,
     };
     Decision {

@@ -51,6 +51,7 @@ pub(super) fn run(
             tokio::task::spawn_local(crate::access_log::flush_loop(lines.clone()));
         }
         let worker = Rc::new(WorkerShared {
+            shadow: Default::default(),
             index,
             snapshot: snapshot.clone(),
             upstreams: Upstreams::new(),

@@ -400,6 +400,8 @@ pub struct SharedSnapshot {
     reloads: std::sync::Mutex<ReloadStatus>,
     /// The reload held for confirmation, if any.
     pub guard: held::Guard,
+    /// The verdicts of shadow verification (`shadow` state).
+    pub verify: crate::verify::Verify,
 }
 
 impl SharedSnapshot {
@@ -420,6 +422,7 @@ impl SharedSnapshot {
                 last_failed: None,
             }),
             guard: held::Guard::default(),
+            verify: Default::default(),
         }
     }
 

@@ -44,6 +44,7 @@ pub(super) fn config(doc: RawDocument) -> Result<Config, ConfigError> {
         placement,
         reload,
         preview,
+        shadow,
         tiers,
         pools,
     } = config;
@@ -194,6 +195,7 @@ pub(super) fn config(doc: RawDocument) -> Result<Config, ConfigError> {
 
     let reload = values::reload_guard(&mut c, reload);
     let preview = preview.and_then(|p| legacy::preview(&mut c, p));
+    let shadow = values::shadow(&mut c, shadow);
     let (pools, pool_isolation) = pools_of(&mut c, pools);
     let (tiers, tier_limits) = tiers_of(&mut c, tiers, &pools);
 
@@ -223,6 +225,7 @@ pub(super) fn config(doc: RawDocument) -> Result<Config, ConfigError> {
         },
         reload,
         preview,
+        shadow,
     })
 }
 

@@ -209,3 +209,48 @@ pub(crate) fn networks(
     }
     out
 }
+
+/// `[shadow]`.
+pub(crate) fn shadow(
+    c: &mut Collector<'_>,
+    s: super::super::raw::RawShadow,
+) -> crate::config::Shadow {
+    let header = match &s.header {
+        Some(h) => match http::HeaderName::from_bytes(h.get_ref().as_bytes()) {
+            Ok(n) => n,
+            Err(_) => {
+                c.at(
+                    h.span(),
+                    "shadow.header",
+                    format!("expected a header name, found {:?}", h.get_ref()),
+                );
+                http::HeaderName::from_static("x-predictor-shadow")
+            }
+        },
+        None => http::HeaderName::from_static("x-predictor-shadow"),
+    };
+    let cookies = match s.credential_cookies {
+        Some(list) => list.into_iter().map(Spanned::into_inner).collect(),
+        None => [
+            "PHPSESSID",
+            "wordpress_logged_in_*",
+            "wp-settings-*",
+            "SESS*",
+            "laravel_session",
+        ]
+        .map(String::from)
+        .to_vec(),
+    };
+    crate::config::Shadow {
+        share: percent(c, "shadow.share", s.share, 0.1),
+        max_in_flight: int(c, "shadow.max_in_flight", s.max_in_flight, 16, 1, 10_000) as usize,
+        header,
+        timeout: duration(c, "shadow.timeout", s.timeout, 10),
+        max_body: int(c, "shadow.max_body", s.max_body, 1 << 20, 0, 1 << 30) as u64,
+        mirror_credentials: s.mirror_credentials.unwrap_or(false),
+        credential_cookies: cookies,
+        min_samples: int(c, "shadow.min_samples", s.min_samples, 100, 1, 1 << 30) as u64,
+        max_mismatch: percent(c, "shadow.max_mismatch", s.max_mismatch, 0.01),
+        length_tolerance: percent(c, "shadow.length_tolerance", s.length_tolerance, 0.1),
+    }
+}

@@ -57,6 +57,9 @@ pub struct Forward {
     /// The request's count for its tenant (set by the admission), held
     /// until the response body ends.
     pub tenant: Option<TenantHold>,
+    /// A copy for the new pool, sent once the live answer's head is in
+    /// (a site in `shadow`).
+    pub shadow: Option<Box<crate::proxy::shadow::Copy>>,
 }
 
 impl Default for Forward {
@@ -82,6 +85,7 @@ impl Default for Forward {
             server: None,
             in_flight: None,
             tenant: None,
+            shadow: None,
         }
     }
 }

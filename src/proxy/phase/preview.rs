@@ -1,4 +1,5 @@
-//! The preview phase: a request for a site in maintenance that carries
+//! The preview phase: a request for a site in maintenance (or in
+//! shadow) that carries
 //! the preview credential (`[preview]`: a header or a cookie with the
 //! token, or a client in one of the operators' networks) goes to the
 //! site's pool in this datacenter, as if it were migrated, so that
@@ -11,6 +12,7 @@ use http::header::COOKIE;
 use super::super::fields::Fields;
 use super::super::handler::ConnCtx;
 use crate::config::Preview;
+use crate::routing::migration::MigrationState;
 use crate::routing::{Action, Decision};
 use crate::snapshot::Snapshot;
 
@@ -23,11 +25,15 @@ pub fn preview(
     decision: &mut Decision,
     fields: Fields<'_>,
 ) -> bool {
-    let (Some(p), Action::Maintenance, Some(m)) =
-        (&snap.config.preview, decision.action, decision.tenant)
-    else {
+    let Some((p, m)) = snap.config.preview.as_ref().zip(decision.tenant) else {
         return false;
     };
+    let shadow = decision
+        .state
+        .is_some_and(|(s, _)| s == MigrationState::Shadow);
+    if decision.action != Action::Maintenance && !shadow {
+        return false;
+    }
     if !allowed(p, ctx.peer.ip(), fields) {
         return false;
     }
