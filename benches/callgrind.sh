@@ -9,7 +9,10 @@
 #   usage: benches/callgrind.sh [PREDICTOR_BIN]   (default target/dist/predictor: `cargo dist`)
 #   needs: valgrind, h2load (nghttp2-client), nginx
 #
-# CG_ROUTE=maintenance measures predictor's own answers instead (no origin).
+# CG_ROUTE=maintenance measures predictor's own answers instead (no origin);
+# CG_ROUTE=legacy sends every request to a legacy balancer (the same
+# origin), CG_ROUTE=shadow too, with CG_SHADOW (default 10%) of them
+# copied to the pool and compared.
 # CG_ACCESS_LOG=1 turns the access log on (to a file), its writer thread
 # counted. CG_CLOSE=1 measures `Connection: close` requests instead: one new
 # client connection per request (sequential, from a small Python client),
@@ -59,6 +62,13 @@ BIN=$bin
 case $proxy in
   predictor)
     predictor_conf "$work/cfg" "$origin" "$port" "" "${CG_ROUTE:-migrated}"
+    case ${CG_ROUTE:-migrated} in
+      # The legacy balancer is the same origin; shadow copies CG_SHADOW of
+      # the requests (default 10%) to the pool, the origin too.
+      legacy | shadow)
+        printf '[legacy]\naddress = "127.0.0.1:%s"\n[shadow]\nshare = "%s"\n' \
+          "$origin" "${CG_SHADOW:-10%}" >> "$work/cfg/predictor.toml" ;;
+    esac
     case ${CG_ISOLATION:-on} in
       on) ;;
       # No server ceiling, no tenant limit: the admission's bare counting.

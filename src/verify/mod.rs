@@ -175,10 +175,14 @@ pub struct Sample<'a> {
 impl Verify {
     pub fn record(&self, s: Sample<'_>) {
         let mut b = self.book.lock().unwrap_or_else(|e| e.into_inner());
-        b.filers
-            .entry(s.filer.to_string())
-            .or_default()
-            .add(s.outcome);
+        match b.filers.get_mut(s.filer) {
+            Some(c) => c.add(s.outcome),
+            None => b
+                .filers
+                .entry(s.filer.to_string())
+                .or_default()
+                .add(s.outcome),
+        }
         let room = b.tenants.len() < MAX_TENANTS;
         let t = match b.tenants.get_mut(s.tenant) {
             Some(t) => t,
