@@ -190,21 +190,26 @@ enum Command {
     },
 }
 
+#[path = "cli/operator.rs"]
+mod operator;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config } => run(&config.config),
         Command::Check { config } => return check(&config.config),
         Command::Route { config, host } => route(&config.config, &host),
-        Command::Reload { config, confirm } => reload(&config.config, confirm),
-        Command::Verify { config, filer } => return verify(&config.config, filer.as_deref()),
+        Command::Reload { config, confirm } => operator::reload(&config.config, confirm),
+        Command::Verify { config, filer } => {
+            return operator::verify(&config.config, filer.as_deref());
+        }
         Command::Diff {
             config,
             new,
             state,
             access_log,
             json,
-        } => diff(
+        } => operator::diff(
             &config.config,
             new.as_deref(),
             state.as_deref(),
@@ -218,7 +223,7 @@ fn main() -> ExitCode {
             n,
             interval,
             once,
-        } => top(
+        } => operator::top(
             &config.config,
             &format!("/top?format=text&window={window}&by={by}&n={n}"),
             interval,
@@ -329,140 +334,6 @@ fn route(dir: &Path, host: &str) -> anyhow::Result<()> {
     println!("live:      not shown: {live}; from the config folder alone");
     print!("{}", predictor::admin::explain::explain(&snap, host));
     Ok(())
-}
-
-/// Prints what replacing the folder `dir` by `new` (or its state file by
-/// `state`) would move.
-fn diff(
-    dir: &Path,
-    new: Option<&Path>,
-    state: Option<&Path>,
-    log: Option<&Path>,
-    json: bool,
-) -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
-    let before = load(dir)?;
-    let after = match (new, state) {
-        (Some(new), _) => load(new)?,
-        (None, Some(state)) => {
-            let mut config = predictor::config::Config::load(dir)?;
-            config.migration_file = state.to_path_buf();
-            Snapshot::from_config(config).map_err(|e| match e {
-                ConfigError::Invalid(p) => {
-                    anyhow::anyhow!("{} problem(s) with {}:\n{p}", p.total(), state.display())
-                }
-                other => anyhow::Error::new(other),
-            })?
-        }
-        (None, None) => anyhow::bail!("give the changed folder, or --state FILE"),
-    };
-    let log = log.map(std::fs::read_to_string).transpose()?;
-    let d = predictor::admin::diff::Diff::of(&before, &after, log.as_deref());
-    if json {
-        println!("{}", serde_json::to_string_pretty(&d.json())?);
-    } else {
-        print!("{}", d.text());
-        println!("(compared in {} ms)", started.elapsed().as_millis());
-    }
-    Ok(())
-}
-
-/// Prints the shadow verdicts of the running instance of `dir`'s config.
-fn verify(dir: &Path, filer: Option<&str>) -> ExitCode {
-    let run = || -> anyhow::Result<bool> {
-        let config = predictor::config::Config::load(dir)?;
-        let Some(admin) = config.admin else {
-            anyhow::bail!("no [admin] address in {}: nothing to ask", dir.display());
-        };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let q = filer.map(|f| format!("&filer={f}")).unwrap_or_default();
-        let ask = |path: String| {
-            runtime
-                .block_on(predictor::admin::fetch(admin, &path))
-                .map_err(|e| anyhow::anyhow!("no running instance answered at {admin}: {e}"))
-        };
-        print!("{}", ask(format!("/verify?format=text{q}"))?);
-        let j: serde_json::Value = serde_json::from_str(&ask(format!("/verify?{q}"))?)?;
-        let filers = j["filers"].as_array().cloned().unwrap_or_default();
-        Ok(!filers.is_empty() && filers.iter().all(|f| f["ready"] == true))
-    };
-    match run() {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("predictor: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Shows the reload the running instance of `dir`'s config holds, and
-/// confirms it with `confirm`.
-fn reload(dir: &Path, confirm: bool) -> anyhow::Result<()> {
-    let config = predictor::config::Config::load(dir)?;
-    let Some(admin) = config.admin else {
-        anyhow::bail!("no [admin] address in {}: nothing to ask", dir.display());
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let ask = |method, path: String| {
-        runtime
-            .block_on(predictor::admin::request(admin, method, &path))
-            .map_err(|e| anyhow::anyhow!("the instance at {admin}: {e}"))
-    };
-    let status: serde_json::Value =
-        serde_json::from_str(&ask(http::Method::GET, "/status".into())?)?;
-    let held = &status["reload"]["held"];
-    let Some(token) = held["token"].as_str() else {
-        if confirm {
-            anyhow::bail!("no reload is held at {admin}");
-        }
-        println!("no reload is held at {admin}");
-        return Ok(());
-    };
-    println!("held:      {}", held["change"].as_str().unwrap_or_default());
-    if !confirm {
-        println!(
-            "confirm:   predictor reload --confirm --config {}",
-            dir.display()
-        );
-        return Ok(());
-    }
-    print!(
-        "{}",
-        ask(http::Method::POST, format!("/reload/confirm?token={token}"))?
-    );
-    Ok(())
-}
-
-/// Shows `/top` of the running instance of `dir`'s config every
-/// `interval` seconds (once with `once`).
-fn top(dir: &Path, path: &str, interval: u64, once: bool) -> anyhow::Result<()> {
-    let config = predictor::config::Config::load(dir)?;
-    let Some(admin) = config.admin else {
-        anyhow::bail!("no [admin] address in {}: nothing to ask", dir.display());
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    loop {
-        let text = runtime
-            .block_on(predictor::admin::fetch(admin, path))
-            .map_err(|e| anyhow::anyhow!("no running instance answered at {admin}: {e}"))?;
-        if tty && !once {
-            // Clear the screen and go home, like top.
-            print!("\x1b[2J\x1b[H");
-        }
-        print!("{text}");
-        if once {
-            return Ok(());
-        }
-        std::thread::sleep(std::time::Duration::from_secs(interval.max(1)));
-    }
 }
 
 fn run(dir: &Path) -> anyhow::Result<()> {
