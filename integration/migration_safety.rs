@@ -578,3 +578,32 @@ async fn a_shadow_overload_drops_copies_not_requests() {
     })
     .await;
 }
+
+/// Small bodies are compared byte for byte (by digest): the same length
+/// with other content is a mismatch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_bodies_are_compared_by_digest() {
+    use crate::support::{Proxy, eventually_async};
+    let legacy = Backend::start("same").await;
+    let web = Backend::start("sane").await;
+    let f = Folder::new(
+        &config_toml(
+            &[("web", vec![("w", web.addr)])],
+            Some(legacy.addr),
+            "[shadow]\nshare = \"100%\"\n",
+        ),
+        "s.example\tt\tweb\tf1\n",
+        "default = \"shadow\"\n",
+    );
+    let p = Proxy::start(&f);
+    for _ in 0..3 {
+        assert_eq!(get(p.addr, "s.example", "/").await.body, "same");
+    }
+    let snap = p.server().snapshot().clone();
+    let body = || {
+        let s = snap.load();
+        snap.verify.json(&s.config.shadow, None)["filers"][0]["counts"]["mismatched"]["body"]
+            .clone()
+    };
+    eventually_async("three body mismatches", async || body() == 3).await;
+}

@@ -109,6 +109,8 @@ pub struct Shadow {
     pub max_mismatch: f64,
     /// Body lengths within this share of each other match.
     pub length_tolerance: f64,
+    /// Bodies up to this many bytes are also compared by digest (0: never).
+    pub digest_max: u64,
 }
 
 /// `[preview]`: a request to a site in maintenance that carries the

@@ -233,6 +233,7 @@ pub struct RawShadow {
     pub min_samples: Option<Spanned<i64>>,
     pub max_mismatch: Option<Spanned<String>>,
     pub length_tolerance: Option<Spanned<String>>,
+    pub digest_max: Option<Spanned<i64>>,
 }
 
 /// `[reload]`: the guard against a disastrous reload.

@@ -151,6 +151,8 @@ pub struct ResponseBody {
     /// The response's fields, written by the HTTP/1.1 upstream side (not
     /// in the response's header map).
     fields: Option<Fields>,
+    /// A shadow copy waiting for this (live) body to end.
+    shadow: Option<Box<crate::proxy::shadow::Tap>>,
 }
 
 enum Kind {
@@ -173,6 +175,7 @@ impl ResponseBody {
             log: None,
             ended: false,
             fields: None,
+            shadow: None,
         }
     }
 
@@ -184,6 +187,7 @@ impl ResponseBody {
             log: None,
             ended: false,
             fields: None,
+            shadow: None,
         }
     }
 
@@ -197,6 +201,7 @@ impl ResponseBody {
             log: None,
             ended: false,
             fields: None,
+            shadow: None,
         }
     }
 
@@ -217,7 +222,13 @@ impl ResponseBody {
             log: None,
             ended: false,
             fields: None,
+            shadow: None,
         }
+    }
+
+    /// Observes this body for a shadow copy, sent once it ends.
+    pub fn set_shadow(&mut self, tap: Box<crate::proxy::shadow::Tap>) {
+        self.shadow = Some(tap);
     }
 
     /// The response's fields as the upstream side wrote them.
@@ -247,6 +258,9 @@ impl ResponseBody {
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
+        if let Some(tap) = self.shadow.take() {
+            tap.finish(self.ended || self.is_end_stream());
+        }
         if let Some(log) = self.log.take() {
             let (record, lines) = &log;
             let completed =
@@ -275,6 +289,9 @@ impl Body for ResponseBody {
             Some(Ok(f)) => {
                 if let (Some(log), Some(data)) = (&mut this.log, f.data_ref()) {
                     log.0.bytes_out += data.len() as u64;
+                }
+                if let (Some(tap), Some(data)) = (&mut this.shadow, f.data_ref()) {
+                    tap.observe(data);
                 }
             }
             Some(Err(_)) => {}

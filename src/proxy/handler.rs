@@ -266,10 +266,17 @@ fn forward<'a>(
         // Timed from the request's start (one clock read less; routing
         // takes a few microseconds).
         send::outcome(ctx, &mut forward, &result, sent, account);
-        if let (Some(copy), Ok(ex)) = (forward.shadow.take(), &result) {
-            super::shadow::launch(ctx, copy, super::shadow::answer_of(ex));
+        // A shadow copy goes once the live body has ended (its length and
+        // digest observed on the way): the body carries it.
+        let tap = match (forward.shadow.take(), &result) {
+            (Some(copy), Ok(ex)) => Some(super::shadow::Tap::new(ctx, copy, ex)),
+            _ => None,
+        };
+        let mut response = respond::respond(result?, &mut forward, via_back)?;
+        if let Some(tap) = tap {
+            response.body_mut().set_shadow(tap);
         }
-        respond::respond(result?, &mut forward, via_back)
+        Ok(response)
     }
 }
 

@@ -2,8 +2,10 @@
 //! balancer like a legacy one; a sample of its safe requests (GET and
 //! HEAD without a body; without credentials unless `[shadow]
 //! mirror_credentials`) is also sent to its pool here, marked with
-//! `[shadow] header`, once the live answer's head is in. The copy runs in
-//! a task of its own: it never delays, changes or fails the live answer.
+//! `[shadow] header`, once the live answer's body has been passed on (its
+//! length and, while small, its digest taken on the way: [`Tap`]). The
+//! copy runs in a task of its own: it never delays, changes or fails the
+//! live answer.
 //! It takes a slot under a server's ceiling like any request, at most
 //! `max_in_flight` copies per worker are in flight (more are dropped and
 //! counted), its answer is read up to `max_body` and thrown away, and the
@@ -209,12 +211,58 @@ pub fn answer_of(ex: &Exchange) -> Answer {
     a
 }
 
-/// Sends `copy` in a task of its own and records how its answer compares
-/// with `live` (the live answer, from the legacy balancer); `host` and
-/// `path` name the request in the verdict's examples.
-pub fn launch(ctx: &ConnCtx, copy: Box<Copy>, live: Answer) {
-    let worker = ctx.worker.clone();
-    tokio::task::spawn_local(async move { run(&worker, copy, live).await });
+/// A shadow copy waiting for the live body to end: it counts the live
+/// body's bytes and digests it while it is small (`[shadow]
+/// digest_max`), then sends the copy ([`Tap::finish`]).
+pub struct Tap {
+    copy: Box<Copy>,
+    live: Answer,
+    worker: Rc<WorkerShared>,
+    read: u64,
+    digest: Option<xxhash_rust::xxh3::Xxh3>,
+}
+
+impl Tap {
+    pub fn new(ctx: &ConnCtx, copy: Box<Copy>, live: &Exchange) -> Box<Tap> {
+        let digest = (copy.config.shadow.digest_max > 0).then(xxhash_rust::xxh3::Xxh3::new);
+        Box::new(Tap {
+            live: answer_of(live),
+            copy,
+            worker: ctx.worker.clone(),
+            read: 0,
+            digest,
+        })
+    }
+
+    /// A chunk of the live body passed to the client.
+    pub fn observe(&mut self, data: &[u8]) {
+        self.read += data.len() as u64;
+        if self.read > self.copy.config.shadow.digest_max {
+            self.digest = None;
+        } else if let Some(d) = &mut self.digest {
+            d.update(data);
+        }
+    }
+
+    /// The live body ended (`completed`) or was cut short (no sample: the
+    /// copy is dropped).
+    pub fn finish(self: Box<Self>, completed: bool) {
+        if !completed {
+            return;
+        }
+        let Tap {
+            copy,
+            mut live,
+            worker,
+            read,
+            digest,
+        } = *self;
+        if live.length.is_none() {
+            live.length = Some(read);
+        }
+        live.digest = digest.map(|d| d.digest());
+        tokio::task::spawn_local(async move { run(&worker, copy, live).await });
+    }
 }
 
 async fn run(worker: &Rc<WorkerShared>, copy: Box<Copy>, live: Answer) {
@@ -262,10 +310,17 @@ async fn run(worker: &Rc<WorkerShared>, copy: Box<Copy>, live: Answer) {
             let mut body = ex.response.into_body();
             let mut read = 0u64;
             let mut whole = true;
+            let mut digest = (policy.digest_max > 0).then(xxhash_rust::xxh3::Xxh3::new);
             loop {
                 match tokio::time::timeout(policy.timeout, body.frame()).await {
                     Ok(Some(Ok(f))) => {
-                        read += f.data_ref().map_or(0, |d| d.len() as u64);
+                        let data = f.data_ref().map_or(&[][..], |d| &d[..]);
+                        read += data.len() as u64;
+                        if read > policy.digest_max {
+                            digest = None;
+                        } else if let Some(d) = &mut digest {
+                            d.update(data);
+                        }
                         if read > policy.max_body {
                             whole = false;
                             break;
@@ -281,6 +336,7 @@ async fn run(worker: &Rc<WorkerShared>, copy: Box<Copy>, live: Answer) {
             if new.length.is_none() && whole {
                 new.length = Some(read);
             }
+            new.digest = digest.filter(|_| whole).map(|d| d.digest());
             Some(new)
         }
         _ => None,

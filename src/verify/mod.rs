@@ -27,6 +27,8 @@ pub struct Answer {
     pub content_type: Option<String>,
     pub location: Option<String>,
     pub length: Option<u64>,
+    /// A digest of a small body (`[shadow] digest_max`).
+    pub digest: Option<u64>,
 }
 
 /// How two answers differ, the gravest first.
@@ -41,15 +43,18 @@ pub enum Kind {
     ContentType,
     /// Body lengths further apart than the tolerance.
     Length,
+    /// Small bodies of other content.
+    Body,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Broken,
         Kind::Status,
         Kind::Location,
         Kind::ContentType,
         Kind::Length,
+        Kind::Body,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +64,7 @@ impl Kind {
             Kind::Location => "location",
             Kind::ContentType => "content_type",
             Kind::Length => "length",
+            Kind::Body => "body",
         }
     }
 }
@@ -93,6 +99,11 @@ pub fn compare(live: &Answer, new: &Answer, tolerance: f64) -> Option<Kind> {
         let (lo, hi) = (a.min(b), a.max(b));
         if (hi - lo) as f64 > tolerance * hi as f64 {
             return Some(Kind::Length);
+        }
+    }
+    if let (Some(a), Some(b)) = (live.digest, new.digest) {
+        if a != b {
+            return Some(Kind::Body);
         }
     }
     None
@@ -384,6 +395,7 @@ mod tests {
             content_type: Some(ct.into()),
             location: None,
             length: Some(len),
+            digest: None,
         }
     }
 
@@ -412,6 +424,11 @@ mod tests {
         let mut other = r.clone();
         other.location = Some("/b".into());
         assert_eq!(compare(&r, &other, 0.1), Some(Kind::Location));
+        let (mut a, mut b) = (answer(200, "text/plain", 5), answer(200, "text/plain", 5));
+        (a.digest, b.digest) = (Some(1), Some(2));
+        assert_eq!(compare(&a, &b, 0.1), Some(Kind::Body));
+        b.digest = None;
+        assert_eq!(compare(&a, &b, 0.1), None, "a body too big to digest");
     }
 
     #[test]

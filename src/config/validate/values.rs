@@ -252,5 +252,6 @@ pub(crate) fn shadow(
         min_samples: int(c, "shadow.min_samples", s.min_samples, 100, 1, 1 << 30) as u64,
         max_mismatch: percent(c, "shadow.max_mismatch", s.max_mismatch, 0.01),
         length_tolerance: percent(c, "shadow.length_tolerance", s.length_tolerance, 0.1),
+        digest_max: int(c, "shadow.digest_max", s.digest_max, 4096, 0, 1 << 20) as u64,
     }
 }
