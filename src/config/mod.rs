@@ -111,6 +111,20 @@ pub struct Shadow {
     pub length_tolerance: f64,
     /// Bodies up to this many bytes are also compared by digest (0: never).
     pub digest_max: u64,
+    /// Copies per second per filer, all workers (0: no bound).
+    pub rate: u32,
+    /// Share and rate of single filers (`[shadow.filers.NAME]`).
+    pub filers: std::collections::HashMap<String, (f64, u32)>,
+}
+
+impl Shadow {
+    /// The share and rate of filer `name`'s copies.
+    pub fn of(&self, name: &str) -> (f64, u32) {
+        match self.filers.get(name) {
+            Some(&f) => f,
+            None => (self.share, self.rate),
+        }
+    }
 }
 
 /// `[preview]`: a request to a site in maintenance that carries the

@@ -234,6 +234,17 @@ pub struct RawShadow {
     pub max_mismatch: Option<Spanned<String>>,
     pub length_tolerance: Option<Spanned<String>>,
     pub digest_max: Option<Spanned<i64>>,
+    pub rate: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub filers: BTreeMap<Spanned<String>, RawShadowFiler>,
+}
+
+/// `[shadow.filers.NAME]`: one filer's share and rate.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShadowFiler {
+    pub share: Option<Spanned<String>>,
+    pub rate: Option<Spanned<i64>>,
 }
 
 /// `[reload]`: the guard against a disastrous reload.

@@ -37,7 +37,7 @@ use crate::verify::{Answer, Outcome, Sample, compare};
 #[derive(Default)]
 pub struct Counters {
     in_flight: Cell<usize>,
-    /// Eligible requests seen (the sample takes `share` of them).
+    /// The sample's pseudo-random sequence (xorshift; no secret needed).
     seen: Cell<u64>,
 }
 
@@ -105,17 +105,20 @@ pub fn prepare(
         return None;
     }
     let w = &ctx.worker;
-    let seen = w.shadow.seen.get() + 1;
-    w.shadow.seen.set(seen);
-    let share = policy.share;
-    if (seen as f64 * share).floor() == ((seen - 1) as f64 * share).floor() {
+    let r = snap.tenants.record(m.tenant);
+    let filer = snap.tenants.filer_name(r.filer);
+    let (share, rate) = policy.of(filer);
+    if !sampled(&w.shadow.seen, share) {
         return None;
     }
     if w.shadow.in_flight.get() >= policy.max_in_flight {
         w.metrics.shadow.dropped.increment(1);
         return None;
     }
-    let r = snap.tenants.record(m.tenant);
+    if rate > 0 && !snap_verify_rate(w, filer, rate) {
+        w.metrics.shadow.dropped.increment(1);
+        return None;
+    }
     let tier = snap.config.tier(r.tier);
     let live = snap.live.pool(tier.pool);
     let mut prefs = [0; MAX_ATTEMPTS];
@@ -151,9 +154,35 @@ pub fn prepare(
         in_flight,
         config: snap.config.clone(),
         tenant: snap.tenants.name(m.tenant).into(),
-        filer: snap.tenants.filer_name(r.filer).into(),
+        filer: filer.into(),
         _slot: Slot::take(w),
     }))
+}
+
+/// Whether this request is in the sample of `share` (0 to 1).
+fn sampled(state: &Cell<u64>, share: f64) -> bool {
+    if share >= 1.0 {
+        return true;
+    }
+    // xorshift64*, seeded on first use.
+    let mut x = state.get();
+    if x == 0 {
+        x = 0x9E37_79B9_7F4A_7C15;
+    }
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    state.set(x);
+    let r = x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11;
+    (r as f64 / (1u64 << 53) as f64) < share
+}
+
+/// Whether filer `filer`'s copies are under `rate` per second (all
+/// workers).
+fn snap_verify_rate(w: &WorkerShared, filer: &str, rate: u32) -> bool {
+    w.snapshot
+        .verify
+        .take_rate(filer, rate, crate::health::now_ns())
 }
 
 /// Whether a request carries credentials: `Authorization`, or a cookie
@@ -368,4 +397,18 @@ async fn run(worker: &Rc<WorkerShared>, copy: Box<Copy>, live: Answer) {
         new: answer.map_or(0, |a| a.status),
         outcome,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_takes_its_share() {
+        let state = Cell::new(0);
+        let n = (0..100_000).filter(|_| sampled(&state, 0.1)).count();
+        assert!((9_500..10_500).contains(&n), "{n}");
+        assert!((0..100).all(|_| sampled(&state, 1.0)));
+        assert!((0..100).all(|_| !sampled(&state, 0.0)));
+    }
 }

@@ -258,6 +258,18 @@ impl Snapshot {
             key: None,
             message: format!("certificate refused: {e}"),
         }));
+        // A [shadow.filers] name the table does not have: a typo, most
+        // likely (it changes nothing).
+        for name in config.shadow.filers.keys() {
+            if tenants.filer_by_name(name).is_none() {
+                warnings.push(Problem {
+                    file: config.file.clone(),
+                    line: None,
+                    key: Some(format!("shadow.filers.{name}")),
+                    message: format!("no filer {name:?} in the tenant table"),
+                });
+            }
+        }
         let maintenance_page = match &config.maintenance.page {
             Some(path) => Bytes::from(std::fs::read(path).map_err(|source| ConfigError::Read {
                 path: path.clone(),

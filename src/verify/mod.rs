@@ -164,6 +164,8 @@ struct TenantBook {
 struct Book {
     filers: HashMap<String, Counts>,
     tenants: HashMap<String, TenantBook>,
+    /// Each filer's copy rate bucket (GCRA arrival time).
+    rates: HashMap<String, std::sync::atomic::AtomicU64>,
 }
 
 /// The verdicts of one running server.
@@ -221,6 +223,21 @@ impl Verify {
                 kind,
             });
         }
+    }
+
+    /// Takes one copy of `filer`'s from its bucket of `rate` per second
+    /// (bursts of one second's worth) at `now_ns`.
+    pub fn take_rate(&self, filer: &str, rate: u32, now_ns: u64) -> bool {
+        let Some(r) = crate::isolation::rate::Rate::new(rate, rate) else {
+            return true;
+        };
+        let mut b = self.book.lock().unwrap_or_else(|e| e.into_inner());
+        if !b.rates.contains_key(filer) {
+            b.rates.insert(filer.to_string(), Default::default());
+        }
+        b.rates
+            .get(filer)
+            .is_some_and(|cell| r.take(cell, now_ns).is_ok())
     }
 
     /// Forgets the samples of `filer` (all filers: `None`), e.g. once the
@@ -429,6 +446,20 @@ mod tests {
         assert_eq!(compare(&a, &b, 0.1), Some(Kind::Body));
         b.digest = None;
         assert_eq!(compare(&a, &b, 0.1), None, "a body too big to digest");
+    }
+
+    #[test]
+    fn a_filer_s_copies_keep_to_its_rate() {
+        let v = Verify::default();
+        let s = 1_000_000_000;
+        let taken = (0..100).filter(|_| v.take_rate("f1", 10, s)).count();
+        assert_eq!(taken, 10, "a second's worth at once");
+        assert!(v.take_rate("f2", 10, s), "another filer has its own");
+        assert!(
+            v.take_rate("f1", 10, s + s / 10),
+            "a tenth of a second later"
+        );
+        assert!(v.take_rate("f1", 0, s), "0: no bound");
     }
 
     #[test]

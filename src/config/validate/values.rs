@@ -241,8 +241,10 @@ pub(crate) fn shadow(
         .map(String::from)
         .to_vec(),
     };
+    let share = percent(c, "shadow.share", s.share, 0.1);
+    let rate = int(c, "shadow.rate", s.rate, 0, 0, 1_000_000) as u32;
     crate::config::Shadow {
-        share: percent(c, "shadow.share", s.share, 0.1),
+        share,
         max_in_flight: int(c, "shadow.max_in_flight", s.max_in_flight, 16, 1, 10_000) as usize,
         header,
         timeout: duration(c, "shadow.timeout", s.timeout, 10),
@@ -253,5 +255,25 @@ pub(crate) fn shadow(
         max_mismatch: percent(c, "shadow.max_mismatch", s.max_mismatch, 0.01),
         length_tolerance: percent(c, "shadow.length_tolerance", s.length_tolerance, 0.1),
         digest_max: int(c, "shadow.digest_max", s.digest_max, 4096, 0, 1 << 20) as u64,
+        rate,
+        filers: s
+            .filers
+            .into_iter()
+            .map(|(name, f)| {
+                let key = format!("shadow.filers.{}", name.get_ref());
+                let one = (
+                    percent(c, &format!("{key}.share"), f.share, share),
+                    int(
+                        c,
+                        &format!("{key}.rate"),
+                        f.rate,
+                        i64::from(rate),
+                        0,
+                        1_000_000,
+                    ) as u32,
+                );
+                (name.into_inner(), one)
+            })
+            .collect(),
     }
 }
