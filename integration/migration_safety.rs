@@ -153,6 +153,46 @@ async fn a_disastrous_reload_is_held_until_confirmed() {
     assert_eq!(get(addr, "s01-a.example", "/").await.body, "web");
     assert!(status(admin).await["reload"]["held"].is_null());
 
+    // What flipping f01 back would move, weighed by the live traffic.
+    for _ in 0..20 {
+        get(addr, "s01-a.example", "/").await;
+    }
+    crate::support::eventually_async("s01's traffic in /top", async || {
+        get(admin, "admin", "/top?window=15m")
+            .await
+            .body
+            .contains("t01a")
+    })
+    .await;
+    let next = f.path().join("next.toml");
+    std::fs::write(
+        &next,
+        states(&(0..=50).filter(|&f| f != 1).collect::<Vec<_>>()),
+    )
+    .unwrap();
+    let dir = f.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_predictor"))
+            .args(["diff", "--live", "--json", "--config"])
+            .arg(&dir)
+            .arg("--state")
+            .arg(&next)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(d["tenants"]["moved"], 2, "{d}");
+    assert!(
+        d["requests"]["source"]
+            .as_str()
+            .unwrap_or("")
+            .contains("running instance"),
+        "{d}"
+    );
+    assert!(d["requests"]["moving"].as_f64().unwrap_or(0.0) > 0.0, "{d}");
+
     run.signal("-TERM");
     assert!(run.exit(WAIT).await.success());
 }
@@ -221,8 +261,8 @@ fn diff_counts_what_a_change_moves() {
         servers.iter().all(|s| s["cap"].as_u64().unwrap() >= 100),
         "{servers:?}"
     );
-    assert_eq!(d["requests"]["moving"], 10);
-    assert_eq!(d["requests"]["total"], 40);
+    assert_eq!(d["requests"]["moving"], 10.0);
+    assert_eq!(d["requests"]["total"], 40.0);
 
     // A changed copy of the folder, its table cut short: held.
     let copy = tempfile::tempdir().unwrap();

@@ -115,6 +115,10 @@ enum Command {
         /// An access log (JSON lines) whose requests are weighed.
         #[arg(long)]
         access_log: Option<PathBuf>,
+        /// Weigh requests by the running instance's live counts (its
+        /// busiest tenants over the last 15 minutes, from /top).
+        #[arg(long, conflicts_with = "access_log")]
+        live: bool,
         #[arg(long)]
         json: bool,
     },
@@ -208,12 +212,14 @@ fn main() -> ExitCode {
             new,
             state,
             access_log,
+            live,
             json,
         } => operator::diff(
             &config.config,
             new.as_deref(),
             state.as_deref(),
             access_log.as_deref(),
+            live,
             json,
         ),
         Command::Top {

@@ -36,8 +36,55 @@ pub struct Diff {
     pub held: bool,
     /// Servers whose units change.
     pub servers: Vec<ServerUnits>,
-    /// From an access log: (requests of moving sites, requests counted).
-    pub requests: Option<(u64, u64)>,
+    /// Requests of moving sites, requests counted, and where the counts
+    /// come from.
+    pub requests: Option<(f64, f64, &'static str)>,
+}
+
+/// How many requests each tenant (by name) takes: from an access log, or
+/// from a running instance's `/top`.
+pub struct Weights {
+    pub source: &'static str,
+    pub per_tenant: HashMap<String, f64>,
+}
+
+impl Weights {
+    /// The requests of an access log (JSON lines with `tenant`).
+    pub fn from_log(log: &str) -> Weights {
+        let mut per: HashMap<String, f64> = HashMap::new();
+        for line in log.lines() {
+            // The tenant member is written as `"tenant":"NAME"` (or null).
+            let Some(rest) = line.split_once("\"tenant\":\"").map(|(_, r)| r) else {
+                continue;
+            };
+            if let Some((name, _)) = rest.split_once('"') {
+                *per.entry(name.to_string()).or_default() += 1.0;
+            }
+        }
+        Weights {
+            source: "the access log",
+            per_tenant: per,
+        }
+    }
+
+    /// Requests per second of the tenants a `/top` JSON answer lists.
+    pub fn from_top(top: &serde_json::Value) -> Weights {
+        let per_tenant = top["tenants"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| {
+                Some((
+                    t["tenant"].as_str()?.to_string(),
+                    t["requests_per_s"].as_f64()?,
+                ))
+            })
+            .collect();
+        Weights {
+            source: "the running instance (its busiest tenants over 15 min, requests/s)",
+            per_tenant,
+        }
+    }
 }
 
 /// Capacity units served (migrated sites homed there) per (pool, server).
@@ -59,9 +106,9 @@ fn served(snap: &Snapshot) -> HashMap<(String, String), u64> {
 }
 
 impl Diff {
-    /// What replacing `before` by `after` moves; `log` is an access log's
-    /// text (JSON lines), whose requests are weighed by their site.
-    pub fn of(before: &Snapshot, after: &Snapshot, log: Option<&str>) -> Diff {
+    /// What replacing `before` by `after` moves; `weights` weigh the
+    /// share of requests that moves.
+    pub fn of(before: &Snapshot, after: &Snapshot, weights: Option<&Weights>) -> Diff {
         let impact = Impact::of(before, after);
         let held = held::holds(&before.config.reload, &impact);
         let (b, a) = (served(before), served(after));
@@ -85,7 +132,10 @@ impl Diff {
                 }
             }
         }
-        let requests = log.map(|text| moving_requests(before, after, text));
+        let requests = weights.map(|w| {
+            let (m, t) = moving_requests(before, after, &w.per_tenant);
+            (m, t, w.source)
+        });
         Diff {
             impact,
             held,
@@ -124,11 +174,11 @@ impl Diff {
                 "would be installed"
             }
         );
-        if let Some((moving, total)) = self.requests {
+        if let Some((moving, total, source)) = self.requests {
             let _ = writeln!(
                 out,
-                "requests:  {:.2} % of the access log's move ({moving} of {total})",
-                moving as f64 * 100.0 / total.max(1) as f64
+                "requests:  {:.2} % move ({moving:.0} of {total:.0}, from {source})",
+                moving * 100.0 / total.max(1.0)
             );
         }
         if !i.moves.is_empty() {
@@ -179,40 +229,29 @@ impl Diff {
             "moves": moves(&i.moves),
             "by_filer": i.by_filer.iter().map(|(f, m)| (f.clone(), serde_json::Value::from(moves(m)))).collect::<serde_json::Map<_, _>>(),
             "servers": self.servers.iter().map(|s| json!({"pool": s.pool, "server": s.server, "units_before": s.before, "units_after": s.after, "cap": s.cap})).collect::<Vec<_>>(),
-            "requests": self.requests.map(|(m, t)| json!({"moving": m, "total": t})),
+            "requests": self.requests.map(|(m, t, s)| json!({"moving": m, "total": t, "source": s})),
         })
     }
 }
 
 /// The numbers of the tenants of `s` named in `wanted`.
-fn index<'s>(s: &'s Snapshot, wanted: &HashMap<&str, u64>) -> HashMap<&'s str, u32> {
+fn index<'s>(s: &'s Snapshot, wanted: &HashMap<String, f64>) -> HashMap<&'s str, u32> {
     s.tenants
         .tenants()
         .map(|(t, _)| (s.tenants.name(t), t))
-        .filter(|(n, _)| wanted.contains_key(n))
+        .filter(|(n, _)| wanted.contains_key(*n))
         .collect()
 }
 
-/// Requests of an access log (JSON lines with `tenant`) whose site moves:
-/// (moving, with a tenant).
-fn moving_requests(before: &Snapshot, after: &Snapshot, log: &str) -> (u64, u64) {
-    let mut per: HashMap<&str, u64> = HashMap::new();
-    for line in log.lines() {
-        // The tenant member is written as `"tenant":"NAME"` (or null).
-        let Some(rest) = line.split_once("\"tenant\":\"").map(|(_, r)| r) else {
-            continue;
-        };
-        if let Some((name, _)) = rest.split_once('"') {
-            *per.entry(name).or_default() += 1;
-        }
-    }
-    // Names to tenant numbers, for the sites the log names only.
-    let (b, a) = (index(before, &per), index(after, &per));
-    let (mut moving, mut total) = (0, 0);
-    for (name, n) in &per {
+/// The weight of the tenants of `per` whose route moves, and of all.
+fn moving_requests(before: &Snapshot, after: &Snapshot, per: &HashMap<String, f64>) -> (f64, f64) {
+    // Names to tenant numbers, for the sites weighed only.
+    let (b, a) = (index(before, per), index(after, per));
+    let (mut moving, mut total) = (0.0, 0.0);
+    for (name, n) in per {
         total += n;
-        let from = b.get(name).map(|&t| route(before, t));
-        let to = a.get(name).map(|&t| route(after, t));
+        let from = b.get(name.as_str()).map(|&t| route(before, t));
+        let to = a.get(name.as_str()).map(|&t| route(after, t));
         if from.is_some() && from != to {
             moving += n;
         }

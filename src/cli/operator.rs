@@ -18,6 +18,7 @@ pub fn diff(
     new: Option<&Path>,
     state: Option<&Path>,
     log: Option<&Path>,
+    live: bool,
     json: bool,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
@@ -36,8 +37,19 @@ pub fn diff(
         }
         (None, None) => anyhow::bail!("give the changed folder, or --state FILE"),
     };
-    let log = log.map(std::fs::read_to_string).transpose()?;
-    let d = predictor::admin::diff::Diff::of(&before, &after, log.as_deref());
+    use predictor::admin::diff::{Diff, Weights};
+    let weights = match (log, live) {
+        (Some(log), _) => Some(Weights::from_log(&std::fs::read_to_string(log)?)),
+        (None, true) => {
+            let (admin, runtime) = admin_of(dir)?;
+            let top = runtime
+                .block_on(predictor::admin::fetch(admin, "/top?window=15m&n=1000"))
+                .map_err(|e| anyhow::anyhow!("no running instance answered at {admin}: {e}"))?;
+            Some(Weights::from_top(&serde_json::from_str(&top)?))
+        }
+        (None, false) => None,
+    };
+    let d = Diff::of(&before, &after, weights.as_ref());
     if json {
         println!("{}", serde_json::to_string_pretty(&d.json())?);
     } else {
