@@ -829,6 +829,39 @@ networks = ["10.0.0.0/33"]
             (Some(17), "preview.networks[0]"),
         ],
     );
+    // [shadow], each key at its line.
+    let text = MINIMAL.to_string()
+        + "[shadow]\nshare = \"ten\"\nmax_in_flight = 0\nheader = \"a b\"\ntimeout = \"soon\"\n\
+           max_mismatch = \"200%\"\n[shadow.filers.f1]\nrate = -1\n";
+    let dir = folder(&text, "", "default = \"migrated\"\n");
+    let p = problems(Config::load(dir.path()).unwrap_err());
+    assert_found(
+        &p,
+        &[
+            (Some(11), "shadow.share"),
+            (Some(12), "shadow.max_in_flight"),
+            (Some(13), "shadow.header"),
+            (Some(14), "shadow.timeout"),
+            (Some(15), "shadow.max_mismatch"),
+            (Some(17), "shadow.filers.f1.rate"),
+        ],
+    );
+    assert_eq!(p.len(), 6, "{p:?}");
+    // A [shadow.filers] name the table does not have: a warning at load.
+    let text = MINIMAL.to_string() + "[shadow.filers.f9]\nshare = \"50%\"\n";
+    let dir = folder(
+        &text,
+        "a.example\tt\tbasic\tf1\n",
+        "default = \"migrated\"\n",
+    );
+    let snap = predictor::snapshot::Snapshot::load(dir.path()).unwrap();
+    assert!(
+        snap.warnings
+            .iter()
+            .any(|w| w.to_string().contains("no filer \"f9\"")),
+        "{:?}",
+        snap.warnings
+    );
     // A header without a token.
     let text = MINIMAL.to_string() + "[preview]\nheader = \"X-Preview\"\n";
     let dir = folder(&text, "", "default = \"migrated\"\n");

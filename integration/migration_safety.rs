@@ -389,40 +389,51 @@ async fn a_filer_rolls_back_under_load_without_a_failed_request() {
         &states(&[0, 1, 2, 3]),
     );
     let p = Proxy::start(&f);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use std::sync::{Arc, Mutex};
+    let stop = Arc::new(AtomicBool::new(false));
+    // What each client's connection was last answered by.
+    let last: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(vec![String::new(); 8]));
     let clients: Vec<_> = (0..8)
         .map(|i| {
-            let (addr, stop) = (p.addr, stop.clone());
+            let (addr, stop, last) = (p.addr, stop.clone(), last.clone());
             tokio::spawn(async move {
                 let mut s = h1(addr).await;
                 let mut seen = Vec::new();
-                for _ in 0..5_000 {
-                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                for _ in 0..50_000 {
+                    if stop.load(SeqCst) {
                         break;
                     }
                     s.ready().await.unwrap();
                     let a = get_on(&mut s, &format!("s{:02}-a.example", i % 4), "/").await;
                     assert_eq!(a.status, 200, "{}", a.body);
                     if seen.last() != Some(&a.body) {
-                        seen.push(a.body);
+                        seen.push(a.body.clone());
                     }
+                    last.lock().unwrap()[i] = a.body;
                 }
                 seen
             })
         })
         .collect();
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Every connection answered by `by` (the reloads are installed when
+    // `reload` returns; this waits for each client's next request).
+    let all = |by: &'static str| {
+        let last = last.clone();
+        move || last.lock().unwrap().iter().all(|b| b == by)
+    };
+    crate::support::eventually("every client served by web", all("web")).await;
     // Roll back: every filer's line back to legacy (for this test's four
     // filers: the guard's minimum keeps a small table from being held).
     f.replace("migration.toml", &states(&[]));
     let server = p.server();
     assert!(reload(server, f.path()).is_ok());
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    crate::support::eventually("every client served by legacy", all("legacy")).await;
     // And forward again.
     f.replace("migration.toml", &states(&[0, 1, 2, 3]));
     assert!(reload(server, f.path()).is_ok());
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    crate::support::eventually("every client served by web again", all("web")).await;
+    stop.store(true, SeqCst);
     for c in clients {
         let seen = tokio::time::timeout(WAIT, c).await.unwrap().unwrap();
         // The same connections, served by the new route each time.
