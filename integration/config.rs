@@ -53,8 +53,12 @@ fn assert_found(p: &[Problem], expected: &[(Option<usize>, &str)]) {
 fn the_shipped_example_is_valid_and_complete() {
     let snap = Snapshot::load(&example_dir()).unwrap();
     let c = &snap.config;
-    assert_eq!(c.listeners.len(), 2);
+    assert_eq!(c.listeners.len(), 3);
     assert_eq!(c.listeners[0].protocol, Protocol::Auto);
+    assert_eq!(c.listeners[0].proxy_protocol, None);
+    let behind = c.listeners[2].proxy_protocol.as_ref().unwrap();
+    assert!(behind.expects("10.20.1.3".parse().unwrap()));
+    assert_eq!(behind.timeout, std::time::Duration::from_secs(3));
     assert!(c.listeners.iter().all(|l| l.defer_accept));
     assert_eq!(c.timeouts.connect, std::time::Duration::from_secs(2));
     assert_eq!(c.timeouts.upstream_idle, std::time::Duration::from_secs(4));
@@ -546,6 +550,54 @@ fn listeners_defer_accepts_unless_told_not_to() {
     let dir = folder(&bad, "", "default = \"migrated\"\n");
     let err = Config::load(dir.path()).unwrap_err().to_string();
     assert!(err.contains("predictor.toml:6"), "{err}");
+}
+
+#[test]
+fn proxy_protocol_sources_and_timeout_are_checked_with_their_lines() {
+    let on = MINIMAL.replace(
+        "address = \"127.0.0.1:0\"\n",
+        "address = \"127.0.0.1:0\"\nproxy_protocol = [\"10.0.0.0/24\", \"192.0.2.7\"]\n",
+    );
+    let dir = folder(&on, "", "default = \"migrated\"\n");
+    let c = Config::load(dir.path()).unwrap();
+    let p = c.listeners[0].proxy_protocol.as_ref().unwrap();
+    assert_eq!(p.timeout, std::time::Duration::from_secs(5));
+    assert!(p.expects("10.0.0.9".parse().unwrap()));
+    assert!(p.expects("::ffff:192.0.2.7".parse().unwrap()));
+    assert!(!p.expects("192.0.2.8".parse().unwrap()));
+    // Off unless written.
+    let dir = folder(MINIMAL, "", "default = \"migrated\"\n");
+    assert_eq!(
+        Config::load(dir.path()).unwrap().listeners[0].proxy_protocol,
+        None
+    );
+
+    for (keys, line, key) in [
+        (
+            "proxy_protocol = [\"10.0.0.0/24\", \"the balancer\"]\n",
+            6,
+            "listen[0].proxy_protocol[1]",
+        ),
+        ("proxy_protocol = []\n", 6, "listen[0].proxy_protocol"),
+        (
+            "proxy_protocol = [\"10.0.0.1\"]\nproxy_protocol_timeout = \"0s\"\n",
+            7,
+            "listen[0].proxy_protocol_timeout",
+        ),
+        (
+            "proxy_protocol_timeout = \"3s\"\n",
+            6,
+            "listen[0].proxy_protocol_timeout",
+        ),
+    ] {
+        let text = MINIMAL.replace(
+            "address = \"127.0.0.1:0\"\n",
+            &format!("address = \"127.0.0.1:0\"\n{keys}"),
+        );
+        let dir = folder(&text, "", "default = \"migrated\"\n");
+        let p = problems(Config::load(dir.path()).unwrap_err());
+        assert_found(&p, &[(Some(line), key)]);
+    }
 }
 
 #[test]

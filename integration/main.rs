@@ -17,6 +17,7 @@ mod operations;
 mod placement;
 mod reload;
 mod routing;
+mod scale_out;
 mod semantics;
 mod streaming;
 mod structure;

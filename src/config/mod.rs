@@ -39,6 +39,7 @@ pub(crate) mod tests_support {
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, StatusCode};
@@ -236,13 +237,35 @@ pub enum Misdirected {
     Allow,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
     pub address: SocketAddr,
     pub protocol: Protocol,
     /// Accept a connection only once the client's first bytes are there
     /// (`TCP_DEFER_ACCEPT`, set where the server binds its listeners).
     pub defer_accept: bool,
+    /// Connections from an L4 tier that start with a PROXY protocol
+    /// header ([`crate::server::inbound`]); none when the key is absent.
+    pub proxy_protocol: Option<Arc<ProxyProtocol>>,
+}
+
+/// `[[listen]] proxy_protocol`: who must send a PROXY protocol header
+/// (v1 or v2) before their first byte, and how long it may take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyProtocol {
+    /// Sources (the L4 balancers) whose connections start with the
+    /// header; a connection from anywhere else that sends one is closed.
+    pub from: Vec<ipnet::IpNet>,
+    /// From the accept to the end of the header.
+    pub timeout: Duration,
+}
+
+impl ProxyProtocol {
+    /// Whether a connection from `ip` must start with the header.
+    pub fn expects(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.from.iter().any(|n| n.contains(&ip))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

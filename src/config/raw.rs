@@ -65,6 +65,8 @@ pub struct RawListener {
     pub address: Spanned<String>,
     pub protocol: Option<Spanned<String>>,
     pub defer_accept: Option<Spanned<bool>>,
+    pub proxy_protocol: Option<Spanned<Vec<Spanned<String>>>>,
+    pub proxy_protocol_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -18,9 +18,12 @@
 //! class, a probe result) or from config names (tier, pool, server id);
 //! never a host, tenant or client address.
 
+mod inbound;
 mod isolation;
 pub mod routes;
 pub mod shards;
+
+pub use inbound::ProxyHeaderMetrics;
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{
@@ -125,6 +128,8 @@ pub struct Metrics {
     pub tls: TlsMetrics,
     pub access_log: AccessLogMetrics,
     pub shadow: ShadowMetrics,
+    /// PROXY protocol headers read on listeners.
+    pub proxy_headers: ProxyHeaderMetrics,
     /// Client connections accepted, all listeners.
     pub connections_accepted: Counter,
     /// The request series, kept per worker ([`shards`]).
@@ -161,6 +166,7 @@ impl Metrics {
                 dropped: result("dropped"),
             }
         };
+        let proxy_headers = inbound::register(&Registrar(&recorder));
         let m = Metrics {
             recorder,
             handle,
@@ -169,6 +175,7 @@ impl Metrics {
             tls,
             access_log,
             shadow,
+            proxy_headers,
             connections_accepted,
             routes: routes::RouteSeries::new(workers),
         };

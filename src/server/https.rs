@@ -15,6 +15,7 @@ use std::sync::Arc;
 use super::drain::Watcher;
 use tokio::net::TcpStream;
 
+use super::inbound::Origin;
 use super::worker::{self, Builders};
 use crate::config::NoSni;
 use crate::proxy::client_io::ConnShared;
@@ -73,10 +74,11 @@ pub(super) async fn serve(
     builders: &Builders,
     watcher: Watcher,
     mut stream: TcpStream,
-    peer: SocketAddr,
+    origin: Origin,
     shared: Arc<ConnShared>,
     settings: front::Settings,
 ) {
+    let peer = origin.client;
     let handshake = worker
         .snapshot
         .load()
@@ -122,7 +124,14 @@ pub(super) async fn serve(
             return;
         }
         Way::Pass { to, proxy_protocol } => {
-            match hello::passthrough(stream, &read, to, proxy_protocol, connect).await {
+            let pass = hello::Pass {
+                to,
+                proxy_protocol,
+                connect_timeout: connect,
+                client: origin.client,
+                destination: origin.destination,
+            };
+            match hello::passthrough(stream, &read, pass).await {
                 Ok((up, down)) => {
                     m.passthrough_ok.increment(1);
                     m.passthrough_bytes_in.increment(up);

@@ -21,13 +21,23 @@ use std::net::SocketAddr;
 
 use socket2::{Domain, Socket, Type};
 
-use crate::config::{Listener, Protocol};
+use crate::config::Listener;
 
 /// Pending connections the kernel queues per socket.
 const BACKLOG: i32 = 4096;
 
+/// One listening socket of a worker, with the listener it was bound for.
+#[derive(Debug)]
+pub struct Bound {
+    pub socket: std::net::TcpListener,
+    /// The listener's position in the config's `[[listen]]` tables.
+    pub index: usize,
+    /// The listener as configured at start-up.
+    pub listener: Listener,
+}
+
 /// Sockets of one worker.
-pub type WorkerSockets = Vec<(std::net::TcpListener, Protocol)>;
+pub type WorkerSockets = Vec<Bound>;
 
 /// Binds every listener once per worker. Returns the bound addresses (a
 /// port 0 resolved once, so all workers share it) and each worker's sockets.
@@ -40,7 +50,7 @@ pub fn bind_all(
         defer_accept: l.defer_accept,
     };
     let mut per_worker: Vec<WorkerSockets> = (0..workers).map(|_| Vec::new()).collect();
-    for l in listeners {
+    for (index, l) in listeners.iter().enumerate() {
         let first = bind(l.address, options(l))?;
         let actual = first.local_addr()?;
         addrs.push(actual);
@@ -49,7 +59,11 @@ pub fn bind_all(
             sockets.push(bind(actual, options(l))?);
         }
         for (w, s) in per_worker.iter_mut().zip(sockets) {
-            w.push((s, l.protocol));
+            w.push(Bound {
+                socket: s,
+                index,
+                listener: l.clone(),
+            });
         }
     }
     Ok((addrs, per_worker))
@@ -114,6 +128,7 @@ fn defer_accept(socket: &Socket, seconds: libc::c_int) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Protocol;
 
     #[test]
     fn port_zero_is_resolved_once_for_all_workers() {
@@ -121,13 +136,14 @@ mod tests {
             address: "127.0.0.1:0".parse().unwrap(),
             protocol: Protocol::Auto,
             defer_accept: true,
+            proxy_protocol: None,
         };
         let (addrs, per_worker) = bind_all(&[l], 3).unwrap();
         assert_eq!(addrs.len(), 1);
         assert_ne!(addrs[0].port(), 0);
         assert_eq!(per_worker.len(), 3);
         for w in &per_worker {
-            assert_eq!(w[0].0.local_addr().unwrap(), addrs[0]);
+            assert_eq!(w[0].socket.local_addr().unwrap(), addrs[0]);
         }
     }
 
@@ -138,8 +154,9 @@ mod tests {
             address: taken.local_addr().unwrap(),
             protocol: Protocol::Http1,
             defer_accept: false,
+            proxy_protocol: None,
         };
-        let err = bind_all(&[l], 1).unwrap_err();
+        let err = bind_all(std::slice::from_ref(&l), 1).unwrap_err();
         assert!(err.to_string().contains(&l.address.to_string()), "{err}");
     }
 
@@ -186,11 +203,12 @@ mod tests {
                 address: "127.0.0.1:0".parse().unwrap(),
                 protocol: Protocol::Auto,
                 defer_accept,
+                proxy_protocol: None,
             };
             // One worker: with two, `SO_REUSEPORT` would hand a test
             // connection to either socket.
             let (_, mut per_worker) = bind_all(&[l], 1).unwrap();
-            let (listener, _) = per_worker.remove(0).remove(0);
+            let listener = per_worker.remove(0).remove(0).socket;
             if defer_accept {
                 deferring(listener);
             } else {

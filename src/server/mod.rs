@@ -18,6 +18,7 @@
 mod control;
 mod drain;
 mod https;
+pub mod inbound;
 mod listen;
 mod worker;
 

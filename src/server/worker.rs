@@ -9,8 +9,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::drain::{Drain, Watcher};
+use super::inbound::{self, Origin};
+use super::listen::Bound;
 use super::{Shared, https};
-use crate::config::Protocol;
+use crate::config::{Listener, Protocol, ProxyProtocol};
 use crate::proxy::client_io::{ClientIo, ConnShared};
 use crate::proxy::clock;
 use crate::proxy::front;
@@ -22,7 +24,7 @@ use crate::tls::hello::Rewind;
 pub(super) fn run(
     index: usize,
     shared: Shared,
-    sockets: Vec<(std::net::TcpListener, Protocol)>,
+    sockets: super::listen::WorkerSockets,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let Shared {
@@ -66,14 +68,19 @@ pub(super) fn run(
         let builders = Rc::new(Builders::new(&snapshot.load().config, tls));
         let drain = Rc::new(Drain::new());
         let mut accepting = Vec::new();
-        for (socket, protocol) in sockets {
+        for bound in sockets {
+            let Bound {
+                socket,
+                index,
+                listener: config,
+            } = bound;
             match TcpListener::from_std(socket) {
                 Ok(listener) => accepting.push(tokio::task::spawn_local(accept_loop(
                     worker.clone(),
                     builders.clone(),
                     drain.clone(),
                     listener,
-                    protocol,
+                    Rc::new(Listening { index, config }),
                     limit.clone(),
                 ))),
                 Err(e) => tracing::error!(error = %e, "cannot use a listening socket"),
@@ -168,12 +175,32 @@ impl Builders {
     }
 }
 
+/// What an accept loop's connections know of their listener.
+struct Listening {
+    /// The listener's position in the config's `[[listen]]` tables.
+    index: usize,
+    /// The listener as configured at start-up.
+    config: Listener,
+}
+
+impl Listening {
+    /// The listener's PROXY protocol settings in `config` (the serving
+    /// one: the sources are reloaded live), or those it was started with
+    /// when that config changed its listeners (which needs a restart).
+    fn proxy_protocol(&self, config: &crate::config::Config) -> Option<Arc<ProxyProtocol>> {
+        match config.listeners.get(self.index) {
+            Some(l) if l.address == self.config.address => l.proxy_protocol.clone(),
+            _ => self.config.proxy_protocol.clone(),
+        }
+    }
+}
+
 async fn accept_loop(
     worker: Rc<WorkerShared>,
     builders: Rc<Builders>,
     drain: Rc<Drain>,
     listener: TcpListener,
-    protocol: Protocol,
+    listening: Rc<Listening>,
     limit: Arc<Semaphore>,
 ) {
     loop {
@@ -197,7 +224,7 @@ async fn accept_loop(
                     drain.watcher(),
                     stream,
                     peer,
-                    protocol,
+                    listening.clone(),
                     permit,
                 ))));
             }
@@ -215,22 +242,42 @@ async fn serve(
     worker: Rc<WorkerShared>,
     builders: Rc<Builders>,
     watcher: Watcher,
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
-    protocol: Protocol,
+    listening: Rc<Listening>,
     _permit: OwnedSemaphorePermit,
 ) {
-    let settings = {
+    let protocol = listening.config.protocol;
+    let (settings, proxy_protocol) = {
         let snap = worker.snapshot.load();
         let c = &snap.config;
-        front::Settings {
+        let settings = front::Settings {
             idle: c.timeouts.client_idle,
             header: c.timeouts.request_header,
             max_head: c.limits.max_request_header_bytes,
             sniff_h2: protocol == Protocol::Auto,
             tls: false,
+        };
+        (settings, listening.proxy_protocol(c))
+    };
+    let origin = match proxy_protocol {
+        None => Origin {
+            client: peer,
+            destination: None,
+        },
+        Some(p) => {
+            let m = &worker.metrics.proxy_headers;
+            match Box::pin(inbound::read(&mut stream, peer, &p, m)).await {
+                Ok(origin) => origin,
+                Err(e) => {
+                    e.count(m);
+                    tracing::debug!(source = %peer, error = %e, "connection closed at its PROXY header");
+                    return;
+                }
+            }
         }
     };
+    let peer = origin.client;
     let shared = Arc::new(ConnShared::default());
     match protocol {
         Protocol::H2c => {
@@ -255,7 +302,7 @@ async fn serve(
             // Boxed: the TLS handshake's state would otherwise size (and
             // be copied with) every plain connection's task.
             Box::pin(https::serve(
-                worker, &builders, watcher, stream, peer, shared, settings,
+                worker, &builders, watcher, stream, origin, shared, settings,
             ))
             .await
         }

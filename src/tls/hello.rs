@@ -144,23 +144,71 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
     }
 }
 
-/// Passes a TLS connection to `to` undecrypted: a PROXY protocol v2
-/// header with the client's address first (when `proxy_protocol`), then
-/// the ClientHello already read, then both directions until either side
+/// The two addresses of a PROXY header in one family (the header has
+/// no way to mix them: a client that came over IPv4 to an IPv6 front is
+/// written as an IPv4-mapped IPv6 address rather than lost).
+fn one_family(client: SocketAddr, destination: SocketAddr) -> (SocketAddr, SocketAddr) {
+    use std::net::{IpAddr, SocketAddr as S};
+    let v6 = |a: S| match a.ip() {
+        IpAddr::V4(ip) => S::new(IpAddr::V6(ip.to_ipv6_mapped()), a.port()),
+        IpAddr::V6(_) => a,
+    };
+    let v4 = |a: S| match a.ip() {
+        IpAddr::V6(ip) => ip
+            .to_ipv4_mapped()
+            .map(|ip| S::new(IpAddr::V4(ip), a.port())),
+        IpAddr::V4(_) => Some(a),
+    };
+    if client.is_ipv4() == destination.is_ipv4() {
+        return (client, destination);
+    }
+    match (v4(client), v4(destination)) {
+        (Some(c), Some(d)) => (c, d),
+        _ => (v6(client), v6(destination)),
+    }
+}
+
+/// Where and how a TLS connection is passed through.
+#[derive(Debug, Clone, Copy)]
+pub struct Pass {
+    /// The legacy balancer's TLS port.
+    pub to: SocketAddr,
+    /// Whether a PROXY protocol v2 header goes first.
+    pub proxy_protocol: bool,
+    pub connect_timeout: Duration,
+    /// The client's address (from an L4 tier's PROXY header, or the
+    /// socket's peer).
+    pub client: SocketAddr,
+    /// The address the client connected to, when an L4 tier's PROXY
+    /// header named it; the socket's own otherwise.
+    pub destination: Option<SocketAddr>,
+}
+
+/// Passes a TLS connection undecrypted: a PROXY protocol v2 header with
+/// the client's address first (when `proxy_protocol`), then the
+/// ClientHello already read, then both directions until either side
 /// closes. Returns the bytes sent each way (client to server first).
 pub async fn passthrough(
     mut client: TcpStream,
     hello: &[u8],
-    to: SocketAddr,
-    proxy_protocol: bool,
-    connect_timeout: Duration,
+    pass: Pass,
 ) -> io::Result<(u64, u64)> {
+    let Pass {
+        to,
+        proxy_protocol,
+        connect_timeout,
+        ..
+    } = pass;
     let mut upstream = tokio::time::timeout(connect_timeout, TcpStream::connect(to))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("connecting to {to}")))??;
     upstream.set_nodelay(true)?;
     if proxy_protocol {
-        let addresses = (client.peer_addr()?, client.local_addr()?);
+        let destination = match pass.destination {
+            Some(d) => d,
+            None => client.local_addr()?,
+        };
+        let addresses = one_family(pass.client, destination);
         let header = ppp::v2::Builder::with_addresses(
             ppp::v2::Version::Two | ppp::v2::Command::Proxy,
             ppp::v2::Protocol::Stream,
@@ -173,4 +221,30 @@ pub async fn passthrough(
     upstream.write_all(hello).await?;
     let (up, down) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
     Ok((up + hello.len() as u64, down))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_family;
+
+    #[test]
+    fn a_proxy_header_gets_both_addresses_in_one_family() {
+        let a = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        assert_eq!(
+            one_family(a("192.0.2.7:1"), a("198.51.100.1:443")),
+            (a("192.0.2.7:1"), a("198.51.100.1:443"))
+        );
+        assert_eq!(
+            one_family(a("192.0.2.7:1"), a("[2001:db8::1]:443")),
+            (a("[::ffff:192.0.2.7]:1"), a("[2001:db8::1]:443"))
+        );
+        assert_eq!(
+            one_family(a("[2001:db8::7]:1"), a("198.51.100.1:443")),
+            (a("[2001:db8::7]:1"), a("[::ffff:198.51.100.1]:443"))
+        );
+        assert_eq!(
+            one_family(a("192.0.2.7:1"), a("[::ffff:198.51.100.1]:443")),
+            (a("192.0.2.7:1"), a("198.51.100.1:443"))
+        );
+    }
 }

@@ -3,6 +3,8 @@
 //! Every check runs even after an earlier one failed, so that one `check`
 //! shows every problem of the file.
 
+use std::sync::Arc;
+
 use http::StatusCode;
 
 use super::raw::{RawAccessLog, RawConfig, Spanned};
@@ -317,14 +319,47 @@ fn listeners(
             if out.iter().any(|o| o.address == address) {
                 c.at(l.address.span(), format!("{key}.address"), "listed twice");
             }
+            let proxy_protocol =
+                proxy_protocol(c, &key, l.proxy_protocol, l.proxy_protocol_timeout);
             out.push(Listener {
                 address,
                 protocol,
                 defer_accept: l.defer_accept.is_none_or(|b| *b.get_ref()),
+                proxy_protocol,
             });
         }
     }
     out
+}
+
+/// `[[listen]] proxy_protocol` (the sources, at least one) and its
+/// `proxy_protocol_timeout` (5 s by default; refused without the sources).
+fn proxy_protocol(
+    c: &mut Collector<'_>,
+    key: &str,
+    from: Option<Spanned<Vec<Spanned<String>>>>,
+    timeout: Option<Spanned<String>>,
+) -> Option<Arc<super::ProxyProtocol>> {
+    let Some(list) = from else {
+        if let Some(t) = &timeout {
+            c.at(
+                t.span(),
+                format!("{key}.proxy_protocol_timeout"),
+                "set without proxy_protocol (the sources that send the header)",
+            );
+        }
+        return None;
+    };
+    if list.get_ref().is_empty() {
+        c.at(
+            list.span(),
+            format!("{key}.proxy_protocol"),
+            "empty: list the L4 balancers' addresses or networks, or remove the key",
+        );
+    }
+    let from = values::networks(c, &format!("{key}.proxy_protocol"), Some(list.into_inner()));
+    let timeout = values::duration(c, &format!("{key}.proxy_protocol_timeout"), timeout, 5);
+    Some(Arc::new(super::ProxyProtocol { from, timeout }))
 }
 
 fn unknown(
