@@ -4,7 +4,7 @@
 //! HAProxy in TCP mode, each in a network namespace of its own
 //! ([`fleet`]).
 
-// mod fleet;
+mod fleet;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -683,3 +683,82 @@ async fn status_names_the_refused_certificate_files() {
         "{why}"
     );
 }
+
+/// Behind an L4 tier on an `https` listener: the balancer's PROXY header
+/// is read before the ClientHello. A terminated site's webserver gets the
+/// visitor in `X-Forwarded-For`; a legacy site passed through undecrypted
+/// gets a PROXY v2 header naming the visitor and the address the visitor
+/// connected to (not the balancer's connection).
+#[tokio::test]
+async fn an_l4_tiers_proxy_header_comes_before_tls_and_on_through_passthrough() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let web = Backend::start("web").await;
+    // The legacy TLS port: reports the PROXY header predictor sends.
+    let legacy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let legacy_addr = legacy.local_addr().unwrap();
+    let (told, mut heard) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = legacy.accept().await {
+            let mut head = [0u8; 28];
+            if s.read_exact(&mut head).await.is_ok() {
+                let _ = told.send(head.to_vec());
+            }
+        }
+    });
+    let toml = https_toml(&web, "").replace(
+        "protocol = \"https\"\n",
+        "protocol = \"https\"\nproxy_protocol = [\"127.0.0.1\"]\n",
+    ) + &format!(
+        "[legacy]\naddress = \"127.0.0.1:9\"\n[tls]\ncertificates = \"certs\"\n\
+         [tls.passthrough]\naddress = \"{legacy_addr}\"\n"
+    );
+    let f = Folder::new(
+        &toml,
+        "s.example\tt\tweb\tf-new\nold.example\to\tweb\tf-old\n",
+        "default = \"migrated\"\n[filers]\nf-old = \"legacy\"\n",
+    );
+    let site = write_cert(f.path(), "s.pem", &["s.example"]);
+    let proxy = Proxy::start(&f);
+    let front: std::net::SocketAddr = "198.51.100.1:443".parse().unwrap();
+    let header = |visitor: &str| {
+        ppp::v2::Builder::with_addresses(
+            ppp::v2::Version::Two | ppp::v2::Command::Proxy,
+            ppp::v2::Protocol::Stream,
+            (visitor.parse::<std::net::SocketAddr>().unwrap(), front),
+        )
+        .build()
+        .unwrap()
+    };
+
+    let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    tcp.write_all(&header("192.0.2.7:40000")).await.unwrap();
+    let (tls, cert) = handshake(tcp, "s.example", &[&site], &[]).await.unwrap();
+    assert_eq!(cert, site);
+    assert_eq!(get_h1(tls, "s.example").await.status, 200);
+    assert_eq!(web.last().header("x-forwarded-for"), Some("192.0.2.7"));
+    assert_eq!(web.last().header("x-forwarded-proto"), Some("https"));
+
+    let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    tcp.write_all(&header("192.0.2.8:40001")).await.unwrap();
+    // The legacy side never answers the handshake: only its PROXY header
+    // is looked at.
+    let roots = [&site];
+    let hello = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        handshake(tcp, "old.example", &roots, &[]),
+    );
+    let (_, got) = tokio::join!(hello, tokio::time::timeout(WAIT, heard.recv()));
+    let got = got.unwrap().unwrap();
+    let got = ppp::v2::Header::try_from(&got[..]).unwrap();
+    let ppp::v2::Addresses::IPv4(a) = got.addresses else {
+        panic!("{got:?}")
+    };
+    assert_eq!(
+        (a.source_address.to_string(), a.source_port),
+        ("192.0.2.8".to_string(), 40001)
+    );
+    assert_eq!(
+        std::net::SocketAddr::from((a.destination_address, a.destination_port)),
+        front
+    );
+}

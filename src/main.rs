@@ -56,7 +56,8 @@ enum Command {
     ///
     /// Signals: SIGHUP reloads at once (and reads every certificate file
     /// again); SIGTERM or SIGINT report not ready (/readyz answers 503),
-    /// stop accepting, let requests in progress finish within
+    /// keep accepting for timeouts.drain_notice (0 by default), then stop
+    /// accepting, let requests in progress finish within
     /// timeouts.drain and exit; a second SIGTERM/SIGINT exits at once;
     /// SIGUSR1 reopens the access log file (after logrotate).
     ///
@@ -493,7 +494,19 @@ fn control_loop(signals: Signals, server: Arc<Server>, dir: Option<PathBuf>) -> 
             }
         }
         let _ = stop_watch.send(true);
-        let drain = server.snapshot().load().config.timeouts.drain;
+        let (drain, notice) = {
+            let t = server.snapshot().load().config.timeouts;
+            (t.drain, t.drain_notice)
+        };
+        if !notice.is_zero() {
+            tracing::info!(notice = ?notice, "shutting down: not ready, still accepting until the L4 tier's checks take this instance out");
+            server.announce_shutdown();
+            tokio::select! {
+                _ = tokio::time::sleep(notice) => {}
+                _ = term.recv() => second_signal(),
+                _ = int.recv() => second_signal(),
+            }
+        }
         tracing::info!(deadline = ?drain, "shutting down: not ready, no new connections, draining");
         server.shutdown();
         drop(reloader);

@@ -28,6 +28,10 @@ pub struct Seen {
     pub uri: String,
     pub version: Version,
     pub headers: HeaderMap,
+    /// The connection's peer (which instance sent it, in a fleet).
+    pub peer: std::net::SocketAddr,
+    /// When the request arrived.
+    pub at: std::time::Instant,
 }
 
 impl Seen {
@@ -73,13 +77,13 @@ impl Backend {
         let (st, nm) = (state.clone(), name.to_string());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
+                let Ok((stream, peer)) = listener.accept().await else {
                     continue;
                 };
                 st.connections.fetch_add(1, Ordering::SeqCst);
                 let (st, nm) = (st.clone(), nm.clone());
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| answer(nm.clone(), st.clone(), req));
+                    let svc = service_fn(move |req| answer(nm.clone(), st.clone(), peer, req));
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
                         .with_upgrades()
@@ -137,6 +141,7 @@ fn query_num(req: &Request<Incoming>, key: &str) -> u64 {
 async fn answer(
     name: String,
     state: Arc<State>,
+    peer: std::net::SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     state.seen.lock().unwrap().push(Seen {
@@ -144,6 +149,8 @@ async fn answer(
         uri: req.uri().to_string(),
         version: req.version(),
         headers: req.headers().clone(),
+        peer,
+        at: std::time::Instant::now(),
     });
     let failing = state.failing.load(Ordering::SeqCst);
     if failing != 0 {
@@ -155,6 +162,11 @@ async fn answer(
     let path = req.uri().path().to_string();
     let response = match path.as_str() {
         "/echo" => Response::new(req.into_body().boxed()),
+        // Answered after `ms` milliseconds.
+        "/slow" => {
+            tokio::time::sleep(std::time::Duration::from_millis(query_num(&req, "ms"))).await;
+            Response::new(full(name.clone()))
+        }
         "/download" => {
             let total = query_num(&req, "bytes");
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, hyper::Error>>(4);

@@ -25,10 +25,24 @@ impl Running {
 
     /// [`Running::start`] with `env` added to its environment.
     pub fn start_with(dir: &Path, env: &[(&str, &str)]) -> Running {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_predictor"))
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_predictor"));
+        command.envs(env.iter().copied());
+        Self::spawn(command, dir)
+    }
+
+    /// [`Running::start`] inside the network namespace `ns` (`ip netns
+    /// exec` enters it and then executes predictor in its own process:
+    /// the pid signalled is predictor's).
+    pub fn start_in_netns(ns: &str, dir: &Path) -> Running {
+        let mut command = tokio::process::Command::new("ip");
+        command.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_predictor")]);
+        Self::spawn(command, dir)
+    }
+
+    fn spawn(mut command: tokio::process::Command, dir: &Path) -> Running {
+        let mut child = command
             .args(["run", "--config"])
             .arg(dir)
-            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)

@@ -283,6 +283,10 @@ pub struct Timeouts {
     pub upstream_idle: Duration,
     /// How long a shutdown waits for requests in progress.
     pub drain: Duration,
+    /// How long a shutdown keeps accepting after `/readyz` turned 503,
+    /// before the listeners close: time for an L4 tier's health checks to
+    /// take the instance out (0: close at once).
+    pub drain_notice: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

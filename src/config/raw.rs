@@ -78,6 +78,7 @@ pub struct RawTimeouts {
     pub upstream_response: Option<Spanned<String>>,
     pub upstream_idle: Option<Spanned<String>>,
     pub drain: Option<Spanned<String>>,
+    pub drain_notice: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

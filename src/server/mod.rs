@@ -197,6 +197,14 @@ impl Server {
         }
     }
 
+    /// Reports not ready (`/readyz` 503) while still accepting: the
+    /// first step of a shutdown behind an L4 tier
+    /// (`timeouts.drain_notice`), whose checks then take the instance out
+    /// before [`Server::shutdown`] closes the listeners.
+    pub fn announce_shutdown(&self) {
+        self.lifecycle.start_draining();
+    }
+
     /// Reports not ready, stops accepting and lets connections drain;
     /// [`Server::join`] waits.
     pub fn shutdown(&self) {

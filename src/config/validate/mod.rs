@@ -89,6 +89,11 @@ pub(super) fn config(doc: RawDocument) -> Result<Config, ConfigError> {
         ),
         upstream_idle: duration(&mut c, "timeouts.upstream_idle", timeouts.upstream_idle, 4),
         drain: duration(&mut c, "timeouts.drain", timeouts.drain, 30),
+        drain_notice: values::duration_or_zero(
+            &mut c,
+            "timeouts.drain_notice",
+            timeouts.drain_notice,
+        ),
     };
 
     let limits = Limits {

@@ -53,6 +53,21 @@ pub(crate) fn duration(
     }
 }
 
+/// A duration that may be zero (`"0s"`, the default: off).
+pub(crate) fn duration_or_zero(
+    c: &mut Collector<'_>,
+    key: &str,
+    v: Option<Spanned<String>>,
+) -> Duration {
+    match &v {
+        Some(t) if humantime::parse_duration(t.get_ref()).is_ok_and(|d| d.is_zero()) => {
+            Duration::ZERO
+        }
+        None => Duration::ZERO,
+        Some(_) => duration(c, key, v, 0),
+    }
+}
+
 /// One of a fixed set of keywords: `options` maps each to its value, the
 /// first being the default when the key is absent. Anything else is
 /// refused at its line with `expected` (the choices, explained) and what
