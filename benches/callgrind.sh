@@ -21,6 +21,11 @@
 # adds the fields a browser sends (12 in all, ~700 bytes of head) to the
 # keep-alive and h2c requests, instead of h2load's two.
 #
+# CG_PROXY_HEADER=v1|v2 (with CG_CLOSE=1) has the listener take PROXY
+# protocol headers from 127.0.0.1 ([[listen]] proxy_protocol) and the
+# client send one first on every connection, as an L4 tier does: the
+# difference from CG_CLOSE=1 alone is the header's cost per connection.
+#
 # CG_ISOLATION=off removes the server ceiling and the tenant's concurrency
 # limit (on: the defaults, nothing queues under this load); rate adds a
 # rate and a per-client rate that are never reached.
@@ -82,6 +87,13 @@ case $proxy in
     if [ -n "${CG_ACCESS_LOG:-}" ]; then
       printf '[access_log]\noutput = "%s"\n' "$work/access.log" >> "$work/cfg/predictor.toml"
     fi
+    case ${CG_PROXY_HEADER:-} in
+      "") ;;
+      v1 | v2)
+        [ -n "${CG_CLOSE:-}" ] || { echo "CG_PROXY_HEADER needs CG_CLOSE=1" >&2; exit 2; }
+        sed -i "0,/^address = .*/s//&\nproxy_protocol = [\"127.0.0.1\"]/" "$work/cfg/predictor.toml" ;;
+      *) echo "CG_PROXY_HEADER: v1 or v2" >&2; exit 2 ;;
+    esac
     h2target=$port ;;
   nginx) nginx_conf "$work/nginx" "$origin" "$port" "$h2port"; h2target=$h2port ;;
   haproxy) haproxy_conf "$work/haproxy" "$origin" "$port" "$h2port"; h2target=$h2port ;;
@@ -110,18 +122,29 @@ run() {
   valgrind --tool=callgrind "${sim[@]}" --callgrind-out-file="$out" "$bin" "${args[@]}" \
     >"$work/log.$n" 2>&1 &
   local pid=$!
+  local probe=()
+  if [ -n "${CG_PROXY_HEADER:-}" ]; then probe=(--haproxy-protocol); fi
   for _ in $(seq 1 200); do
-    curl -s -o /dev/null -H 'Host: bench.example' "http://127.0.0.1:$port/" && break
+    curl -s -o /dev/null "${probe[@]}" -H 'Host: bench.example' "http://127.0.0.1:$port/" && break
     sleep 0.1
   done
   if [ -n "${CG_CLOSE:-}" ]; then
-    python3 - "$port" "$n" <<'PY' >&2
-import socket, sys
-port, n = int(sys.argv[1]), int(sys.argv[2])
+    python3 - "$port" "$n" "${CG_PROXY_HEADER:-}" <<'PY' >&2
+import socket, struct, sys
+port, n, header = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 ok = 0
+def proxy_header(s):
+    # What an L4 tier sends for a visitor: the connection's own addresses.
+    (src, sport), (dst, dport) = s.getsockname(), s.getpeername()
+    if header == "v1":
+        return f"PROXY TCP4 {src} {dst} {sport} {dport}\r\n".encode()
+    if header == "v2":
+        body = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!HH", sport, dport)
+        return b"\r\n\r\n\x00\r\nQUIT\n\x21\x11" + struct.pack("!H", len(body)) + body
+    return b""
 for _ in range(n):
     s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(b"GET / HTTP/1.1\r\nHost: bench.example\r\nConnection: close\r\n\r\n")
+    s.sendall(proxy_header(s) + b"GET / HTTP/1.1\r\nHost: bench.example\r\nConnection: close\r\n\r\n")
     got = b""
     while True:
         chunk = s.recv(4096)

@@ -297,22 +297,10 @@ async fn fleet_inside_its_namespaces() {
         assert!(ready, "instance {} not ready", i + 1);
     }
 
-    // HAProxy, TCP mode: PROXY v2 to each instance, /readyz checked on
-    // the admin port every 100 ms; a refused connection is tried again
-    // on another instance.
+    // HAProxy, TCP mode: the http half of deploy/haproxy/l4.cfg, its
+    // addresses ours and its checks every 100 ms (fall 1).
     let port = free_port();
-    let edges: String = (1..=INSTANCES)
-        .map(|i| format!("  server e{i} {}\n", edge(i, 8080)))
-        .collect();
-    let _haproxy = Haproxy::start_on(
-        port,
-        &format!(
-            "frontend l4\n  mode tcp\n  bind *:{{port}}\n  default_backend edges\n\
-             backend edges\n  mode tcp\n  balance roundrobin\n  retries 3\n  option redispatch 1\n  \
-             option httpchk GET /readyz\n  http-check expect status 200\n  \
-             default-server send-proxy-v2 check port 9180 inter 100ms fall 1 rise 2\n{edges}"
-        ),
-    );
+    let _haproxy = Haproxy::start_on(port, &l4_tier());
     let front = SocketAddr::from(([10, 99, 0, 1], port));
 
     // (a) The same route and server order for every host, everywhere.
@@ -461,6 +449,38 @@ async fn fleet_inside_its_namespaces() {
         results.len() - failures.len()
     );
     drop(fleet);
+}
+
+/// The `http` frontend and `predictor_http` backend of
+/// `deploy/haproxy/l4.cfg`, bound on this test's port, with this test's
+/// instances and faster checks.
+fn l4_tier() -> String {
+    let text = include_str!("../../deploy/haproxy/l4.cfg");
+    let mut out = String::new();
+    let mut keep = false;
+    for line in text.lines() {
+        if !line.starts_with(' ') && !line.is_empty() {
+            keep = line == "frontend http" || line == "backend predictor_http";
+        }
+        if !keep || line.trim_start().starts_with("server ") {
+            continue;
+        }
+        let line = if line.trim_start().starts_with("bind ") {
+            "  bind *:{port}".to_string()
+        } else {
+            line.replace("inter 1s fall 2 rise 2", "inter 100ms fall 1 rise 2")
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    assert!(
+        out.contains("send-proxy-v2") && out.contains("inter 100ms"),
+        "{out}"
+    );
+    for i in 1..=INSTANCES {
+        out.push_str(&format!("  server e{i} {}\n", edge(i, 8080)));
+    }
+    out
 }
 
 /// Writes `content` as the state file while a client of each instance
