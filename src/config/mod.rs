@@ -245,7 +245,8 @@ pub struct Listener {
     /// (`TCP_DEFER_ACCEPT`, set where the server binds its listeners).
     pub defer_accept: bool,
     /// Connections from an L4 tier that start with a PROXY protocol
-    /// header ([`crate::server::inbound`]); none when the key is absent.
+    /// header (read by the server before anything else); none when the
+    /// key is absent.
     pub proxy_protocol: Option<Arc<ProxyProtocol>>,
 }
 

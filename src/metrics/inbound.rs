@@ -1,5 +1,5 @@
 //! The series of PROXY protocol headers read on listeners
-//! (`[[listen]] proxy_protocol`, [`crate::server::inbound`]): one counter
+//! (`[[listen]] proxy_protocol`, read by the server's `inbound`): one counter
 //! per result, registered at start-up so that every result is exported
 //! at 0.
 
