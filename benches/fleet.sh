@@ -33,7 +33,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-base=$((20000 + RANDOM % 20000))
+# Below the ephemeral ports (32768-60999), which outgoing connections take.
+base=$((10000 + RANDOM % 20000))
 origin=$base front=$((base + 1))
 start_origin "$work" "$origin"
 

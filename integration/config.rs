@@ -601,6 +601,26 @@ fn proxy_protocol_sources_and_timeout_are_checked_with_their_lines() {
 }
 
 #[test]
+fn the_drain_notice_is_off_unless_set_and_checked_with_its_line() {
+    let dir = folder(MINIMAL, "", "default = \"migrated\"\n");
+    let c = Config::load(dir.path()).unwrap();
+    assert_eq!(c.timeouts.drain_notice, std::time::Duration::ZERO);
+    for (value, secs) in [("\"0s\"", 0), ("\"3s\"", 3)] {
+        let text = format!("{MINIMAL}[timeouts]\ndrain_notice = {value}\n");
+        let dir = folder(&text, "", "default = \"migrated\"\n");
+        let c = Config::load(dir.path()).unwrap();
+        assert_eq!(
+            c.timeouts.drain_notice,
+            std::time::Duration::from_secs(secs)
+        );
+    }
+    let text = format!("{MINIMAL}[timeouts]\ndrain_notice = \"soon\"\n");
+    let dir = folder(&text, "", "default = \"migrated\"\n");
+    let p = problems(Config::load(dir.path()).unwrap_err());
+    assert_found(&p, &[(Some(11), "timeouts.drain_notice")]);
+}
+
+#[test]
 fn tls_keys_are_checked_with_their_lines() {
     // An https listener needs [tls].
     let text = MINIMAL.replace(

@@ -14,6 +14,7 @@ use http::Request;
 use http_body_util::Full;
 
 use crate::support::haproxy::free_port;
+use crate::support::netns::{Namespaces, ip};
 use crate::support::process::Running;
 use crate::support::prom::{self, Exposition};
 use crate::support::relay::Relay;
@@ -699,48 +700,10 @@ const UPGRADE_NETNS: &str = "PREDICTOR_UPGRADE_NETNS";
 #[test]
 fn a_second_instance_takes_over_without_a_refused_connection() {
     let test = "a_second_instance_takes_over_without_a_refused_connection";
-    let root = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
-    if !root || !tool(test, "ip", &["-V"], "PREDICTOR_REQUIRE_NETNS") {
-        assert!(
-            std::env::var_os("PREDICTOR_REQUIRE_NETNS").is_none(),
-            "{test}: needs root and ip (PREDICTOR_REQUIRE_NETNS)"
-        );
-        skipped(test, "needs root and iproute2 for a network namespace");
+    let Some(made) = Namespaces::make(test, &["upgrade"]) else {
         return;
-    }
-    let ns = format!("predictor-upgrade-{}", std::process::id());
-    let ip = |args: &[&str]| {
-        let ok = std::process::Command::new("ip")
-            .args(args)
-            .status()
-            .unwrap();
-        assert!(ok.success(), "ip {args:?}");
     };
-    let added = std::process::Command::new("ip")
-        .args(["netns", "add", &ns])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !added {
-        assert!(
-            std::env::var_os("PREDICTOR_REQUIRE_NETNS").is_none(),
-            "{test}: cannot add a network namespace (PREDICTOR_REQUIRE_NETNS)"
-        );
-        skipped(test, "cannot add a network namespace here");
-        return;
-    }
-    struct Remove(String);
-    impl Drop for Remove {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "delete", &self.0])
-                .status();
-        }
-    }
-    let _remove = Remove(ns.clone());
-    ip(&["-n", &ns, "link", "set", "lo", "up"]);
+    let ns = &made.names[0];
     // (Linux 5.14 and later.)
     let migrate = "/proc/sys/net/ipv4/tcp_migrate_req";
     if !Path::new(migrate).exists() {
@@ -750,27 +713,16 @@ fn a_second_instance_takes_over_without_a_refused_connection() {
     ip(&[
         "netns",
         "exec",
-        &ns,
+        ns,
         "sh",
         "-c",
         &format!("echo 1 > {migrate}"),
     ]);
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", &ns])
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "operations::upgrade_inside_a_namespace",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env(UPGRADE_NETNS, &ns)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("1 passed"), "{text}");
+    let text = made.run_inside(
+        ns,
+        "operations::upgrade_inside_a_namespace",
+        (UPGRADE_NETNS, ns),
+    );
     if let Some(line) = text.lines().find(|l| l.starts_with("upgrade under load")) {
         eprintln!("{line}");
     }

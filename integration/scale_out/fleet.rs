@@ -26,8 +26,9 @@ use http_body_util::Full;
 
 use crate::support::backend::Backend;
 use crate::support::haproxy::{Haproxy, available, free_port};
+use crate::support::netns::{Namespaces, ip};
 use crate::support::process::Running;
-use crate::support::{Folder, config_toml, h1_over, read, skipped, tool};
+use crate::support::{Folder, config_toml, h1_over, read};
 
 /// The namespaces' names, `lb,e1,e2,e3`, for the inner test.
 const FLEET_NETNS: &str = "PREDICTOR_FLEET_NETNS";
@@ -39,60 +40,14 @@ const HOSTS: usize = 10_000;
 #[test]
 fn a_fleet_of_three_behind_an_l4_tier_acts_as_one() {
     let test = "a_fleet_of_three_behind_an_l4_tier_acts_as_one";
-    let root = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
-    if !root || !tool(test, "ip", &["-V"], "PREDICTOR_REQUIRE_NETNS") {
-        assert!(
-            std::env::var_os("PREDICTOR_REQUIRE_NETNS").is_none(),
-            "{test}: needs root and ip (PREDICTOR_REQUIRE_NETNS)"
-        );
-        skipped(test, "needs root and iproute2 for network namespaces");
-        return;
-    }
     if !available(test) {
         return;
     }
-    let id = std::process::id();
-    let names: Vec<String> = std::iter::once(format!("pf{id}-lb"))
-        .chain((1..=INSTANCES).map(|i| format!("pf{id}-e{i}")))
-        .collect();
-    struct Remove(Vec<String>);
-    impl Drop for Remove {
-        fn drop(&mut self) {
-            for ns in &self.0 {
-                let _ = std::process::Command::new("ip")
-                    .args(["netns", "delete", ns])
-                    .status();
-            }
-        }
-    }
-    let mut made = Remove(Vec::new());
-    for ns in &names {
-        let added = std::process::Command::new("ip")
-            .args(["netns", "add", ns])
-            .status()
-            .is_ok_and(|s| s.success());
-        if !added {
-            assert!(
-                std::env::var_os("PREDICTOR_REQUIRE_NETNS").is_none(),
-                "{test}: cannot add a network namespace (PREDICTOR_REQUIRE_NETNS)"
-            );
-            skipped(test, "cannot add a network namespace here");
-            return;
-        }
-        made.0.push(ns.clone());
-    }
-    let ip = |args: &[&str]| {
-        let ok = std::process::Command::new("ip")
-            .args(args)
-            .status()
-            .unwrap();
-        assert!(ok.success(), "ip {args:?}");
+    let Some(made) = Namespaces::make(test, &["lb", "e1", "e2", "e3"]) else {
+        return;
     };
+    let names = &made.names;
     let lb = &names[0];
-    ip(&["-n", lb, "link", "set", "lo", "up"]);
     // The whole /24 is local on lo: the visitors bind addresses in it.
     ip(&["-n", lb, "addr", "add", "10.99.0.1/24", "dev", "lo"]);
     for (i, edge) in names[1..].iter().enumerate() {
@@ -104,35 +59,16 @@ fn a_fleet_of_three_behind_an_l4_tier_acts_as_one() {
         ]);
         ip(&["-n", lb, "addr", "add", &near, "dev", &link]);
         ip(&["-n", lb, "link", "set", &link, "up"]);
-        ip(&["-n", edge, "link", "set", "lo", "up"]);
         ip(&["-n", edge, "addr", "add", &far, "dev", "uplink"]);
         ip(&["-n", edge, "link", "set", "uplink", "up"]);
-        ip(&[
-            "-n",
-            edge,
-            "route",
-            "add",
-            "default",
-            "via",
-            &format!("10.99.{n}.1"),
-        ]);
+        let via = format!("10.99.{n}.1");
+        ip(&["-n", edge, "route", "add", "default", "via", &via]);
     }
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", lb])
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "scale_out::fleet::fleet_inside_its_namespaces",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env(FLEET_NETNS, names.join(","))
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("1 passed"), "{text}");
+    let text = made.run_inside(
+        lb,
+        "scale_out::fleet::fleet_inside_its_namespaces",
+        (FLEET_NETNS, &names.join(",")),
+    );
     for line in text.lines().filter(|l| l.starts_with("fleet:")) {
         eprintln!("{line}");
     }
@@ -407,6 +343,26 @@ async fn fleet_inside_its_namespaces() {
     // it has in flight finishes, nothing fails.
     let t_term = Instant::now();
     fleet[1].signal("-TERM");
+    // During the notice: not ready, still serving (a request sent within
+    // the first 700 ms of the 1 s notice must be answered).
+    let mut c = admin(2).await;
+    let mut unready = false;
+    for _ in 0..100 {
+        if ask(&mut c, "/readyz").await.0 == 503 {
+            unready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(unready, "/readyz did not turn 503");
+    if t_term.elapsed() < Duration::from_millis(700) {
+        let direct = get_once([10, 99, 0, 1], edge(2, 8080), "site2.example", "/").await;
+        assert_eq!(
+            direct.map(|g| g.status),
+            Ok(200),
+            "served during the notice"
+        );
+    }
     let status = fleet[1].exit(Duration::from_secs(20)).await;
     assert!(status.success(), "{status:?}");
     let drained = Instant::now();

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod backend;
 pub mod capacity;
 pub mod haproxy;
+pub mod netns;
 pub mod process;
 pub mod prom;
 pub mod relay;

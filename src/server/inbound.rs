@@ -103,6 +103,17 @@ enum Parsed {
     Malformed(String),
 }
 
+/// A header's source and destination, each an (address, port).
+fn pair<A: Into<std::net::IpAddr>>(
+    source: (A, u16),
+    destination: (A, u16),
+) -> (Option<SocketAddr>, Option<SocketAddr>) {
+    (
+        Some(SocketAddr::new(source.0.into(), source.1)),
+        Some(SocketAddr::new(destination.0.into(), destination.1)),
+    )
+}
+
 /// Classifies the first bytes of a connection (pure: [`ppp`] parses).
 fn parse(bytes: &[u8]) -> Parsed {
     let starts = |signature: &[u8]| {
@@ -125,19 +136,13 @@ fn parse(bytes: &[u8]) -> Parsed {
         match ppp::v2::Header::try_from(&bytes[..len]) {
             Ok(h) => {
                 let (source, destination) = match (h.command, h.addresses) {
-                    (ppp::v2::Command::Proxy, ppp::v2::Addresses::IPv4(a)) => (
-                        Some(SocketAddr::from((a.source_address, a.source_port))),
-                        Some(SocketAddr::from((
-                            a.destination_address,
-                            a.destination_port,
-                        ))),
+                    (ppp::v2::Command::Proxy, ppp::v2::Addresses::IPv4(a)) => pair(
+                        (a.source_address, a.source_port),
+                        (a.destination_address, a.destination_port),
                     ),
-                    (ppp::v2::Command::Proxy, ppp::v2::Addresses::IPv6(a)) => (
-                        Some(SocketAddr::from((a.source_address, a.source_port))),
-                        Some(SocketAddr::from((
-                            a.destination_address,
-                            a.destination_port,
-                        ))),
+                    (ppp::v2::Command::Proxy, ppp::v2::Addresses::IPv6(a)) => pair(
+                        (a.source_address, a.source_port),
+                        (a.destination_address, a.destination_port),
                     ),
                     _ => (None, None),
                 };
@@ -162,19 +167,13 @@ fn parse(bytes: &[u8]) -> Parsed {
         match ppp::v1::Header::try_from(bytes) {
             Ok(h) => {
                 let (source, destination) = match h.addresses {
-                    ppp::v1::Addresses::Tcp4(a) => (
-                        Some(SocketAddr::from((a.source_address, a.source_port))),
-                        Some(SocketAddr::from((
-                            a.destination_address,
-                            a.destination_port,
-                        ))),
+                    ppp::v1::Addresses::Tcp4(a) => pair(
+                        (a.source_address, a.source_port),
+                        (a.destination_address, a.destination_port),
                     ),
-                    ppp::v1::Addresses::Tcp6(a) => (
-                        Some(SocketAddr::from((a.source_address, a.source_port))),
-                        Some(SocketAddr::from((
-                            a.destination_address,
-                            a.destination_port,
-                        ))),
+                    ppp::v1::Addresses::Tcp6(a) => pair(
+                        (a.source_address, a.source_port),
+                        (a.destination_address, a.destination_port),
                     ),
                     ppp::v1::Addresses::Unknown => (None, None),
                 };
