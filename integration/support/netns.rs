@@ -8,7 +8,13 @@ use super::{skipped, tool};
 /// Namespaces made for one test, deleted when dropped.
 pub struct Namespaces {
     pub names: Vec<String>,
+    /// Held while the namespaces exist: the tests that use them run
+    /// whole processes under load (an upgrade, a fleet) and are timed,
+    /// so they take turns rather than share the two cores.
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
+
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Namespaces {
     /// Makes one namespace per name in `names` (prefixed with this
@@ -29,7 +35,10 @@ impl Namespaces {
             skipped(test, "needs root and iproute2 for a network namespace");
             return None;
         }
-        let mut made = Namespaces { names: Vec::new() };
+        let mut made = Namespaces {
+            names: Vec::new(),
+            _turn: TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
+        };
         for name in names {
             let ns = format!("p{}-{name}", std::process::id());
             let added = std::process::Command::new("ip")
