@@ -190,3 +190,47 @@ async fn the_visitors_address_from_a_listed_balancer_is_used_everywhere() {
         ""
     );
 }
+
+/// The same on an `h2c` listener and on an `auto` one spoken to in
+/// HTTP/2: the header first, then the preface; every stream of the
+/// connection carries the visitor's address.
+#[tokio::test]
+async fn http2_connections_behind_the_balancer_carry_the_visitor() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let web = Backend::start("web").await;
+    let f = single_site(&web, "");
+    let listen = "address = \"127.0.0.1:0\"\n";
+    f.edit(
+        "predictor.toml",
+        listen,
+        &format!(
+            "{listen}proxy_protocol = [\"127.0.0.2\"]\n\
+             [[listen]]\naddress = \"127.0.0.5:0\"\nprotocol = \"h2c\"\nproxy_protocol = [\"127.0.0.2\"]\n"
+        ),
+        1,
+    );
+    let p = Proxy::start(&f);
+    let addrs = p.server().local_addrs().to_vec();
+    assert_eq!(addrs.len(), 2);
+    for (n, to) in addrs.into_iter().enumerate() {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut s = socket.connect(to).await.unwrap();
+        let visitor = format!("192.0.2.{}:4000", 10 + n);
+        s.write_all(&v2(&visitor, to)).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        for _ in 0..2 {
+            let req = http::Request::get("http://s.example/")
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .unwrap();
+            let a = crate::support::read(sender.send_request(req).await.unwrap()).await;
+            assert_eq!(a.status, 200, "{a:?}");
+            let ip = visitor.split(':').next().unwrap();
+            assert_eq!(web.last().header("x-forwarded-for"), Some(ip));
+        }
+    }
+}
