@@ -233,6 +233,15 @@ async fn fleet_inside_its_namespaces() {
         assert!(ready, "instance {} not ready", i + 1);
     }
 
+    // Each instance says which balancers it believes.
+    let status = ask(&mut admin(1).await, "/status").await.1;
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(
+        status["listeners"][0]["proxy_protocol"],
+        serde_json::json!(["10.99.1.1/32", "10.99.2.1/32", "10.99.3.1/32"]),
+        "{status}"
+    );
+
     // HAProxy, TCP mode: the http half of deploy/haproxy/l4.cfg, its
     // addresses ours and its checks every 100 ms (fall 1).
     let port = free_port();

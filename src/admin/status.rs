@@ -1,7 +1,8 @@
 //! `GET /status`: the state of a running instance as JSON, for operators
 //! and their tools: version, config generation, the last good and last
 //! failed reload, tenants and hosts by migration state, each pool's
-//! servers with their health and load, the legacy tunnel.
+//! servers with their health and load, the legacy tunnel, the listeners
+//! (with the L4 balancers whose PROXY headers they take).
 
 use std::time::SystemTime;
 
@@ -17,6 +18,7 @@ struct Status {
     readiness: String,
     connections_open: usize,
     generation: u64,
+    listeners: Vec<Listener>,
     reload: Reload,
     tenants: ByState,
     hosts: ByState,
@@ -24,6 +26,16 @@ struct Status {
     legacy: Option<Legacy>,
     /// Without `[tls]`: none.
     certificates: Option<Certificates>,
+}
+
+/// A listener as the serving config has it (its address as written: a
+/// port 0 is the one bound at start).
+#[derive(Serialize)]
+struct Listener {
+    address: String,
+    protocol: String,
+    /// The sources whose PROXY protocol headers it takes; none when off.
+    proxy_protocol: Option<Vec<String>>,
 }
 
 #[derive(Serialize)]
@@ -171,6 +183,19 @@ pub fn render(admin: &super::Admin) -> String {
         },
         connections_open: admin.lifecycle.connections_open(),
         generation: snap.generation,
+        listeners: snap
+            .config
+            .listeners
+            .iter()
+            .map(|l| Listener {
+                address: l.address.to_string(),
+                protocol: format!("{:?}", l.protocol).to_lowercase(),
+                proxy_protocol: l
+                    .proxy_protocol
+                    .as_ref()
+                    .map(|p| p.from.iter().map(|n| n.to_string()).collect()),
+            })
+            .collect(),
         reload: Reload {
             last_good: reloads.last_good.map(|(at, generation)| Good {
                 at: unix(at),
