@@ -39,6 +39,19 @@ fn problems(e: ConfigError) -> Vec<Problem> {
 }
 
 /// Asserts that each `(line, key)` is among the problems.
+/// The problems of a folder with `toml` (every tenant migrated), which
+/// must be refused.
+fn refused(toml: &str) -> Vec<Problem> {
+    let dir = folder(toml, "", "default = \"migrated\"\n");
+    problems(Config::load(dir.path()).unwrap_err())
+}
+
+/// The config of a folder with `toml` (every tenant migrated).
+fn loaded(toml: &str) -> Config {
+    let dir = folder(toml, "", "default = \"migrated\"\n");
+    Config::load(dir.path()).unwrap()
+}
+
 fn assert_found(p: &[Problem], expected: &[(Option<usize>, &str)]) {
     let found: Vec<(Option<usize>, &str)> = p
         .iter()
@@ -186,8 +199,7 @@ servers = [
 [pools.empty]
 servers = []
 "#;
-    let dir = folder(text, "", "default = \"migrated\"\n");
-    let p = problems(Config::load(dir.path()).unwrap_err());
+    let p = refused(text);
     assert_found(
         &p,
         &[
@@ -420,8 +432,7 @@ pool = "p"
 [pools.p]
 servers = [{ id = "a", address = "127.0.0.1:9" }]
 "#;
-    let dir = folder(text, "", "default = \"migrated\"\n");
-    let p = problems(Config::load(dir.path()).unwrap_err());
+    let p = refused(text);
     assert_found(
         &p,
         &[
@@ -457,8 +468,7 @@ k_min = 9
 [pools.p]
 servers = [{ id = "a", address = "127.0.0.1:9" }]
 "#;
-    let dir = folder(text, "", "default = \"migrated\"\n");
-    let p = problems(Config::load(dir.path()).unwrap_err());
+    let p = refused(text);
     assert_found(
         &p,
         &[
@@ -474,8 +484,7 @@ servers = [{ id = "a", address = "127.0.0.1:9" }]
         .replace("balance_factor = 0.9", "")
         .replace("cost = 0\nk_min = 3\nk_max = 2\n", "")
         .replace("k_min = 9\n", "k_min = 2\n");
-    let dir = folder(&ok, "", "default = \"migrated\"\n");
-    let c = Config::load(dir.path()).unwrap();
+    let c = loaded(&ok);
     assert_eq!(c.placement.balance_factor, 1.25);
     let (a, b) = (c.tier(0), c.tier(1));
     assert_eq!((a.cost, a.k_min, a.k_max), (1, 1, 4));
@@ -502,8 +511,7 @@ on = "sometimes"
 base = "1m"
 max = "10s"
 "#;
-    let dir = folder(text, "", "default = \"migrated\"\n");
-    let p = problems(Config::load(dir.path()).unwrap_err());
+    let p = refused(text);
     assert_found(
         &p,
         &[
@@ -519,8 +527,7 @@ max = "10s"
 
 #[test]
 fn health_defaults() {
-    let dir = folder(MINIMAL, "", "default = \"migrated\"\n");
-    let c = Config::load(dir.path()).unwrap();
+    let c = loaded(MINIMAL);
     let p = &c.pools[0];
     assert_eq!((p.check.clone(), p.agent), (None, None));
     assert_eq!(p.eject.failures, 5);
@@ -558,8 +565,7 @@ fn proxy_protocol_sources_and_timeout_are_checked_with_their_lines() {
         "address = \"127.0.0.1:0\"\n",
         "address = \"127.0.0.1:0\"\nproxy_protocol = [\"10.0.0.0/24\", \"192.0.2.7\"]\n",
     );
-    let dir = folder(&on, "", "default = \"migrated\"\n");
-    let c = Config::load(dir.path()).unwrap();
+    let c = loaded(&on);
     let p = c.listeners[0].proxy_protocol.as_ref().unwrap();
     assert_eq!(p.timeout, std::time::Duration::from_secs(5));
     assert!(p.expects("10.0.0.9".parse().unwrap()));
@@ -594,29 +600,25 @@ fn proxy_protocol_sources_and_timeout_are_checked_with_their_lines() {
             "address = \"127.0.0.1:0\"\n",
             &format!("address = \"127.0.0.1:0\"\n{keys}"),
         );
-        let dir = folder(&text, "", "default = \"migrated\"\n");
-        let p = problems(Config::load(dir.path()).unwrap_err());
+        let p = refused(&text);
         assert_found(&p, &[(Some(line), key)]);
     }
 }
 
 #[test]
 fn the_drain_notice_is_off_unless_set_and_checked_with_its_line() {
-    let dir = folder(MINIMAL, "", "default = \"migrated\"\n");
-    let c = Config::load(dir.path()).unwrap();
+    let c = loaded(MINIMAL);
     assert_eq!(c.timeouts.drain_notice, std::time::Duration::ZERO);
     for (value, secs) in [("\"0s\"", 0), ("\"3s\"", 3)] {
         let text = format!("{MINIMAL}[timeouts]\ndrain_notice = {value}\n");
-        let dir = folder(&text, "", "default = \"migrated\"\n");
-        let c = Config::load(dir.path()).unwrap();
+        let c = loaded(&text);
         assert_eq!(
             c.timeouts.drain_notice,
             std::time::Duration::from_secs(secs)
         );
     }
     let text = format!("{MINIMAL}[timeouts]\ndrain_notice = \"soon\"\n");
-    let dir = folder(&text, "", "default = \"migrated\"\n");
-    let p = problems(Config::load(dir.path()).unwrap_err());
+    let p = refused(&text);
     assert_found(&p, &[(Some(11), "timeouts.drain_notice")]);
 }
 
@@ -627,15 +629,13 @@ fn tls_keys_are_checked_with_their_lines() {
         "address = \"127.0.0.1:0\"\n",
         "address = \"127.0.0.1:0\"\nprotocol = \"https\"\n",
     );
-    let dir = folder(&text, "", "default = \"migrated\"\n");
-    let p = problems(Config::load(dir.path()).unwrap_err());
+    let p = refused(&text);
     assert_found(&p, &[(Some(6), "listen[0].protocol")]);
 
     let text = format!(
         "{MINIMAL}[tls]\ncertificates = \"\"\ndefault_certificate = \"a/b.pem\"\nkey_cache = 0\nhandshake_timeout = \"soon\"\nmisdirected = \"nope\"\n"
     );
-    let dir = folder(&text, "", "default = \"migrated\"\n");
-    let p = problems(Config::load(dir.path()).unwrap_err());
+    let p = refused(&text);
     assert_found(
         &p,
         &[
@@ -687,8 +687,7 @@ fn passthrough_keys_are_checked_with_their_lines() {
     let text = format!(
         "{MINIMAL}[tls]\ncertificates = \"certs\"\n[tls.passthrough]\naddress = \"nowhere\"\nno_sni = \"maybe\"\nproxy_protocol = false\n"
     );
-    let dir = folder(&text, "", "default = \"migrated\"\n");
-    let p = problems(Config::load(dir.path()).unwrap_err());
+    let p = refused(&text);
     assert_found(
         &p,
         &[
@@ -699,8 +698,7 @@ fn passthrough_keys_are_checked_with_their_lines() {
     let text = format!(
         "{MINIMAL}[tls]\ncertificates = \"certs\"\n[tls.passthrough]\naddress = \"10.0.0.1:443\"\nno_sni = \"close\"\nproxy_protocol = false\n"
     );
-    let dir = folder(&text, "", "default = \"migrated\"\n");
-    let c = Config::load(dir.path()).unwrap();
+    let c = loaded(&text);
     let p = c.tls.unwrap().passthrough.unwrap();
     assert_eq!(
         (
@@ -798,15 +796,13 @@ max = 0
 "#;
     // An unknown key stops the parse at its line (serde), as anywhere.
     let unknown = text.replace("\"many\"", "1");
-    let dir = folder(&unknown, "", "default = \"migrated\"\n");
-    let p = problems(Config::load(dir.path()).unwrap_err());
+    let p = refused(&unknown);
     assert_eq!((p.len(), p[0].line), (1, Some(13)), "{p:?}");
     assert!(p[0].message.contains("surge"), "{}", p[0]);
     let text = text
         .replace("surge = 1\n", "")
         .replace("\"many\"", "7000000");
-    let dir = folder(&text, "", "default = \"migrated\"\n");
-    let p = problems(Config::load(dir.path()).unwrap_err());
+    let p = refused(&text);
     assert_found(
         &p,
         &[
@@ -825,8 +821,7 @@ max = 0
 
 #[test]
 fn isolation_defaults_protect_and_the_example_sets_each_key() {
-    let dir = folder(MINIMAL, "", "default = \"migrated\"\n");
-    let c = Config::load(dir.path()).unwrap();
+    let c = loaded(MINIMAL);
     let t = c.isolation.tiers[0];
     assert_eq!(
         (t.concurrent, t.rate, t.client_rate, t.share, t.priority),
@@ -887,8 +882,7 @@ cookie = "a;b"
 token = "short"
 networks = ["10.0.0.0/33"]
 "#;
-    let dir = folder(text, "", "default = \"migrated\"\n");
-    let p = problems(Config::load(dir.path()).unwrap_err());
+    let p = refused(text);
     assert_found(
         &p,
         &[
@@ -905,8 +899,7 @@ networks = ["10.0.0.0/33"]
     let text = MINIMAL.to_string()
         + "[shadow]\nshare = \"ten\"\nmax_in_flight = 0\nheader = \"a b\"\ntimeout = \"soon\"\n\
            max_mismatch = \"200%\"\n[shadow.filers.f1]\nrate = -1\n";
-    let dir = folder(&text, "", "default = \"migrated\"\n");
-    let p = problems(Config::load(dir.path()).unwrap_err());
+    let p = refused(&text);
     assert_found(
         &p,
         &[
@@ -936,13 +929,11 @@ networks = ["10.0.0.0/33"]
     );
     // A header without a token.
     let text = MINIMAL.to_string() + "[preview]\nheader = \"X-Preview\"\n";
-    let dir = folder(&text, "", "default = \"migrated\"\n");
-    let p = problems(Config::load(dir.path()).unwrap_err());
+    let p = refused(&text);
     assert_found(&p, &[(Some(10), "preview")]);
     let ok = MINIMAL.to_string()
         + "[reload]\nhold_changed = \"0.5%\"\n[preview]\nnetworks = [\"192.0.2.7\"]\n";
-    let dir = folder(&ok, "", "default = \"migrated\"\n");
-    let c = Config::load(dir.path()).unwrap();
+    let c = loaded(&ok);
     assert_eq!(c.reload.changed, 0.005);
     assert_eq!(c.preview.unwrap().networks[0].to_string(), "192.0.2.7/32");
 }

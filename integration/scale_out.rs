@@ -189,6 +189,28 @@ async fn the_visitors_address_from_a_listed_balancer_is_used_everywhere() {
         get_via("127.0.0.2", to, &v2("192.0.2.7:1", to), "s.example").await,
         ""
     );
+
+    // A bad list is refused at its line and the serving one stays.
+    f.edit(
+        "predictor.toml",
+        "proxy_protocol = [\"127.0.0.3\"]",
+        "proxy_protocol = [\"127.0.0.3\", \"the new balancer\"]",
+        1,
+    );
+    assert!(matches!(
+        reload(p.server(), f.path()),
+        Err(predictor::reload::Outcome::Refused)
+    ));
+    let e = predictor::config::Config::load(f.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("predictor.toml:7: listen[0].proxy_protocol[1]"),
+        "{e}"
+    );
+    let a = get_via("127.0.0.3", to, &v2("198.51.100.6:1", to), "s.example").await;
+    assert_eq!(status(&a), 200, "{a}");
+    assert_eq!(web.last().header("x-forwarded-for"), Some("198.51.100.6"));
 }
 
 /// The same on an `h2c` listener and on an `auto` one spoken to in

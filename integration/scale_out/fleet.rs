@@ -28,7 +28,7 @@ use crate::support::backend::Backend;
 use crate::support::haproxy::{Haproxy, available, free_port};
 use crate::support::netns::{Namespaces, ip};
 use crate::support::process::Running;
-use crate::support::{Folder, config_toml, h1_over, read};
+use crate::support::{Folder, config_toml, eventually, get_on, h1_over, try_send_from};
 
 /// The namespaces' names, `lb,e1,e2,e3`, for the inner test.
 const FLEET_NETNS: &str = "PREDICTOR_FLEET_NETNS";
@@ -89,25 +89,12 @@ struct Got {
 /// One `Connection: close` GET of `host` on a new connection from the
 /// local address `from` to `to`.
 async fn get_once(from: [u8; 4], to: SocketAddr, host: &str, path: &str) -> Result<Got, String> {
-    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
-    socket
-        .bind(SocketAddr::from((from, 0)))
-        .map_err(|e| e.to_string())?;
-    let stream = tokio::time::timeout(Duration::from_secs(5), socket.connect(to))
-        .await
-        .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| format!("connect: {e}"))?;
-    let mut s = h1_over(stream).await;
     let req = Request::get(path)
         .header("host", host)
         .header("connection", "close")
         .body(Full::new(Bytes::new()))
         .unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(10), s.send_request(req))
-        .await
-        .map_err(|_| "no answer within 10 s".to_string())?
-        .map_err(|e| format!("request: {e}"))?;
-    let a = read(resp).await;
+    let a = try_send_from(std::net::IpAddr::from(from), to, req).await?;
     Ok(Got {
         status: a.status.as_u16(),
         backend: a.header("x-backend").unwrap_or("").to_string(),
@@ -149,18 +136,6 @@ fn route_facts(text: &str) -> String {
         }
     }
     out
-}
-
-async fn ask(
-    c: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-    path: &str,
-) -> (u16, String) {
-    let req = Request::get(path)
-        .header("host", "admin")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let a = read(c.send_request(req).await.unwrap()).await;
-    (a.status.as_u16(), a.body)
 }
 
 /// Run by the test above inside the `lb` namespace (ignored otherwise).
@@ -224,7 +199,7 @@ async fn fleet_inside_its_namespaces() {
         let mut c = admin(i + 1).await;
         let mut ready = false;
         for _ in 0..200 {
-            if ask(&mut c, "/readyz").await.0 == 200 {
+            if get_on(&mut c, "admin", "/readyz").await.status == 200 {
                 ready = true;
                 break;
             }
@@ -234,7 +209,7 @@ async fn fleet_inside_its_namespaces() {
     }
 
     // Each instance says which balancers it believes.
-    let status = ask(&mut admin(1).await, "/status").await.1;
+    let status = get_on(&mut admin(1).await, "admin", "/status").await.body;
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(
         status["listeners"][0]["proxy_protocol"],
@@ -259,8 +234,9 @@ async fn fleet_inside_its_namespaces() {
             let mut c = admin(i).await;
             let mut facts = Vec::with_capacity(HOSTS);
             for n in 0..HOSTS {
-                let (status, text) = ask(&mut c, &format!("/route?host=site{n}.example")).await;
-                assert_eq!(status, 200, "{text}");
+                let a = get_on(&mut c, "admin", &format!("/route?host=site{n}.example")).await;
+                let text = a.body;
+                assert_eq!(a.status, 200, "{text}");
                 assert!(text.contains("route:"), "{text}");
                 facts.push(route_facts(&text));
             }
@@ -357,7 +333,7 @@ async fn fleet_inside_its_namespaces() {
     let mut c = admin(2).await;
     let mut unready = false;
     for _ in 0..100 {
-        if ask(&mut c, "/readyz").await.0 == 503 {
+        if get_on(&mut c, "admin", "/readyz").await.status == 503 {
             unready = true;
             break;
         }
@@ -455,33 +431,59 @@ fn l4_tier() -> String {
 /// instance answers from the old state after the new one.
 async fn flip(f: &Folder, content: &str, to_pool: bool) -> Duration {
     let stop = Arc::new(AtomicBool::new(false));
+    // Per poller: answers so far, and answers from the new state.
+    let counts: Arc<Vec<(AtomicUsize, AtomicUsize)>> = Arc::new(
+        (0..INSTANCES)
+            .map(|_| (AtomicUsize::new(0), AtomicUsize::new(0)))
+            .collect(),
+    );
     let mut pollers = Vec::new();
     for i in 1..=INSTANCES {
-        let stop = stop.clone();
+        let (stop, counts) = (stop.clone(), counts.clone());
         pollers.push(tokio::spawn(async move {
             let socket = tokio::net::TcpSocket::new_v4().unwrap();
             socket.bind("10.99.0.1:0".parse().unwrap()).unwrap();
             let mut c = h1_over(socket.connect(edge(i, 8080)).await.unwrap()).await;
             let mut got = Vec::new();
-            for _ in 0..20_000 {
+            for _ in 0..100_000 {
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                let req = Request::get("/")
-                    .header("host", "flip.example")
-                    .body(Full::new(Bytes::new()))
-                    .unwrap();
-                let a = read(c.send_request(req).await.unwrap()).await;
+                let a = get_on(&mut c, "flip.example", "/").await;
                 let pool = a.header("x-backend").is_some_and(|b| b != "legacy");
                 got.push((Instant::now(), pool == to_pool));
+                let (all, new) = &counts[i - 1];
+                all.fetch_add(1, Ordering::SeqCst);
+                if pool == to_pool {
+                    new.fetch_add(1, Ordering::SeqCst);
+                }
             }
             got
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let every = |min: &dyn Fn(&(AtomicUsize, AtomicUsize)) -> bool| counts.iter().all(min);
+    eventually("every poller answered", || {
+        every(&|(all, _)| all.load(Ordering::SeqCst) > 0)
+    })
+    .await;
     f.replace("migration.toml", content);
     let written = Instant::now();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    eventually("every instance on the new state", || {
+        every(&|(_, new)| new.load(Ordering::SeqCst) > 0)
+    })
+    .await;
+    // Then 50 more answers each, all of which must be new.
+    let marks: Vec<usize> = counts
+        .iter()
+        .map(|(all, _)| all.load(Ordering::SeqCst))
+        .collect();
+    eventually("50 answers more from each", || {
+        counts
+            .iter()
+            .zip(&marks)
+            .all(|((all, _), m)| all.load(Ordering::SeqCst) >= m + 50)
+    })
+    .await;
     stop.store(true, Ordering::SeqCst);
     let mut worst = Duration::ZERO;
     for (i, p) in pollers.into_iter().enumerate() {

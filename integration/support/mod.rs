@@ -398,18 +398,36 @@ pub async fn send_from(
     addr: SocketAddr,
     req: Request<Full<Bytes>>,
 ) -> Answer {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::new(from, 0)).unwrap();
-    let stream = socket.connect(addr).await.unwrap();
+    try_send_from(from, addr, req).await.unwrap()
+}
+
+/// [`send_from`], its failures (connecting, the exchange, no answer
+/// within [`WAIT`]) returned rather than panicking: for counting them
+/// under load.
+pub async fn try_send_from(
+    from: std::net::IpAddr,
+    addr: SocketAddr,
+    req: Request<Full<Bytes>>,
+) -> Result<Answer, String> {
+    let socket = match from {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .map_err(|e| e.to_string())?;
+    socket
+        .bind(SocketAddr::new(from, 0))
+        .map_err(|e| format!("bind: {e}"))?;
+    let stream = tokio::time::timeout(WAIT, socket.connect(addr))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| format!("connect: {e}"))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .unwrap();
+        .map_err(|e| format!("handshake: {e}"))?;
     tokio::spawn(conn);
-    read(
-        tokio::time::timeout(WAIT, sender.send_request(req))
-            .await
-            .unwrap()
-            .unwrap(),
-    )
-    .await
+    let resp = tokio::time::timeout(WAIT, sender.send_request(req))
+        .await
+        .map_err(|_| format!("no answer within {WAIT:?}"))?
+        .map_err(|e| format!("request: {e}"))?;
+    Ok(read(resp).await)
 }

@@ -440,9 +440,11 @@ mod tests {
         }
     }
 
-    /// Connects, writes `pieces` (with a pause between them), and reads
-    /// the header on the accepted side with `from` listed. Returns the
-    /// result and what is left in the socket.
+    /// Connects, writes `pieces` (a pause between them, so that they
+    /// arrive as separate segments, as from a slow sender; merged, the
+    /// test holds too), keeps the connection open, and reads the header
+    /// on the accepted side with `from` listed. Returns the result and
+    /// what is left in the socket.
     async fn exchange(from: &str, pieces: &[&[u8]]) -> (Result<Origin, InboundError>, Vec<u8>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -453,7 +455,9 @@ mod tests {
                 c.write_all(&p).await.unwrap();
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            // Open until the test is done with it (aborted below).
+            std::future::pending::<()>().await;
+            drop(c);
         });
         let (mut s, peer) = listener.accept().await.unwrap();
         let m = crate::metrics::Metrics::new();
